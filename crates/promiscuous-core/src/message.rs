@@ -1,0 +1,247 @@
+//! The wire protocol: one JSON [`Message`] per publisher transaction, documented in
+//! `docs/PROTOCOL.md` and `docs/protocol.schema.json`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The protocol version this crate writes and the newest it reads.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A replicated unit of work: the operations of one publisher write, applied atomically.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Protocol version ([`PROTOCOL_VERSION`]).
+    pub protocol: u32,
+    /// The publishing application (first segment of the endpoints it publishes to).
+    pub app: String,
+    /// Unique message id (UUID).
+    pub id: String,
+    /// Commit time on the publisher, in milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// Host name of the publishing process.
+    pub host: String,
+    /// The user on whose behalf the write was made, if the publisher set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_user_id: Option<Value>,
+    /// What this message depends on (causal order).
+    #[serde(default)]
+    pub dependencies: Dependencies,
+    /// The operations, applied in order and atomically.
+    pub operations: Vec<Operation>,
+}
+
+/// Read and write dependencies: `key` at `version`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dependencies {
+    /// Instances read before the write, at the version seen.
+    #[serde(default)]
+    pub read: Vec<Dependency>,
+    /// Instances written, at their new version.
+    #[serde(default)]
+    pub write: Vec<Dependency>,
+}
+
+/// One instance at one version. The key is `"{endpoint}/{id}"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Dependency {
+    pub key: String,
+    pub version: u64,
+}
+
+/// What happened to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    Create,
+    Update,
+    Destroy,
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OperationKind::Create => "create",
+            OperationKind::Update => "update",
+            OperationKind::Destroy => "destroy",
+        })
+    }
+}
+
+/// One create, update or destroy of one published instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Where it was published, `"app/model"`.
+    pub endpoint: String,
+    /// The type chain, most specific first (polymorphism).
+    pub types: Vec<String>,
+    /// The publisher's primary key.
+    pub id: Value,
+    pub operation: OperationKind,
+    /// Per-instance version: 1 on create, +1 on every published write.
+    pub version: u64,
+    /// All published attributes after the write (absent on destroy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Map<String, Value>>,
+    /// On update: the published attributes that changed, before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<BTreeMap<String, Change>>,
+}
+
+/// The value of one attribute before and after an update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub before: Value,
+    pub after: Value,
+}
+
+/// Why a payload is not a valid message. Always names the offending part.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("malformed message: {0}")]
+    Json(String),
+    #[error("unsupported protocol version {found} (this subscriber reads up to {PROTOCOL_VERSION})")]
+    Protocol { found: u32 },
+    #[error("message {message}: {problem}")]
+    Invalid { message: String, problem: String },
+}
+
+/// The key of an instance in dependencies and version stores: `"{endpoint}/{id}"`.
+pub fn instance_key(endpoint: &str, id: &Value) -> String {
+    match id {
+        Value::String(s) => format!("{endpoint}/{s}"),
+        other => format!("{endpoint}/{other}"),
+    }
+}
+
+impl Operation {
+    /// This operation's instance key, see [`instance_key`].
+    pub fn key(&self) -> String {
+        instance_key(&self.endpoint, &self.id)
+    }
+}
+
+impl Message {
+    /// Serialize to the wire format.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a Message always serializes")
+    }
+
+    /// Parse and validate a payload from the wire. Never panics on bad input.
+    pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
+        let value: Value =
+            serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?;
+        if let Some(found) = value.get("protocol").and_then(Value::as_u64)
+            && found > PROTOCOL_VERSION as u64
+        {
+            return Err(DecodeError::Protocol {
+                found: found.min(u32::MAX as u64) as u32,
+            });
+        }
+        let message: Message =
+            serde_json::from_value(value).map_err(|e| DecodeError::Json(e.to_string()))?;
+        message.validate()?;
+        Ok(message)
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        let invalid = |problem: String| DecodeError::Invalid {
+            message: self.id.clone(),
+            problem,
+        };
+        if self.protocol == 0 {
+            return Err(invalid("protocol version 0 does not exist".into()));
+        }
+        if self.operations.is_empty() {
+            return Err(invalid("has no operations".into()));
+        }
+        for (i, op) in self.operations.iter().enumerate() {
+            if op.endpoint.is_empty() {
+                return Err(invalid(format!("operation {i} has an empty endpoint")));
+            }
+            if op.version == 0 {
+                return Err(invalid(format!(
+                    "operation {i} ({}) has version 0; versions start at 1",
+                    op.key()
+                )));
+            }
+            if !matches!(op.id, Value::String(_) | Value::Number(_)) {
+                return Err(invalid(format!(
+                    "operation {i} on {} has id {} (expected a string or a number)",
+                    op.endpoint, op.id
+                )));
+            }
+            if op.operation != OperationKind::Destroy && op.attributes.is_none() {
+                return Err(invalid(format!(
+                    "operation {i} ({} {}) carries no attributes",
+                    op.operation,
+                    op.key()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The host name written into messages.
+pub fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Value {
+        json!({
+            "protocol": 1, "app": "crowdtap", "id": "m1", "timestamp": 1, "host": "h",
+            "operations": [{"endpoint": "crowdtap/user", "types": ["User"], "id": 1,
+                            "operation": "create", "version": 1, "attributes": {"name": "Yoda"}}]
+        })
+    }
+
+    #[test]
+    fn round_trips() {
+        let m = Message::decode(sample().to_string().as_bytes()).unwrap();
+        assert_eq!(m.operations[0].key(), "crowdtap/user/1");
+        assert_eq!(Message::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn rejects_bad_input_with_context() {
+        let err = Message::decode(b"{not json").unwrap_err();
+        assert!(matches!(err, DecodeError::Json(_)), "{err}");
+
+        let mut v = sample();
+        v["protocol"] = json!(99);
+        let err = Message::decode(v.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err, DecodeError::Protocol { found: 99 });
+
+        let mut v = sample();
+        v["operations"][0].as_object_mut().unwrap().remove("attributes");
+        let err = Message::decode(v.to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("carries no attributes"), "{err}");
+
+        let mut v = sample();
+        v["operations"][0]["operation"] = json!("explode");
+        let err = Message::decode(v.to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("explode"), "{err}");
+
+        let mut v = sample();
+        v["operations"][0]["version"] = json!(0);
+        assert!(Message::decode(v.to_string().as_bytes()).is_err());
+
+        let mut v = sample();
+        v["operations"] = json!([]);
+        assert!(Message::decode(v.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn string_ids_make_plain_keys() {
+        assert_eq!(instance_key("a/b", &json!("x-1")), "a/b/x-1");
+        assert_eq!(instance_key("a/b", &json!(7)), "a/b/7");
+    }
+}

@@ -1,0 +1,10 @@
+//! The publisher pipeline: a write commits its operation to the outbox in the same database
+//! transaction (see `promiscuous-sea-orm`), then the [`Relay`] moves outbox rows to the transport
+//! in order, removing them only once the broker confirmed them.
+
+mod outbox;
+mod relay;
+pub mod wake;
+
+pub use outbox::{BoxError, Outbox, OutboxEntry};
+pub use relay::{Relay, RelayConfig};

@@ -1,0 +1,22 @@
+use async_trait::async_trait;
+
+/// Errors from storage backends, kept opaque to the core.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One encoded message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    /// Position in the outbox: rows are published in `id` order.
+    pub id: i64,
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+}
+
+/// Durable storage of committed, not yet confirmed messages.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// The oldest `limit` entries, in commit order.
+    async fn fetch(&self, limit: usize) -> Result<Vec<OutboxEntry>, BoxError>;
+    /// Forgets entries the broker confirmed.
+    async fn remove(&self, ids: &[i64]) -> Result<(), BoxError>;
+}

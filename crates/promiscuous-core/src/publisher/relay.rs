@@ -1,0 +1,160 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::outbox::Outbox;
+use super::wake;
+use crate::error::{Error, ErrorNotifier, log_errors};
+use crate::transport::{Outgoing, Transport};
+
+/// Tuning of a [`Relay`].
+#[derive(Clone)]
+pub struct RelayConfig {
+    /// Rows published per broker round trip.
+    pub batch_size: usize,
+    /// Longest sleep between two looks at the outbox when nobody woke the relay.
+    pub poll_interval: Duration,
+    /// First retry delay after a failure; doubles up to `poll_interval * 20`.
+    pub retry_delay: Duration,
+    pub error_notifier: ErrorNotifier,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            poll_interval: Duration::from_millis(100),
+            retry_delay: Duration::from_millis(50),
+            error_notifier: log_errors(),
+        }
+    }
+}
+
+/// Moves committed outbox rows to the transport, in order; a row is removed only after the
+/// broker confirmed it, so a crash or an outage at any point loses nothing (a row may be
+/// published twice, which subscribers absorb by version).
+pub struct Relay {
+    outbox: Arc<dyn Outbox>,
+    transport: Arc<dyn Transport>,
+    config: RelayConfig,
+    /// One batch at a time per relay, so `drain` and `run` never publish the same rows twice.
+    batch: tokio::sync::Mutex<()>,
+}
+
+impl Relay {
+    pub fn new(outbox: Arc<dyn Outbox>, transport: Arc<dyn Transport>) -> Self {
+        Self::with_config(outbox, transport, RelayConfig::default())
+    }
+
+    pub fn with_config(
+        outbox: Arc<dyn Outbox>,
+        transport: Arc<dyn Transport>,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            outbox,
+            transport,
+            config,
+            batch: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Publishes one batch; returns how many rows it moved.
+    pub async fn publish_batch(&self) -> Result<usize, Error> {
+        let _one_at_a_time = self.batch.lock().await;
+        let entries = self
+            .outbox
+            .fetch(self.config.batch_size)
+            .await
+            .map_err(|e| Error::Publisher(format!("reading the outbox: {e}")))?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let outgoing: Vec<Outgoing> = entries
+            .iter()
+            .map(|e| Outgoing {
+                routing_key: e.routing_key.clone(),
+                payload: e.payload.clone(),
+            })
+            .collect();
+        self.transport.publish(&outgoing).await.map_err(|e| {
+            Error::Publisher(format!(
+                "publishing {} outbox rows (they stay in the outbox): {e}",
+                entries.len()
+            ))
+        })?;
+        let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+        self.outbox.remove(&ids).await.map_err(|e| {
+            Error::Publisher(format!(
+                "removing {} confirmed rows from the outbox (they will be published again): {e}",
+                ids.len()
+            ))
+        })?;
+        tracing::debug!(rows = ids.len(), "relay published");
+        Ok(ids.len())
+    }
+
+    /// Publishes until the outbox is empty; returns how many rows it moved.
+    pub async fn drain(&self) -> Result<usize, Error> {
+        let mut total = 0;
+        loop {
+            let n = self.publish_batch().await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs until `shutdown` resolves: drains, then waits for a write in this process (with a
+    /// short re-check for rows whose transaction had not committed yet) or the poll interval.
+    /// Failures are reported to the error notifier and retried with backoff.
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut delay = self.config.retry_delay;
+        loop {
+            let seen = wake::writes();
+            let outcome = tokio::select! {
+                _ = &mut shutdown => return,
+                r = self.drain() => r,
+            };
+            match outcome {
+                Ok(_) => {
+                    delay = self.config.retry_delay;
+                    let woken = tokio::select! {
+                        _ = &mut shutdown => return,
+                        w = wake::wait_for_write(seen, self.config.poll_interval) => w,
+                    };
+                    if woken {
+                        self.await_commit(&mut shutdown).await;
+                    }
+                }
+                Err(e) => {
+                    (self.config.error_notifier)(&e);
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(self.config.poll_interval * 20);
+                }
+            }
+        }
+    }
+
+    /// After a wake-up the writer's transaction may still be open: look again quickly a few
+    /// times (1, 2, 4 … ms) rather than waiting a whole poll interval.
+    async fn await_commit(&self, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) {
+        let mut pause = Duration::from_millis(1);
+        while pause < self.config.poll_interval {
+            match self.outbox.fetch(1).await {
+                Ok(rows) if !rows.is_empty() => return,
+                Err(_) => return,
+                Ok(_) => {}
+            }
+            tokio::select! {
+                _ = shutdown.as_mut() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause *= 2;
+        }
+    }
+}

@@ -1,0 +1,49 @@
+use async_trait::async_trait;
+
+use crate::message::Message;
+use crate::publisher::BoxError;
+
+/// Why a message could not be applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApplyError {
+    /// The message itself is wrong (unknown type, missing or mistyped attribute): retrying
+    /// cannot help, it goes to the dead-letter store at once.
+    #[error("{0}")]
+    Permanent(String),
+    /// The database or a callback failed: the message is retried.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// What applying a message did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Operations whose effect was written.
+    pub applied: usize,
+    /// Operations skipped because their version was already applied (duplicates, stale).
+    pub skipped: usize,
+    /// Operations for endpoints this subscriber does not follow.
+    pub ignored: usize,
+}
+
+/// A message that could not be applied, kept with its error for inspection and replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub queue: String,
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    pub error: String,
+    pub attempts: u32,
+    pub at_ms: i64,
+}
+
+/// Applies decoded messages to the subscriber's storage.
+#[async_trait]
+pub trait Applier: Send + Sync + 'static {
+    /// Routing keys (publisher applications) the subscriber's queue must be bound to.
+    fn bindings(&self) -> Vec<String>;
+    /// Applies every operation of `message` atomically, skipping versions already applied.
+    async fn apply(&self, message: &Message) -> Result<Applied, ApplyError>;
+    /// Stores a message that could not be applied.
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BoxError>;
+}

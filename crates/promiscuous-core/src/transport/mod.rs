@@ -1,0 +1,130 @@
+//! Transports move encoded messages from the publisher's relay to subscriber queues.
+//!
+//! Every transport has the semantics of a RabbitMQ topic exchange: messages are routed by routing
+//! key to durable per-subscriber queues, publishing returns only once the broker has confirmed
+//! the messages, and deliveries stay unacknowledged (and are redelivered if the consumer goes
+//! away) until the subscriber acks them.
+//!
+//! - [`in_process`]: the embedded default, a broker inside the process (quickstart, tests).
+
+pub mod in_process;
+
+use async_trait::async_trait;
+
+pub use in_process::InProcess;
+
+/// What a transport failed at, with context.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TransportError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    #[error("broker refused the message: {0}")]
+    Rejected(String),
+    #[error("consumer closed")]
+    Closed,
+}
+
+/// A message the relay hands to the transport.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+}
+
+/// The durable queue a subscriber application consumes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSpec {
+    /// Queue name (the subscriber application's name).
+    pub queue: String,
+    /// Topic binding patterns (`word.word`, `*` for one word, `#` for any number).
+    pub bindings: Vec<String>,
+    /// How many deliveries may be unacknowledged at once.
+    pub prefetch: u16,
+}
+
+/// A broker connection able to publish and to consume.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Publishes `messages` in order and returns once the broker confirmed all of them.
+    async fn publish(&self, messages: &[Outgoing]) -> Result<(), TransportError>;
+    /// Declares the queue with its bindings (idempotent) and starts consuming it.
+    async fn consume(&self, spec: &QueueSpec) -> Result<Box<dyn Consumer>, TransportError>;
+    /// Whether the transport is connected.
+    fn healthy(&self) -> bool {
+        true
+    }
+}
+
+/// A stream of deliveries from one queue.
+#[async_trait]
+pub trait Consumer: Send {
+    /// The next delivery; [`TransportError::Closed`] once the consumer is closed.
+    async fn next(&mut self) -> Result<Delivery, TransportError>;
+}
+
+/// Acknowledges one delivery to the broker.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    async fn ack(&self) -> Result<(), TransportError>;
+    async fn nack(&self, requeue: bool) -> Result<(), TransportError>;
+}
+
+/// One message received from a queue; must be acked or nacked.
+pub struct Delivery {
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    /// The broker delivered it before without an ack.
+    pub redelivered: bool,
+    pub acker: Box<dyn Acker>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("routing_key", &self.routing_key)
+            .field("payload_len", &self.payload.len())
+            .field("redelivered", &self.redelivered)
+            .finish()
+    }
+}
+
+impl Delivery {
+    pub async fn ack(&self) -> Result<(), TransportError> {
+        self.acker.ack().await
+    }
+    pub async fn nack(&self, requeue: bool) -> Result<(), TransportError> {
+        self.acker.nack(requeue).await
+    }
+}
+
+/// AMQP topic matching: `.`-separated words, `*` matches one word, `#` zero or more.
+pub fn topic_matches(pattern: &str, key: &str) -> bool {
+    fn go(p: &[&str], k: &[&str]) -> bool {
+        match (p.first(), k.first()) {
+            (None, None) => true,
+            (Some(&"#"), _) => go(&p[1..], k) || (!k.is_empty() && go(p, &k[1..])),
+            (Some(&"*"), Some(_)) => go(&p[1..], &k[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &k[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<&str> = pattern.split('.').collect();
+    let k: Vec<&str> = key.split('.').collect();
+    go(&p, &k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_matches;
+
+    #[test]
+    fn topic_patterns() {
+        assert!(topic_matches("crowdtap", "crowdtap"));
+        assert!(!topic_matches("crowdtap", "other"));
+        assert!(topic_matches("crowdtap.*", "crowdtap.user"));
+        assert!(!topic_matches("crowdtap.*", "crowdtap.user.x"));
+        assert!(topic_matches("crowdtap.#", "crowdtap"));
+        assert!(topic_matches("#", "a.b.c"));
+        assert!(topic_matches("a.#.c", "a.b.b.c"));
+    }
+}

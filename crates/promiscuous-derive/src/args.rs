@@ -1,0 +1,126 @@
+//! Parsing `attr, attr, key = "value", flag` argument lists.
+
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Ident, LitStr, Token};
+
+/// One comma-separated argument.
+pub enum Arg {
+    /// A bare name: an attribute, or a flag option.
+    Name(Ident),
+    /// `key = "value"`.
+    Option(Ident, LitStr),
+}
+
+pub struct Args(pub Vec<Arg>);
+
+impl Parse for Args {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let list = Punctuated::<Arg, Token![,]>::parse_terminated(input)?;
+        Ok(Args(list.into_iter().collect()))
+    }
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        // `as` is a keyword: accept it as an option name.
+        let name: Ident = if input.peek(Token![as]) {
+            let kw: Token![as] = input.parse()?;
+            Ident::new("as", kw.span)
+        } else {
+            input.call(syn::ext::IdentExt::parse_any).map_err(|e| {
+                syn::Error::new(e.span(), "expected an attribute name or `option = \"value\"`")
+            })?
+        };
+        if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            let value: LitStr = input.parse().map_err(|e| {
+                syn::Error::new(e.span(), format!("the value of `{name}` must be a string literal"))
+            })?;
+            Ok(Arg::Option(name, value))
+        } else {
+            Ok(Arg::Name(name))
+        }
+    }
+}
+
+/// Parsed arguments split into attributes, options and flags, each checked against what the
+/// macro accepts.
+pub struct Split {
+    pub attributes: Vec<Ident>,
+    pub options: Vec<(Ident, LitStr)>,
+    pub flags: Vec<Ident>,
+}
+
+pub fn split(args: Args, options: &[&str], flags: &[&str]) -> syn::Result<Split> {
+    let mut out = Split {
+        attributes: Vec::new(),
+        options: Vec::new(),
+        flags: Vec::new(),
+    };
+    let expected = || {
+        options
+            .iter()
+            .map(|o| format!("`{o} = \"...\"`"))
+            .chain(flags.iter().map(|f| format!("`{f}`")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for arg in args.0 {
+        match arg {
+            Arg::Option(key, value) => {
+                if !options.contains(&key.to_string().as_str()) {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!("unknown option `{key}`; expected one of {}", expected()),
+                    ));
+                }
+                if out.options.iter().any(|(k, _)| k == &key) {
+                    return Err(syn::Error::new(key.span(), format!("option `{key}` is given twice")));
+                }
+                out.options.push((key, value));
+            }
+            Arg::Name(name) if flags.contains(&name.to_string().as_str()) => out.flags.push(name),
+            Arg::Name(name) => {
+                if out.attributes.contains(&name) {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format!("attribute `{name}` is listed twice"),
+                    ));
+                }
+                out.attributes.push(name);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Split {
+    pub fn option(&self, key: &str) -> Option<&LitStr> {
+        self.options.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+}
+
+/// Checks an endpoint literal: `"app/model"`, lowercase-friendly segments, no spaces.
+pub fn endpoint(lit: &LitStr, option: &str) -> syn::Result<String> {
+    let value = lit.value();
+    let segments: Vec<&str> = value.split('/').collect();
+    let valid_segment = |s: &&str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if segments.len() < 2 || !segments.iter().all(valid_segment) {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`{option}` must look like \"app/model\" (letters, digits, `_` or `-` in each segment), found {value:?}"
+            ),
+        ));
+    }
+    Ok(value)
+}

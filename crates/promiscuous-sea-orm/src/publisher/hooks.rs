@@ -1,0 +1,207 @@
+//! Called from the `ActiveModelBehavior` that `#[publish]` generates, inside the caller's
+//! transaction: bump the instance's version and append the encoded message to the outbox, so
+//! the change and its message commit (or roll back) together.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use promiscuous_core::message::{PROTOCOL_VERSION, host_name, instance_key};
+use promiscuous_core::publisher::wake;
+use promiscuous_core::{Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, NotSet, Set};
+use serde_json::{Map, Value};
+
+use super::Published;
+use crate::tables::{outbox, versions};
+
+/// Refuses a write to a published model outside a transaction: the outbox row must commit
+/// atomically with the change, which SeaORM only guarantees when both run on one transaction.
+pub fn require_transaction<C: ConnectionTrait>(db: &C, endpoint: &str) -> Result<(), DbErr> {
+    // SeaORM's hooks are generic over the connection and expose no "in transaction" flag; the
+    // connection's type tells (`DatabaseTransaction`, or a wrapper around one).
+    if std::any::type_name::<C>().contains("DatabaseTransaction") || db.is_mock_connection() {
+        return Ok(());
+    }
+    Err(DbErr::Custom(format!(
+        "promiscuous: a write to published model `{endpoint}` must run inside a transaction \
+         (`let txn = db.begin().await?; ...; txn.commit().await?` or `db.transaction(...)`), so \
+         that its outbox row commits atomically with the change"
+    )))
+}
+
+fn custom(endpoint: &str, what: &str, e: impl std::fmt::Display) -> DbErr {
+    DbErr::Custom(format!("promiscuous: {endpoint}: {what}: {e}"))
+}
+
+/// Records an insert (`insert == true`) or an update of `model`. An update that changes no
+/// published attribute publishes nothing.
+pub async fn record_save<M: Published, C: ConnectionTrait>(
+    model: &M,
+    db: &C,
+    insert: bool,
+) -> Result<(), DbErr> {
+    let endpoint = M::ENDPOINT;
+    let id = model
+        .publisher_id()
+        .map_err(|e| custom(endpoint, "serializing the primary key", e))?;
+    let attributes = model
+        .published_attributes()
+        .map_err(|e| custom(endpoint, "serializing published attributes", e))?;
+    let key = instance_key(endpoint, &id);
+    let previous = versions::Entity::find_by_id(key.clone()).one(db).await?;
+    let before: Option<Map<String, Value>> = match previous.as_ref().and_then(|p| p.attributes.as_deref()) {
+        Some(text) => Some(serde_json::from_str(text).map_err(|e| custom(endpoint, "reading last published attributes", e))?),
+        None => None,
+    };
+    let (kind, changes) = match (insert, before) {
+        (true, _) => (OperationKind::Create, None),
+        (false, None) => (OperationKind::Update, None),
+        (false, Some(before)) => {
+            let changes = diff(&before, &attributes);
+            if changes.is_empty() {
+                return Ok(());
+            }
+            (OperationKind::Update, Some(changes))
+        }
+    };
+    let stored = serde_json::to_string(&attributes).map_err(|e| custom(endpoint, "encoding", e))?;
+    let version = bump(db, previous, key, Some(stored)).await?;
+    let op = Operation {
+        endpoint: endpoint.to_string(),
+        types: M::TYPES.iter().map(|t| t.to_string()).collect(),
+        id,
+        operation: kind,
+        version,
+        attributes: Some(attributes),
+        changes,
+    };
+    append(db, op).await
+}
+
+/// Records the destruction of the instance `id` of `M`.
+pub async fn record_destroy<M: Published, C: ConnectionTrait>(id: Value, db: &C) -> Result<(), DbErr> {
+    let key = instance_key(M::ENDPOINT, &id);
+    let previous = versions::Entity::find_by_id(key.clone()).one(db).await?;
+    let version = bump(db, previous, key, None).await?;
+    let op = Operation {
+        endpoint: M::ENDPOINT.to_string(),
+        types: M::TYPES.iter().map(|t| t.to_string()).collect(),
+        id,
+        operation: OperationKind::Destroy,
+        version,
+        attributes: None,
+        changes: None,
+    };
+    append(db, op).await
+}
+
+/// The attributes whose value changed, before and after.
+fn diff(before: &Map<String, Value>, after: &Map<String, Value>) -> BTreeMap<String, Change> {
+    after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let change = Change {
+                before: before.get(k).cloned().unwrap_or(Value::Null),
+                after: v.clone(),
+            };
+            (k.clone(), change)
+        })
+        .collect()
+}
+
+/// Stores the instance's next version (1 for a new instance) and returns it.
+async fn bump<C: ConnectionTrait>(
+    db: &C,
+    previous: Option<versions::Model>,
+    key: String,
+    attributes: Option<String>,
+) -> Result<u64, DbErr> {
+    match previous {
+        None => {
+            versions::ActiveModel {
+                key: Set(key),
+                version: Set(1),
+                attributes: Set(attributes),
+            }
+            .insert(db)
+            .await?;
+            Ok(1)
+        }
+        Some(p) => {
+            let version = p.version + 1;
+            versions::ActiveModel {
+                key: Set(p.key),
+                version: Set(version),
+                attributes: Set(attributes),
+            }
+            .update(db)
+            .await?;
+            Ok(version as u64)
+        }
+    }
+}
+
+fn host() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(host_name)
+}
+
+/// The publishing application: the first segment of the endpoint.
+fn app_of(endpoint: &str) -> &str {
+    endpoint.split('/').next().unwrap_or(endpoint)
+}
+
+async fn append<C: ConnectionTrait>(db: &C, op: Operation) -> Result<(), DbErr> {
+    let app = app_of(&op.endpoint).to_string();
+    let message = Message {
+        protocol: PROTOCOL_VERSION,
+        app: app.clone(),
+        id: uuid::Uuid::new_v4().to_string(),
+        timestamp: now_ms(),
+        host: host().to_string(),
+        current_user_id: None,
+        dependencies: Dependencies {
+            read: Vec::new(),
+            write: vec![Dependency {
+                key: op.key(),
+                version: op.version,
+            }],
+        },
+        operations: vec![op],
+    };
+    let payload = String::from_utf8(message.encode()).expect("JSON is UTF-8");
+    outbox::ActiveModel {
+        id: NotSet,
+        routing_key: Set(app),
+        payload: Set(payload),
+        created_at_ms: Set(message.timestamp),
+    }
+    .insert(db)
+    .await?;
+    wake::outbox_written();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_lists_only_changed_attributes() {
+        let before = json!({"name": "Yoda", "email": "y@d"}).as_object().unwrap().clone();
+        let after = json!({"name": "Luke", "email": "y@d"}).as_object().unwrap().clone();
+        let d = diff(&before, &after);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d["name"].before, json!("Yoda"));
+        assert_eq!(d["name"].after, json!("Luke"));
+        assert!(diff(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn app_is_the_first_segment() {
+        assert_eq!(app_of("crowdtap/user"), "crowdtap");
+        assert_eq!(app_of("solo"), "solo");
+    }
+}

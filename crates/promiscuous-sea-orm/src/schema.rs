@@ -1,0 +1,24 @@
+//! Creates promiscuous' own tables (idempotent), next to the application's.
+
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Schema};
+
+use crate::tables::{applied, dead_letters, outbox, versions};
+
+async fn create<E: EntityTrait, C: ConnectionTrait>(db: &C, entity: E) -> Result<(), DbErr> {
+    let schema = Schema::new(db.get_database_backend());
+    let mut stmt = schema.create_table_from_entity(entity);
+    stmt.if_not_exists();
+    db.execute(&stmt).await.map(drop)
+}
+
+/// Tables a publisher needs: the outbox and the per-instance versions.
+pub async fn setup_publisher<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    create(db, outbox::Entity).await?;
+    create(db, versions::Entity).await
+}
+
+/// Tables a subscriber needs: applied versions and dead letters.
+pub async fn setup_subscriber<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    create(db, applied::Entity).await?;
+    create(db, dead_letters::Entity).await
+}

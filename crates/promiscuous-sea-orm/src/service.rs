@@ -1,0 +1,286 @@
+//! Running services: a [`Publisher`] (outbox tables + relay task) and a [`Subscriber`]
+//! (subscriber tables + queue + runtime task), over any transport.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use promiscuous_core::publisher::{Relay, RelayConfig};
+use promiscuous_core::subscriber::{Stats, SubscriberConfig, SubscriberRuntime};
+use promiscuous_core::transport::Transport;
+use promiscuous_core::{Error, ErrorNotifier};
+use sea_orm::DatabaseConnection;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::publisher::SeaOrmOutbox;
+use crate::subscriber::{SeaOrmApplier, Subscribed};
+
+fn db_error(what: &str, e: sea_orm::DbErr) -> Error {
+    Error::Connection(format!("{what}: {e}"))
+}
+
+/// Configures the publishing side of a service.
+pub struct Publisher {
+    db: DatabaseConnection,
+    transport: Arc<dyn Transport>,
+    config: RelayConfig,
+}
+
+impl Publisher {
+    pub fn new(db: DatabaseConnection, transport: impl Transport) -> Self {
+        Self::with_transport(db, Arc::new(transport))
+    }
+
+    pub fn with_transport(db: DatabaseConnection, transport: Arc<dyn Transport>) -> Self {
+        Self {
+            db,
+            transport,
+            config: RelayConfig::default(),
+        }
+    }
+
+    pub fn error_notifier(mut self, notifier: ErrorNotifier) -> Self {
+        self.config.error_notifier = notifier;
+        self
+    }
+
+    pub fn relay_config(mut self, config: RelayConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Creates promiscuous' tables and starts the relay in the background.
+    pub async fn start(self) -> Result<PublisherHandle, Error> {
+        crate::schema::setup_publisher(&self.db)
+            .await
+            .map_err(|e| db_error("creating the publisher tables", e))?;
+        let outbox = SeaOrmOutbox::new(self.db);
+        let relay = Arc::new(Relay::with_config(
+            Arc::new(outbox.clone()),
+            self.transport,
+            self.config,
+        ));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let relay = relay.clone();
+            async move {
+                relay
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+            }
+        });
+        Ok(PublisherHandle {
+            relay,
+            outbox,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+}
+
+/// A running publisher: the relay moves committed writes to the transport.
+pub struct PublisherHandle {
+    relay: Arc<Relay>,
+    outbox: SeaOrmOutbox,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl PublisherHandle {
+    /// Publishes everything committed so far, now; returns how many rows it moved.
+    pub async fn flush(&self) -> Result<usize, Error> {
+        self.relay.drain().await
+    }
+
+    /// Outbox rows not yet confirmed by the broker.
+    pub async fn pending(&self) -> Result<u64, Error> {
+        self.outbox.pending().await.map_err(|e| db_error("counting outbox rows", e))
+    }
+
+    /// Stops the relay after a last flush.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        let flushed = self.flush().await;
+        self.stop_task().await;
+        flushed.map(drop)
+    }
+
+    async fn stop_task(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for PublisherHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Configures the subscribing side of a service.
+pub struct Subscriber {
+    transport: Arc<dyn Transport>,
+    applier: SeaOrmApplier,
+    config: SubscriberConfig,
+}
+
+impl Subscriber {
+    /// `app` names the subscriber application, and so its queue.
+    pub fn new(app: impl Into<String>, db: DatabaseConnection, transport: impl Transport) -> Self {
+        Self::with_transport(app, db, Arc::new(transport))
+    }
+
+    pub fn with_transport(app: impl Into<String>, db: DatabaseConnection, transport: Arc<dyn Transport>) -> Self {
+        Self {
+            transport,
+            applier: SeaOrmApplier::new(db),
+            config: SubscriberConfig::new(app),
+        }
+    }
+
+    /// Keeps model `M` in sync from `M::FROM`.
+    pub fn subscribe<M: Subscribed>(mut self) -> Self {
+        self.applier = self.applier.subscribe::<M>();
+        self
+    }
+
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.config.prefetch = prefetch;
+        self
+    }
+
+    pub fn error_notifier(mut self, notifier: ErrorNotifier) -> Self {
+        self.config.error_notifier = notifier;
+        self
+    }
+
+    pub fn retries(mut self, max_attempts: u32, first_delay: Duration) -> Self {
+        self.config.max_attempts = max_attempts;
+        self.config.retry_delay = first_delay;
+        self
+    }
+
+    /// Creates promiscuous' tables and declares the queue with its bindings, so messages
+    /// published from now on wait for this subscriber. Does not consume yet.
+    pub async fn build(self) -> Result<SubscriberService, Error> {
+        if self.applier.endpoints().is_empty() {
+            return Err(Error::Subscriber(format!(
+                "subscriber {} follows no model: call .subscribe::<Model>() first",
+                self.config.app
+            )));
+        }
+        crate::schema::setup_subscriber(self.applier.db())
+            .await
+            .map_err(|e| db_error("creating the subscriber tables", e))?;
+        let applier = self.applier.clone();
+        let runtime = SubscriberRuntime::new(self.transport, Arc::new(self.applier), self.config);
+        runtime.declare().await?;
+        Ok(SubscriberService {
+            runtime: Arc::new(runtime),
+            applier,
+        })
+    }
+}
+
+/// A subscriber ready to consume: run it in the background ([`SubscriberService::start`]) or
+/// synchronously until idle ([`SubscriberService::run_until_idle`], for tests).
+#[derive(Clone)]
+pub struct SubscriberService {
+    runtime: Arc<SubscriberRuntime>,
+    applier: SeaOrmApplier,
+}
+
+impl SubscriberService {
+    pub fn applier(&self) -> &SeaOrmApplier {
+        &self.applier
+    }
+
+    pub fn stats(&self) -> watch::Receiver<Stats> {
+        self.runtime.stats()
+    }
+
+    /// Consumes until no message arrives for `idle`.
+    pub async fn run_until_idle(&self, idle: Duration) -> Result<Stats, Error> {
+        self.runtime.run_until_idle(idle).await
+    }
+
+    /// Consumes in the background until the handle is shut down.
+    pub fn start(&self) -> SubscriberHandle {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let runtime = self.runtime.clone();
+        let task = tokio::spawn(async move {
+            runtime
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        SubscriberHandle {
+            service: self.clone(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+/// A subscriber consuming in the background.
+pub struct SubscriberHandle {
+    service: SubscriberService,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<Stats, Error>>>,
+}
+
+impl SubscriberHandle {
+    pub fn service(&self) -> &SubscriberService {
+        &self.service
+    }
+
+    /// Waits until `done(stats)` holds, at most `timeout`; returns the stats then.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Stats) -> bool,
+    ) -> Result<Stats, Error> {
+        let mut rx = self.service.stats();
+        let waited = tokio::time::timeout(timeout, async {
+            rx.wait_for(|s| done(s)).await.map(|s| s.clone())
+        })
+        .await;
+        match waited {
+            Ok(Ok(stats)) => Ok(stats),
+            Ok(Err(_)) => Err(Error::Subscriber("the subscriber stopped".into())),
+            Err(_) => Err(Error::Subscriber(format!(
+                "timed out after {timeout:?} waiting for the subscriber (stats: {:?})",
+                self.service.stats().borrow().clone()
+            ))),
+        }
+    }
+
+    /// Stops after the message in flight; returns the final stats.
+    pub async fn shutdown(mut self) -> Result<Stats, Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::Subscriber(format!("subscriber task failed: {e}")))?,
+            None => Ok(self.service.stats().borrow().clone()),
+        }
+    }
+}
+
+impl Drop for SubscriberHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

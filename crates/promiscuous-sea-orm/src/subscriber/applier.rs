@@ -1,0 +1,215 @@
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use promiscuous_core::publisher::BoxError;
+use promiscuous_core::subscriber::{Applied, Applier, ApplyError, DeadLetter};
+use promiscuous_core::{Message, Operation, OperationKind};
+use sea_orm::{
+    ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    NotSet, QueryOrder, Set, TransactionTrait,
+};
+
+use super::{AttributeError, Ctx, Subscribed};
+use crate::tables::{applied, dead_letters};
+
+/// Applies messages to a subscriber database: each message in one transaction, each operation
+/// by upsert (create/update) or delete (destroy) of the rows of every model subscribed to its
+/// endpoint, skipping versions already applied; the applied version is stored in the same
+/// transaction, so a redelivered message has no second effect.
+#[derive(Clone)]
+pub struct SeaOrmApplier {
+    db: DatabaseConnection,
+    handlers: HashMap<&'static str, Vec<Arc<dyn Handler>>>,
+}
+
+impl SeaOrmApplier {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// Follows `M::FROM` into model `M`.
+    pub fn subscribe<M: Subscribed>(mut self) -> Self {
+        self.handlers
+            .entry(M::FROM)
+            .or_default()
+            .push(Arc::new(ModelHandler::<M>(PhantomData)));
+        self
+    }
+
+    /// Endpoints followed.
+    pub fn endpoints(&self) -> BTreeSet<&'static str> {
+        self.handlers.keys().copied().collect()
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The stored dead letters, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<dead_letters::Model>, DbErr> {
+        dead_letters::Entity::find()
+            .order_by_asc(dead_letters::Column::Id)
+            .all(&self.db)
+            .await
+    }
+
+    /// The applied version of an instance (`"{endpoint}/{id}"`), if any.
+    pub async fn applied_version(&self, key: &str) -> Result<Option<u64>, DbErr> {
+        Ok(applied::Entity::find_by_id(key.to_string())
+            .one(&self.db)
+            .await?
+            .map(|r| r.version as u64))
+    }
+
+    async fn apply_in(&self, txn: &DatabaseTransaction, message: &Message) -> Result<Applied, ApplyError> {
+        let mut outcome = Applied::default();
+        for op in &message.operations {
+            let Some(handlers) = self.handlers.get(op.endpoint.as_str()) else {
+                outcome.ignored += 1;
+                continue;
+            };
+            let key = op.key();
+            let current = applied::Entity::find_by_id(key.clone())
+                .one(txn)
+                .await
+                .map_err(|e| db_error(op, "reading the applied version", e))?;
+            if current.as_ref().is_some_and(|c| op.version <= c.version as u64) {
+                outcome.skipped += 1;
+                continue;
+            }
+            for h in handlers {
+                h.apply(txn, message, op).await?;
+            }
+            let version = Set(op.version as i64);
+            let result = match current {
+                Some(_) => applied::ActiveModel { key: Set(key), version }.update(txn).await.map(drop),
+                None => applied::ActiveModel { key: Set(key), version }.insert(txn).await.map(drop),
+            };
+            result.map_err(|e| db_error(op, "storing the applied version", e))?;
+            outcome.applied += 1;
+        }
+        Ok(outcome)
+    }
+}
+
+fn db_error(op: &Operation, doing: &str, e: DbErr) -> ApplyError {
+    ApplyError::Transient(format!("{} {} v{}: {doing}: {e}", op.operation, op.key(), op.version))
+}
+
+fn attribute_error(op: &Operation, e: AttributeError) -> ApplyError {
+    ApplyError::Permanent(format!("{} {} v{}: {e}", op.operation, op.key(), op.version))
+}
+
+#[async_trait]
+impl Applier for SeaOrmApplier {
+    fn bindings(&self) -> Vec<String> {
+        let apps: BTreeSet<String> = self
+            .handlers
+            .keys()
+            .map(|e| e.split('/').next().unwrap_or(e).to_string())
+            .collect();
+        apps.into_iter().collect()
+    }
+
+    async fn apply(&self, message: &Message) -> Result<Applied, ApplyError> {
+        let txn = self
+            .db
+            .begin()
+            .await
+            .map_err(|e| ApplyError::Transient(format!("beginning a transaction: {e}")))?;
+        let outcome = self.apply_in(&txn, message).await?;
+        txn.commit()
+            .await
+            .map_err(|e| ApplyError::Transient(format!("committing: {e}")))?;
+        Ok(outcome)
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BoxError> {
+        dead_letters::ActiveModel {
+            id: NotSet,
+            queue: Set(letter.queue),
+            routing_key: Set(letter.routing_key),
+            payload: Set(letter.payload),
+            error: Set(letter.error),
+            attempts: Set(letter.attempts as i32),
+            at_ms: Set(letter.at_ms),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Applies the operations of one endpoint to one subscribed model.
+#[async_trait]
+trait Handler: Send + Sync {
+    async fn apply(&self, txn: &DatabaseTransaction, message: &Message, op: &Operation) -> Result<(), ApplyError>;
+}
+
+struct ModelHandler<M>(PhantomData<fn() -> M>);
+
+fn callback_error<M: Subscribed>(op: &Operation, which: &str, e: BoxError) -> ApplyError {
+    ApplyError::Transient(format!(
+        "{} {} v{}: callback {which} of the model following {} failed: {e}",
+        op.operation,
+        op.key(),
+        op.version,
+        M::FROM
+    ))
+}
+
+#[async_trait]
+impl<M: Subscribed> Handler for ModelHandler<M> {
+    async fn apply(&self, txn: &DatabaseTransaction, message: &Message, op: &Operation) -> Result<(), ApplyError> {
+        let ctx = Ctx {
+            db: txn,
+            message,
+            operation: op,
+        };
+        let existing = M::find_by_publisher_id(&op.id)
+            .map_err(|e| attribute_error(op, e))?
+            .one(txn)
+            .await
+            .map_err(|e| db_error(op, "finding the local row", e))?;
+        match op.operation {
+            OperationKind::Create | OperationKind::Update => {
+                let Some(attributes) = op.attributes.as_ref() else {
+                    return Err(ApplyError::Permanent(format!(
+                        "{} {}: no attributes",
+                        op.operation,
+                        op.key()
+                    )));
+                };
+                match existing {
+                    Some(row) => {
+                        let mut active: M::Active = row.clone().into_active_model();
+                        M::apply_attributes(&mut active, attributes).map_err(|e| attribute_error(op, e))?;
+                        let row = if active.is_changed() {
+                            active.update(txn).await.map_err(|e| db_error(op, "updating", e))?
+                        } else {
+                            row
+                        };
+                        row.after_update(&ctx).await.map_err(|e| callback_error::<M>(op, "after_update", e))
+                    }
+                    None => {
+                        let active = M::new_active_model(&op.id, attributes).map_err(|e| attribute_error(op, e))?;
+                        let row = active.insert(txn).await.map_err(|e| db_error(op, "inserting", e))?;
+                        row.after_create(&ctx).await.map_err(|e| callback_error::<M>(op, "after_create", e))
+                    }
+                }
+            }
+            OperationKind::Destroy => match existing {
+                Some(row) => {
+                    row.clone().delete(txn).await.map_err(|e| db_error(op, "deleting", e))?;
+                    row.after_destroy(&ctx).await.map_err(|e| callback_error::<M>(op, "after_destroy", e))
+                }
+                None => Ok(()),
+            },
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! promiscuous' own tables, as SeaORM entities (created by [`crate::schema`]).
+
+pub mod applied;
+pub mod dead_letters;
+pub mod outbox;
+pub mod versions;

@@ -1,0 +1,49 @@
+//! # promiscuous
+//!
+//! Keeps the data of many small services in sync. A *publisher* service marks a SeaORM model with
+//! `#[publish(...)]`; every write through it is versioned and stored in an outbox in the same
+//! transaction, then relayed to a broker. A *subscriber* service marks its own model with
+//! `#[subscribe(...)]` and keeps a copy of the fields it cares about, in its own database, with
+//! callbacks on create, update and destroy. A subscriber never applies an older state over a
+//! newer one, and never applies an operation twice.
+//!
+//! See the README for a tour, `docs/PROTOCOL.md` for the wire format, and
+//! `examples/quickstart.rs` for a runnable publisher + subscriber pair.
+
+pub use promiscuous_core::error::log_errors;
+pub use promiscuous_core::message::{self, PROTOCOL_VERSION};
+pub use promiscuous_core::subscriber::Stats;
+pub use promiscuous_core::transport::{self, InProcess, Transport};
+pub use promiscuous_core::{
+    Change, Dependencies, Dependency, Error, ErrorNotifier, Message, Operation, OperationKind,
+};
+pub use promiscuous_derive::{publish, subscribe};
+pub use promiscuous_sea_orm::{
+    AttributeError, Callbacks, Ctx, Published, Publisher, PublisherHandle, Subscribed, Subscriber,
+    SubscriberHandle, SubscriberService,
+};
+
+/// The lower layers, for custom pipelines: relay and outbox, subscriber runtime and applier.
+pub mod pipeline {
+    pub use promiscuous_core::publisher::{Outbox, OutboxEntry, Relay, RelayConfig};
+    pub use promiscuous_core::subscriber::{
+        Applied, Applier, ApplyError, DeadLetter, SubscriberConfig, SubscriberRuntime,
+    };
+    pub use promiscuous_sea_orm::{SeaOrmApplier, SeaOrmOutbox, schema, tables};
+}
+
+/// Error type of callbacks.
+pub type BoxError = promiscuous_core::publisher::BoxError;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use promiscuous_sea_orm::publisher::{
+        Published, record_destroy, record_save, require_transaction,
+    };
+    pub use promiscuous_sea_orm::subscriber::{
+        AttributeError, Callbacks, Subscribed, attribute, publisher_id,
+    };
+    pub use sea_orm;
+    pub use sea_orm::prelude::async_trait::async_trait;
+    pub use serde_json;
+}
