@@ -18,9 +18,9 @@ use sea_orm::{
 mod user {
     use sea_orm::entity::prelude::*;
 
-    #[promiscuous::publish(name, email, full_name, to = "crowdtap/user")]
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "users")]
+    #[promiscuous::publish(name, email, full_name, to = "crowdtap/user")]
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i32,
@@ -47,9 +47,9 @@ mod user {
 mod member {
     use sea_orm::entity::prelude::*;
 
-    #[promiscuous::subscribe(name, email, from = "crowdtap/user", foreign_key = "crowdtap_id", callbacks)]
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "members")]
+    #[promiscuous::subscribe(name, email, from = "crowdtap/user", foreign_key = "crowdtap_id", callbacks)]
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i32,
