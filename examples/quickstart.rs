@@ -49,7 +49,13 @@ mod member {
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "members")]
-    #[promiscuous::subscribe(name, email, from = "crowdtap/user", foreign_key = "crowdtap_id", callbacks)]
+    #[promiscuous::subscribe(
+        name,
+        email,
+        from = "crowdtap/user",
+        foreign_key = "crowdtap_id",
+        callbacks
+    )]
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i32,
@@ -109,7 +115,9 @@ async fn main() -> Result<(), BoxError> {
 
     // The publisher service: its relay moves committed writes to the broker.
     let publisher_db = sqlite_with(user::Entity).await?;
-    let publisher = Publisher::new(publisher_db.clone(), broker.clone()).start().await?;
+    let publisher = Publisher::new(publisher_db.clone(), broker.clone())
+        .start()
+        .await?;
 
     // Create: the outbox row commits with the user, in one transaction.
     let txn = publisher_db.begin().await?;
@@ -122,7 +130,9 @@ async fn main() -> Result<(), BoxError> {
     .insert(&txn)
     .await?;
     txn.commit().await?;
-    subscriber.wait_until(wait, |s| s.operations_applied >= 1).await?;
+    subscriber
+        .wait_until(wait, |s| s.operations_applied >= 1)
+        .await?;
 
     // Update.
     let txn = publisher_db.begin().await?;
@@ -130,16 +140,26 @@ async fn main() -> Result<(), BoxError> {
     renamed.name = Set("Master Yoda".into());
     let yoda = renamed.update(&txn).await?;
     txn.commit().await?;
-    subscriber.wait_until(wait, |s| s.operations_applied >= 2).await?;
-    let member = member::Entity::find().one(&subscriber_db).await?.ok_or("member missing")?;
+    subscriber
+        .wait_until(wait, |s| s.operations_applied >= 2)
+        .await?;
+    let member = member::Entity::find()
+        .one(&subscriber_db)
+        .await?
+        .ok_or("member missing")?;
     println!("subscriber has {member:?}");
-    assert_eq!((member.crowdtap_id, member.name.as_str()), (yoda.id, "Master Yoda"));
+    assert_eq!(
+        (member.crowdtap_id, member.name.as_str()),
+        (yoda.id, "Master Yoda")
+    );
 
     // Destroy.
     let txn = publisher_db.begin().await?;
     yoda.delete(&txn).await?;
     txn.commit().await?;
-    subscriber.wait_until(wait, |s| s.operations_applied >= 3).await?;
+    subscriber
+        .wait_until(wait, |s| s.operations_applied >= 3)
+        .await?;
     assert!(member::Entity::find().one(&subscriber_db).await?.is_none());
 
     publisher.shutdown().await?;

@@ -102,7 +102,9 @@ pub struct Change {
 pub enum DecodeError {
     #[error("malformed message: {0}")]
     Json(String),
-    #[error("unsupported protocol version {found} (this subscriber reads up to {PROTOCOL_VERSION})")]
+    #[error(
+        "unsupported protocol version {found} (this subscriber reads up to {PROTOCOL_VERSION})"
+    )]
     Protocol { found: u32 },
     #[error("message {message}: {problem}")]
     Invalid { message: String, problem: String },
@@ -221,7 +223,10 @@ mod tests {
         assert_eq!(err, DecodeError::Protocol { found: 99 });
 
         let mut v = sample();
-        v["operations"][0].as_object_mut().unwrap().remove("attributes");
+        v["operations"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("attributes");
         let err = Message::decode(v.to_string().as_bytes()).unwrap_err();
         assert!(err.to_string().contains("carries no attributes"), "{err}");
 

@@ -96,7 +96,10 @@ impl PublisherHandle {
 
     /// Outbox rows not yet confirmed by the broker.
     pub async fn pending(&self) -> Result<u64, Error> {
-        self.outbox.pending().await.map_err(|e| db_error("counting outbox rows", e))
+        self.outbox
+            .pending()
+            .await
+            .map_err(|e| db_error("counting outbox rows", e))
     }
 
     /// Stops the relay after a last flush.
@@ -137,7 +140,11 @@ impl Subscriber {
         Self::with_transport(app, db, Arc::new(transport))
     }
 
-    pub fn with_transport(app: impl Into<String>, db: DatabaseConnection, transport: Arc<dyn Transport>) -> Self {
+    pub fn with_transport(
+        app: impl Into<String>,
+        db: DatabaseConnection,
+        transport: Arc<dyn Transport>,
+    ) -> Self {
         Self {
             transport,
             applier: SeaOrmApplier::new(db),

@@ -142,7 +142,10 @@ impl Relay {
 
     /// After a wake-up the writer's transaction may still be open: look again quickly a few
     /// times (1, 2, 4 … ms) rather than waiting a whole poll interval.
-    async fn await_commit(&self, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) {
+    async fn await_commit(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) {
         let mut pause = Duration::from_millis(1);
         while pause < self.config.poll_interval {
             match self.outbox.fetch(1).await {

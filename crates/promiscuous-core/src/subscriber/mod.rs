@@ -6,4 +6,4 @@ mod applier;
 mod runtime;
 
 pub use applier::{Applied, Applier, ApplyError, DeadLetter};
-pub use runtime::{Stats, SubscriberRuntime, SubscriberConfig};
+pub use runtime::{Stats, SubscriberConfig, SubscriberRuntime};

@@ -95,13 +95,17 @@ impl SubscriberRuntime {
     }
 
     async fn consumer(&self) -> Result<Box<dyn Consumer>, Error> {
-        self.transport.consume(&self.spec()).await.map_err(|e| {
-            Error::Connection(format!("consuming queue {}: {e}", self.config.app))
-        })
+        self.transport
+            .consume(&self.spec())
+            .await
+            .map_err(|e| Error::Connection(format!("consuming queue {}: {e}", self.config.app)))
     }
 
     /// Runs until `shutdown` resolves; the message in flight is finished first.
-    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) -> Result<Stats, Error> {
+    pub async fn run(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<Stats, Error> {
         tokio::pin!(shutdown);
         let mut consumer = self.consumer().await?;
         loop {

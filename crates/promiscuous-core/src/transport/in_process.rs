@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{Acker, Consumer, Delivery, Outgoing, QueueSpec, Transport, TransportError, topic_matches};
+use super::{
+    Acker, Consumer, Delivery, Outgoing, QueueSpec, Transport, TransportError, topic_matches,
+};
 
 /// A handle to an in-process broker; clones share the broker.
 #[derive(Clone, Default)]
@@ -150,7 +152,10 @@ impl Consumer for InProcessConsumer {
         loop {
             let notify = {
                 let mut st = self.broker.lock();
-                let q = st.queues.get_mut(&self.queue).ok_or(TransportError::Closed)?;
+                let q = st
+                    .queues
+                    .get_mut(&self.queue)
+                    .ok_or(TransportError::Closed)?;
                 let mine = q.unacked.values().filter(|(c, _)| *c == self.id).count();
                 if mine < self.prefetch
                     && let Some(stored) = q.ready.pop_front()
@@ -218,7 +223,10 @@ struct InProcessAcker {
 impl Acker for InProcessAcker {
     async fn ack(&self) -> Result<(), TransportError> {
         let mut st = self.broker.lock();
-        let q = st.queues.get_mut(&self.queue).ok_or(TransportError::Closed)?;
+        let q = st
+            .queues
+            .get_mut(&self.queue)
+            .ok_or(TransportError::Closed)?;
         q.unacked.remove(&self.tag);
         q.notify.notify_waiters();
         Ok(())
@@ -226,7 +234,10 @@ impl Acker for InProcessAcker {
 
     async fn nack(&self, requeue: bool) -> Result<(), TransportError> {
         let mut st = self.broker.lock();
-        let q = st.queues.get_mut(&self.queue).ok_or(TransportError::Closed)?;
+        let q = st
+            .queues
+            .get_mut(&self.queue)
+            .ok_or(TransportError::Closed)?;
         if let Some((_, stored)) = q.unacked.remove(&self.tag) {
             if requeue {
                 q.requeue(vec![stored]);
@@ -284,7 +295,10 @@ mod tests {
     async fn prefetch_limits_unacked() {
         let broker = InProcess::new();
         let mut c = broker.consume(&spec(1)).await.unwrap();
-        broker.publish(&[out("pub", "1"), out("pub", "2")]).await.unwrap();
+        broker
+            .publish(&[out("pub", "1"), out("pub", "2")])
+            .await
+            .unwrap();
         let d1 = c.next().await.unwrap();
         let blocked = tokio::time::timeout(Duration::from_millis(50), c.next()).await;
         assert!(blocked.is_err(), "second delivery must wait for the ack");
@@ -296,7 +310,10 @@ mod tests {
     async fn nack_requeues_first() {
         let broker = InProcess::new();
         let mut c = broker.consume(&spec(5)).await.unwrap();
-        broker.publish(&[out("pub", "1"), out("pub", "2")]).await.unwrap();
+        broker
+            .publish(&[out("pub", "1"), out("pub", "2")])
+            .await
+            .unwrap();
         let d1 = c.next().await.unwrap();
         d1.nack(true).await.unwrap();
         let d = c.next().await.unwrap();

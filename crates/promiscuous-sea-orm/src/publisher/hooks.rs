@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 use promiscuous_core::message::{PROTOCOL_VERSION, host_name, instance_key};
 use promiscuous_core::publisher::wake;
-use promiscuous_core::{Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms};
+use promiscuous_core::{
+    Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms,
+};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, NotSet, Set};
 use serde_json::{Map, Value};
 
@@ -49,10 +51,14 @@ pub async fn record_save<M: Published, C: ConnectionTrait>(
         .map_err(|e| custom(endpoint, "serializing published attributes", e))?;
     let key = instance_key(endpoint, &id);
     let previous = versions::Entity::find_by_id(key.clone()).one(db).await?;
-    let before: Option<Map<String, Value>> = match previous.as_ref().and_then(|p| p.attributes.as_deref()) {
-        Some(text) => Some(serde_json::from_str(text).map_err(|e| custom(endpoint, "reading last published attributes", e))?),
-        None => None,
-    };
+    let before: Option<Map<String, Value>> =
+        match previous.as_ref().and_then(|p| p.attributes.as_deref()) {
+            Some(text) => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| custom(endpoint, "reading last published attributes", e))?,
+            ),
+            None => None,
+        };
     let (kind, changes) = match (insert, before) {
         (true, _) => (OperationKind::Create, None),
         (false, None) => (OperationKind::Update, None),
@@ -79,7 +85,10 @@ pub async fn record_save<M: Published, C: ConnectionTrait>(
 }
 
 /// Records the destruction of the instance `id` of `M`.
-pub async fn record_destroy<M: Published, C: ConnectionTrait>(id: Value, db: &C) -> Result<(), DbErr> {
+pub async fn record_destroy<M: Published, C: ConnectionTrait>(
+    id: Value,
+    db: &C,
+) -> Result<(), DbErr> {
     let key = instance_key(M::ENDPOINT, &id);
     let previous = versions::Entity::find_by_id(key.clone()).one(db).await?;
     let version = bump(db, previous, key, None).await?;
@@ -190,8 +199,14 @@ mod tests {
 
     #[test]
     fn diff_lists_only_changed_attributes() {
-        let before = json!({"name": "Yoda", "email": "y@d"}).as_object().unwrap().clone();
-        let after = json!({"name": "Luke", "email": "y@d"}).as_object().unwrap().clone();
+        let before = json!({"name": "Yoda", "email": "y@d"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let after = json!({"name": "Luke", "email": "y@d"})
+            .as_object()
+            .unwrap()
+            .clone();
         let d = diff(&before, &after);
         assert_eq!(d.len(), 1);
         assert_eq!(d["name"].before, json!("Yoda"));

@@ -7,8 +7,8 @@ use promiscuous_core::publisher::BoxError;
 use promiscuous_core::subscriber::{Applied, Applier, ApplyError, DeadLetter};
 use promiscuous_core::{Message, Operation, OperationKind};
 use sea_orm::{
-    ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    NotSet, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, NotSet,
+    QueryOrder, Set, TransactionTrait,
 };
 
 use super::{AttributeError, Ctx, Subscribed};
@@ -66,7 +66,11 @@ impl SeaOrmApplier {
             .map(|r| r.version as u64))
     }
 
-    async fn apply_in(&self, txn: &DatabaseTransaction, message: &Message) -> Result<Applied, ApplyError> {
+    async fn apply_in(
+        &self,
+        txn: &DatabaseTransaction,
+        message: &Message,
+    ) -> Result<Applied, ApplyError> {
         let mut outcome = Applied::default();
         for op in &message.operations {
             let Some(handlers) = self.handlers.get(op.endpoint.as_str()) else {
@@ -78,7 +82,10 @@ impl SeaOrmApplier {
                 .one(txn)
                 .await
                 .map_err(|e| db_error(op, "reading the applied version", e))?;
-            if current.as_ref().is_some_and(|c| op.version <= c.version as u64) {
+            if current
+                .as_ref()
+                .is_some_and(|c| op.version <= c.version as u64)
+            {
                 outcome.skipped += 1;
                 continue;
             }
@@ -87,8 +94,20 @@ impl SeaOrmApplier {
             }
             let version = Set(op.version as i64);
             let result = match current {
-                Some(_) => applied::ActiveModel { key: Set(key), version }.update(txn).await.map(drop),
-                None => applied::ActiveModel { key: Set(key), version }.insert(txn).await.map(drop),
+                Some(_) => applied::ActiveModel {
+                    key: Set(key),
+                    version,
+                }
+                .update(txn)
+                .await
+                .map(drop),
+                None => applied::ActiveModel {
+                    key: Set(key),
+                    version,
+                }
+                .insert(txn)
+                .await
+                .map(drop),
             };
             result.map_err(|e| db_error(op, "storing the applied version", e))?;
             outcome.applied += 1;
@@ -98,11 +117,21 @@ impl SeaOrmApplier {
 }
 
 fn db_error(op: &Operation, doing: &str, e: DbErr) -> ApplyError {
-    ApplyError::Transient(format!("{} {} v{}: {doing}: {e}", op.operation, op.key(), op.version))
+    ApplyError::Transient(format!(
+        "{} {} v{}: {doing}: {e}",
+        op.operation,
+        op.key(),
+        op.version
+    ))
 }
 
 fn attribute_error(op: &Operation, e: AttributeError) -> ApplyError {
-    ApplyError::Permanent(format!("{} {} v{}: {e}", op.operation, op.key(), op.version))
+    ApplyError::Permanent(format!(
+        "{} {} v{}: {e}",
+        op.operation,
+        op.key(),
+        op.version
+    ))
 }
 
 #[async_trait]
@@ -148,7 +177,12 @@ impl Applier for SeaOrmApplier {
 /// Applies the operations of one endpoint to one subscribed model.
 #[async_trait]
 trait Handler: Send + Sync {
-    async fn apply(&self, txn: &DatabaseTransaction, message: &Message, op: &Operation) -> Result<(), ApplyError>;
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        message: &Message,
+        op: &Operation,
+    ) -> Result<(), ApplyError>;
 }
 
 struct ModelHandler<M>(PhantomData<fn() -> M>);
@@ -165,7 +199,12 @@ fn callback_error<M: Subscribed>(op: &Operation, which: &str, e: BoxError) -> Ap
 
 #[async_trait]
 impl<M: Subscribed> Handler for ModelHandler<M> {
-    async fn apply(&self, txn: &DatabaseTransaction, message: &Message, op: &Operation) -> Result<(), ApplyError> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        message: &Message,
+        op: &Operation,
+    ) -> Result<(), ApplyError> {
         let ctx = Ctx {
             db: txn,
             message,
@@ -188,25 +227,42 @@ impl<M: Subscribed> Handler for ModelHandler<M> {
                 match existing {
                     Some(row) => {
                         let mut active: M::Active = row.clone().into_active_model();
-                        M::apply_attributes(&mut active, attributes).map_err(|e| attribute_error(op, e))?;
+                        M::apply_attributes(&mut active, attributes)
+                            .map_err(|e| attribute_error(op, e))?;
                         let row = if active.is_changed() {
-                            active.update(txn).await.map_err(|e| db_error(op, "updating", e))?
+                            active
+                                .update(txn)
+                                .await
+                                .map_err(|e| db_error(op, "updating", e))?
                         } else {
                             row
                         };
-                        row.after_update(&ctx).await.map_err(|e| callback_error::<M>(op, "after_update", e))
+                        row.after_update(&ctx)
+                            .await
+                            .map_err(|e| callback_error::<M>(op, "after_update", e))
                     }
                     None => {
-                        let active = M::new_active_model(&op.id, attributes).map_err(|e| attribute_error(op, e))?;
-                        let row = active.insert(txn).await.map_err(|e| db_error(op, "inserting", e))?;
-                        row.after_create(&ctx).await.map_err(|e| callback_error::<M>(op, "after_create", e))
+                        let active = M::new_active_model(&op.id, attributes)
+                            .map_err(|e| attribute_error(op, e))?;
+                        let row = active
+                            .insert(txn)
+                            .await
+                            .map_err(|e| db_error(op, "inserting", e))?;
+                        row.after_create(&ctx)
+                            .await
+                            .map_err(|e| callback_error::<M>(op, "after_create", e))
                     }
                 }
             }
             OperationKind::Destroy => match existing {
                 Some(row) => {
-                    row.clone().delete(txn).await.map_err(|e| db_error(op, "deleting", e))?;
-                    row.after_destroy(&ctx).await.map_err(|e| callback_error::<M>(op, "after_destroy", e))
+                    row.clone()
+                        .delete(txn)
+                        .await
+                        .map_err(|e| db_error(op, "deleting", e))?;
+                    row.after_destroy(&ctx)
+                        .await
+                        .map_err(|e| callback_error::<M>(op, "after_destroy", e))
                 }
                 None => Ok(()),
             },

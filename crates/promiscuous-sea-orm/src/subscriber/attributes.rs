@@ -61,7 +61,10 @@ pub fn attribute<T: DeserializeOwned>(
 }
 
 /// The publisher's id, as the type of the local key column.
-pub fn publisher_id<T: DeserializeOwned>(endpoint: &'static str, id: &Value) -> Result<T, AttributeError> {
+pub fn publisher_id<T: DeserializeOwned>(
+    endpoint: &'static str,
+    id: &Value,
+) -> Result<T, AttributeError> {
     convert(endpoint, "id", id)
 }
 
@@ -72,12 +75,20 @@ mod tests {
 
     #[test]
     fn typed_reads_name_the_attribute() {
-        let attrs = json!({"name": "Yoda", "age": "old"}).as_object().unwrap().clone();
+        let attrs = json!({"name": "Yoda", "age": "old"})
+            .as_object()
+            .unwrap()
+            .clone();
         assert_eq!(attribute::<String>("a/b", &attrs, "name").unwrap(), "Yoda");
-        assert_eq!(attribute::<Option<String>>("a/b", &attrs, "nick").unwrap(), None);
+        assert_eq!(
+            attribute::<Option<String>>("a/b", &attrs, "nick").unwrap(),
+            None
+        );
         let missing = attribute::<String>("a/b", &attrs, "email").unwrap_err();
         assert_eq!(missing.to_string(), "a/b: missing attribute `email`");
-        let wrong = attribute::<i32>("a/b", &attrs, "age").unwrap_err().to_string();
+        let wrong = attribute::<i32>("a/b", &attrs, "age")
+            .unwrap_err()
+            .to_string();
         assert!(wrong.contains("`age`") && wrong.contains("i32"), "{wrong}");
     }
 }

@@ -10,7 +10,8 @@ pub use attributes::{AttributeError, attribute, publisher_id};
 pub use callbacks::{Callbacks, Ctx};
 
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, EntityTrait, FromQueryResult, IntoActiveModel, ModelTrait, Select,
+    ActiveModelBehavior, ActiveModelTrait, EntityTrait, FromQueryResult, IntoActiveModel,
+    ModelTrait, Select,
 };
 use serde_json::{Map, Value};
 
@@ -34,8 +35,10 @@ pub trait Subscribed:
     /// The local row(s) replicating the publisher's instance `id`.
     fn find_by_publisher_id(id: &Value) -> Result<Select<Self::Table>, AttributeError>;
     /// A new local row for the publisher's instance `id`.
-    fn new_active_model(id: &Value, attributes: &Map<String, Value>)
-    -> Result<Self::Active, AttributeError>;
+    fn new_active_model(
+        id: &Value,
+        attributes: &Map<String, Value>,
+    ) -> Result<Self::Active, AttributeError>;
     /// Copies subscribed attributes into an existing row (unchanged values stay unchanged).
     fn apply_attributes(
         active: &mut Self::Active,

@@ -1,0 +1,271 @@
+//! The whole pipeline: publisher writes → outbox → relay → transport → subscriber → SQLite.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::{member, user};
+use promiscuous::pipeline::RelayConfig;
+use promiscuous::transport::{Consumer, Outgoing, QueueSpec, TransportError};
+use promiscuous::{Error, InProcess, Publisher, Subscriber, Transport};
+use sea_orm::{
+    ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, ModelTrait, Set,
+    TransactionTrait,
+};
+
+async fn publisher_db() -> DatabaseConnection {
+    let db = promiscuous_test::sqlite().await.unwrap();
+    promiscuous_test::create_table(&db, user::Entity)
+        .await
+        .unwrap();
+    db
+}
+
+async fn subscriber_db() -> DatabaseConnection {
+    let db = promiscuous_test::sqlite().await.unwrap();
+    promiscuous_test::create_table(&db, member::Entity)
+        .await
+        .unwrap();
+    db
+}
+
+/// A small deterministic generator (tests must be reproducible from their seed).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Random creates, updates and destroys; returns the publisher's final users.
+async fn random_writes(db: &DatabaseConnection, seed: u64, writes: usize) -> Vec<user::Model> {
+    let mut rng = Rng(seed);
+    for i in 0..writes {
+        let txn = db.begin().await.unwrap();
+        let users = user::Entity::find().all(&txn).await.unwrap();
+        match rng.next(4) {
+            0 | 1 if !users.is_empty() => {
+                let u = users[rng.next(users.len() as u64) as usize].clone();
+                let mut am = u.into_active_model();
+                am.name = Set(format!("name-{i}"));
+                if rng.next(2) == 0 {
+                    am.email = Set(format!("{i}@example.org"));
+                }
+                am.update(&txn).await.unwrap();
+            }
+            2 if users.len() > 3 => {
+                users[rng.next(users.len() as u64) as usize]
+                    .clone()
+                    .delete(&txn)
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                user::ActiveModel {
+                    name: Set(format!("user-{i}")),
+                    email: Set(format!("u{i}@example.org")),
+                    password: Set("pw".into()),
+                    ..Default::default()
+                }
+                .insert(&txn)
+                .await
+                .unwrap();
+            }
+        }
+        if rng.next(10) == 0 {
+            txn.rollback().await.unwrap();
+        } else {
+            txn.commit().await.unwrap();
+        }
+    }
+    user::Entity::find().all(db).await.unwrap()
+}
+
+async fn assert_converged(publisher: &DatabaseConnection, subscriber: &DatabaseConnection) {
+    let mut expected: Vec<(i32, String, String)> = user::Entity::find()
+        .all(publisher)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.id, u.name, u.email))
+        .collect();
+    let mut got: Vec<(i32, String, String)> = member::Entity::find()
+        .all(subscriber)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.crowdtap_id, m.name, m.email))
+        .collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn random_writes_converge_through_background_relay_and_subscriber() {
+    for seed in [1, 2, 3] {
+        let broker = InProcess::new();
+        let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+        let sub = Subscriber::new("members", sdb.clone(), broker.clone())
+            .subscribe::<member::Model>()
+            .build()
+            .await
+            .unwrap();
+        let running = sub.start();
+        let publisher = Publisher::new(pdb.clone(), broker.clone())
+            .start()
+            .await
+            .unwrap();
+        random_writes(&pdb, seed, 150).await;
+        publisher.shutdown().await.unwrap();
+        // Wait until the queue is empty, then compare.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while broker.queue_depth("members") != (0, 0) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("subscriber drains its queue");
+        let stats = running.shutdown().await.unwrap();
+        assert_eq!(stats.dead_lettered, 0, "seed {seed}");
+        assert_converged(&pdb, &sdb).await;
+    }
+}
+
+#[tokio::test]
+async fn publishing_everything_twice_changes_nothing() {
+    let broker = InProcess::new();
+    let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+    let sub = Subscriber::new("members", sdb.clone(), broker.clone())
+        .subscribe::<member::Model>()
+        .build()
+        .await
+        .unwrap();
+    promiscuous::pipeline::schema::setup_publisher(&pdb)
+        .await
+        .unwrap();
+    random_writes(&pdb, 42, 80).await;
+    // Replay the outbox by hand before the relay publishes it: every message arrives twice.
+    let rows = promiscuous::pipeline::tables::outbox::Entity::find()
+        .all(&pdb)
+        .await
+        .unwrap();
+    let copies: Vec<Outgoing> = rows
+        .iter()
+        .map(|r| Outgoing {
+            routing_key: r.routing_key.clone(),
+            payload: r.payload.clone().into_bytes(),
+        })
+        .collect();
+    broker.publish(&copies).await.unwrap();
+    let publisher = Publisher::new(pdb.clone(), broker.clone())
+        .start()
+        .await
+        .unwrap();
+    let stats = promiscuous_test::sync(&publisher, &sub).await.unwrap();
+    assert_eq!(stats.operations_applied, rows.len(), "{stats:?}");
+    assert_eq!(stats.operations_skipped, rows.len(), "{stats:?}");
+    assert_converged(&pdb, &sdb).await;
+}
+
+/// A transport that is down for its first `failures` publishes.
+struct Flaky {
+    inner: InProcess,
+    failures: AtomicU32,
+}
+
+#[async_trait]
+impl Transport for Flaky {
+    async fn publish(&self, messages: &[Outgoing]) -> Result<(), TransportError> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(TransportError::Unavailable(
+                "connection refused (test)".into(),
+            ));
+        }
+        self.inner.publish(messages).await
+    }
+    async fn consume(&self, spec: &QueueSpec) -> Result<Box<dyn Consumer>, TransportError> {
+        self.inner.consume(spec).await
+    }
+}
+
+#[tokio::test]
+async fn writes_wait_in_the_outbox_while_the_broker_is_down() {
+    let broker = InProcess::new();
+    let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+    let sub = Subscriber::new("members", sdb.clone(), broker.clone())
+        .subscribe::<member::Model>()
+        .build()
+        .await
+        .unwrap();
+    let errors: Arc<Mutex<Vec<Error>>> = Arc::default();
+    let notifier = {
+        let errors = errors.clone();
+        Arc::new(move |e: &Error| errors.lock().unwrap().push(e.clone()))
+    };
+    let flaky = Flaky {
+        inner: broker.clone(),
+        failures: AtomicU32::new(3),
+    };
+    let config = RelayConfig {
+        retry_delay: Duration::from_millis(2),
+        poll_interval: Duration::from_millis(10),
+        error_notifier: notifier,
+        ..RelayConfig::default()
+    };
+    let publisher = Publisher::new(pdb.clone(), flaky)
+        .relay_config(config)
+        .start()
+        .await
+        .unwrap();
+    random_writes(&pdb, 7, 40).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while publisher.pending().await.unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the relay catches up once the broker is back");
+    let errors = errors.lock().unwrap().clone();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| matches!(e, Error::Publisher(m) if m.contains("stay in the outbox")))
+    );
+    sub.run_until_idle(promiscuous_test::IDLE).await.unwrap();
+    assert_converged(&pdb, &sdb).await;
+}
+
+#[tokio::test]
+async fn writes_committed_while_no_relay_ran_are_published_by_the_next_start() {
+    let broker = InProcess::new();
+    let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+    let sub = Subscriber::new("members", sdb.clone(), broker.clone())
+        .subscribe::<member::Model>()
+        .build()
+        .await
+        .unwrap();
+    // The "crashed" publisher: it committed, nothing relayed.
+    promiscuous::pipeline::schema::setup_publisher(&pdb)
+        .await
+        .unwrap();
+    random_writes(&pdb, 9, 30).await;
+    assert_eq!(broker.queue_depth("members"), (0, 0));
+    // The next process start publishes them.
+    let publisher = Publisher::new(pdb.clone(), broker.clone())
+        .start()
+        .await
+        .unwrap();
+    promiscuous_test::sync(&publisher, &sub).await.unwrap();
+    assert_eq!(publisher.pending().await.unwrap(), 0);
+    assert_converged(&pdb, &sdb).await;
+}

@@ -1,0 +1,187 @@
+//! The publisher side: outbox rows commit with the change, versions, changes, refusals.
+
+mod common;
+
+use common::user;
+use promiscuous::pipeline::{schema, tables};
+use promiscuous::{Message, OperationKind};
+use sea_orm::{
+    ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, ModelTrait, Set,
+    TransactionTrait,
+};
+use serde_json::json;
+
+async fn publisher_db() -> DatabaseConnection {
+    let db = promiscuous_test::sqlite().await.unwrap();
+    promiscuous_test::create_table(&db, user::Entity)
+        .await
+        .unwrap();
+    schema::setup_publisher(&db).await.unwrap();
+    db
+}
+
+async fn outbox(db: &DatabaseConnection) -> Vec<Message> {
+    tables::outbox::Entity::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| Message::decode(r.payload.as_bytes()).unwrap())
+        .collect()
+}
+
+fn yoda() -> user::ActiveModel {
+    user::ActiveModel {
+        name: Set("Yoda".into()),
+        email: Set("yoda@dagobah.org".into()),
+        password: Set("secret".into()),
+        ..Default::default()
+    }
+}
+
+async fn create_yoda(db: &DatabaseConnection) -> user::Model {
+    let txn = db.begin().await.unwrap();
+    let m = yoda().insert(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    m
+}
+
+#[tokio::test]
+async fn create_writes_one_versioned_message_with_published_attributes_only() {
+    let db = publisher_db().await;
+    let m = create_yoda(&db).await;
+    let out = outbox(&db).await;
+    assert_eq!(out.len(), 1);
+    let msg = &out[0];
+    assert_eq!((msg.protocol, msg.app.as_str()), (1, "crowdtap"));
+    let op = &msg.operations[0];
+    assert_eq!(op.operation, OperationKind::Create);
+    assert_eq!(
+        (op.endpoint.as_str(), op.id.clone(), op.version),
+        ("crowdtap/user", json!(m.id), 1)
+    );
+    assert_eq!(op.types, vec!["User".to_string()]);
+    assert_eq!(
+        serde_json::Value::Object(op.attributes.clone().unwrap()),
+        json!({"name": "Yoda", "email": "yoda@dagobah.org", "full_name": "Yoda <yoda@dagobah.org>"}),
+        "password is not published; the virtual attribute is"
+    );
+    assert_eq!(
+        msg.dependencies.write[0].key,
+        format!("crowdtap/user/{}", m.id)
+    );
+    assert_eq!(msg.dependencies.write[0].version, 1);
+}
+
+#[tokio::test]
+async fn a_rolled_back_write_publishes_nothing() {
+    let db = publisher_db().await;
+    let txn = db.begin().await.unwrap();
+    yoda().insert(&txn).await.unwrap();
+    txn.rollback().await.unwrap();
+    assert!(outbox(&db).await.is_empty());
+    assert!(
+        tables::versions::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(user::Entity::find().all(&db).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn updates_carry_changes_and_increment_the_version() {
+    let db = publisher_db().await;
+    let m = create_yoda(&db).await;
+    let txn = db.begin().await.unwrap();
+    let mut am = m.into_active_model();
+    am.name = Set("Master Yoda".into());
+    am.update(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let out = outbox(&db).await;
+    let op = &out[1].operations[0];
+    assert_eq!((op.operation, op.version), (OperationKind::Update, 2));
+    let changes = op.changes.as_ref().unwrap();
+    assert_eq!(changes["name"].before, json!("Yoda"));
+    assert_eq!(changes["name"].after, json!("Master Yoda"));
+    assert!(
+        changes.contains_key("full_name"),
+        "virtual attributes report changes too"
+    );
+    assert!(!changes.contains_key("email"));
+}
+
+#[tokio::test]
+async fn an_update_of_unpublished_fields_only_publishes_nothing() {
+    let db = publisher_db().await;
+    let m = create_yoda(&db).await;
+    let txn = db.begin().await.unwrap();
+    let mut am = m.into_active_model();
+    am.password = Set("changed".into());
+    am.update(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(outbox(&db).await.len(), 1);
+}
+
+#[tokio::test]
+async fn destroy_then_recreate_continues_the_instance_version() {
+    let db = publisher_db().await;
+    let m = create_yoda(&db).await;
+    let id = m.id;
+    let txn = db.begin().await.unwrap();
+    m.delete(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let txn = db.begin().await.unwrap();
+    let mut again = yoda();
+    again.id = Set(id);
+    again.insert(&txn).await.unwrap();
+    // A delete through an ActiveModel that only knows the key is published too.
+    user::ActiveModel {
+        id: Set(id),
+        ..Default::default()
+    }
+    .delete(&txn)
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+
+    let ops: Vec<(OperationKind, u64)> = outbox(&db)
+        .await
+        .iter()
+        .map(|m| (m.operations[0].operation, m.operations[0].version))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            (OperationKind::Create, 1),
+            (OperationKind::Destroy, 2),
+            (OperationKind::Create, 3),
+            (OperationKind::Destroy, 4)
+        ]
+    );
+    assert!(outbox(&db).await[1].operations[0].attributes.is_none());
+}
+
+#[tokio::test]
+async fn a_write_outside_a_transaction_is_refused_before_anything_is_written() {
+    let db = publisher_db().await;
+    let err = yoda().insert(&db).await.unwrap_err().to_string();
+    assert!(err.contains("must run inside a transaction"), "{err}");
+    assert!(err.contains("crowdtap/user"), "{err}");
+    assert!(user::Entity::find().all(&db).await.unwrap().is_empty());
+    assert!(outbox(&db).await.is_empty());
+
+    let m = create_yoda(&db).await;
+    let err = m.clone().delete(&db).await.unwrap_err().to_string();
+    assert!(err.contains("must run inside a transaction"), "{err}");
+    assert!(
+        user::Entity::find_by_id(m.id)
+            .one(&db)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
