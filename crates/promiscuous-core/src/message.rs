@@ -1,4 +1,5 @@
-//! The wire protocol: one JSON [`Message`] per publisher transaction, documented in
+//! The wire protocol: JSON [`Message`]s carrying one or more operations applied atomically
+//! (today the publisher sends one message per published write), documented in
 //! `docs/PROTOCOL.md` and `docs/protocol.schema.json`.
 
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use serde_json::{Map, Value};
 /// The protocol version this crate writes and the newest it reads.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// A replicated unit of work: the operations of one publisher write, applied atomically.
+/// A replicated unit of work: operations applied atomically, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// Protocol version ([`PROTOCOL_VERSION`]).
@@ -19,7 +20,7 @@ pub struct Message {
     pub app: String,
     /// Unique message id (UUID).
     pub id: String,
-    /// Commit time on the publisher, in milliseconds since the Unix epoch.
+    /// Time of the write on the publisher, in milliseconds since the Unix epoch.
     pub timestamp: i64,
     /// Host name of the publishing process.
     pub host: String,
@@ -156,12 +157,26 @@ impl Message {
         if self.protocol == 0 {
             return Err(invalid("protocol version 0 does not exist".into()));
         }
+        if self.app.is_empty() {
+            return Err(invalid("has an empty app".into()));
+        }
+        for d in self.dependencies.read.iter().chain(&self.dependencies.write) {
+            if d.version == 0 {
+                return Err(invalid(format!("dependency {} has version 0", d.key)));
+            }
+        }
         if self.operations.is_empty() {
             return Err(invalid("has no operations".into()));
         }
         for (i, op) in self.operations.iter().enumerate() {
-            if op.endpoint.is_empty() {
-                return Err(invalid(format!("operation {i} has an empty endpoint")));
+            if op.endpoint.split('/').count() < 2 || op.endpoint.split('/').any(str::is_empty) {
+                return Err(invalid(format!(
+                    "operation {i} has endpoint {:?}; expected \"app/model\"",
+                    op.endpoint
+                )));
+            }
+            if op.types.is_empty() {
+                return Err(invalid(format!("operation {i} ({}) has no types", op.endpoint)));
             }
             if op.version == 0 {
                 return Err(invalid(format!(
@@ -169,9 +184,14 @@ impl Message {
                     op.key()
                 )));
             }
-            if !matches!(op.id, Value::String(_) | Value::Number(_)) {
+            let id_ok = match &op.id {
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.is_i64() || n.is_u64(),
+                _ => false,
+            };
+            if !id_ok {
                 return Err(invalid(format!(
-                    "operation {i} on {} has id {} (expected a string or a number)",
+                    "operation {i} on {} has id {} (expected a non-empty string or an integer)",
                     op.endpoint, op.id
                 )));
             }
@@ -238,6 +258,13 @@ mod tests {
         let mut v = sample();
         v["operations"][0]["version"] = json!(0);
         assert!(Message::decode(v.to_string().as_bytes()).is_err());
+
+        for (field, bad) in [("id", json!(7.5)), ("id", json!({})), ("endpoint", json!("user")), ("types", json!([]))] {
+            let mut v = sample();
+            v["operations"][0][field] = bad.clone();
+            let err = Message::decode(v.to_string().as_bytes()).unwrap_err();
+            assert!(matches!(err, DecodeError::Invalid { .. }), "{field} = {bad}: {err}");
+        }
 
         let mut v = sample();
         v["operations"] = json!([]);
