@@ -12,6 +12,7 @@
 
 pub use promiscuous_core::error::log_errors;
 pub use promiscuous_core::message::{self, PROTOCOL_VERSION};
+pub use promiscuous_core::redis::{self, Redis, RedisConfig, RedisLease, RedisVersions};
 pub use promiscuous_core::subscriber::Stats;
 pub use promiscuous_core::transport::{self, InProcess, Transport};
 pub use promiscuous_core::{
@@ -25,9 +26,9 @@ pub use promiscuous_sea_orm::{
 
 /// The lower layers, for custom pipelines: relay and outbox, subscriber runtime and applier.
 pub mod pipeline {
-    pub use promiscuous_core::publisher::{Outbox, OutboxEntry, Relay, RelayConfig};
+    pub use promiscuous_core::publisher::{Lease, Outbox, OutboxEntry, Relay, RelayConfig};
     pub use promiscuous_core::subscriber::{
-        Applied, Applier, ApplyError, DeadLetter, SubscriberConfig, SubscriberRuntime,
+        Applied, Applier, ApplyError, DeadLetter, SubscriberConfig, SubscriberRuntime, VersionStore,
     };
     pub use promiscuous_sea_orm::{SeaOrmApplier, SeaOrmOutbox, schema, tables};
 }

@@ -269,3 +269,93 @@ async fn writes_committed_while_no_relay_ran_are_published_by_the_next_start() {
     assert_eq!(publisher.pending().await.unwrap(), 0);
     assert_converged(&pdb, &sdb).await;
 }
+
+/// A transport whose first `consume` fails and whose next consumer loses its connection after
+/// a few deliveries (their unacknowledged deliveries are redelivered, as by a broker).
+struct Interrupting {
+    inner: InProcess,
+    consumes: AtomicU32,
+}
+
+struct CutConsumer {
+    inner: Box<dyn Consumer>,
+    left: u32,
+}
+
+#[async_trait]
+impl Consumer for CutConsumer {
+    async fn next(&mut self) -> Result<promiscuous::transport::Delivery, TransportError> {
+        if self.left == 0 {
+            return Err(TransportError::Unavailable(
+                "connection reset (test)".into(),
+            ));
+        }
+        self.left -= 1;
+        self.inner.next().await
+    }
+}
+
+#[async_trait]
+impl Transport for Interrupting {
+    async fn publish(&self, messages: &[Outgoing]) -> Result<(), TransportError> {
+        self.inner.publish(messages).await
+    }
+    async fn consume(&self, spec: &QueueSpec) -> Result<Box<dyn Consumer>, TransportError> {
+        match self.consumes.fetch_add(1, Ordering::SeqCst) {
+            1 => Err(TransportError::Unavailable(
+                "connection refused (test)".into(),
+            )),
+            2 => Ok(Box::new(CutConsumer {
+                inner: self.inner.consume(spec).await?,
+                left: 5,
+            })),
+            _ => self.inner.consume(spec).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_reconnects_after_losing_its_connection() {
+    let broker = InProcess::new();
+    let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+    let errors: Arc<Mutex<Vec<Error>>> = Arc::default();
+    let notifier = {
+        let errors = errors.clone();
+        Arc::new(move |e: &Error| errors.lock().unwrap().push(e.clone()))
+    };
+    let transport = Interrupting {
+        inner: broker.clone(),
+        consumes: AtomicU32::new(0),
+    };
+    let sub = Subscriber::new("members", sdb.clone(), transport)
+        .subscribe::<member::Model>()
+        .retries(3, Duration::from_millis(1))
+        .error_notifier(notifier)
+        .build()
+        .await
+        .unwrap();
+    let running = sub.start();
+    let publisher = Publisher::new(pdb.clone(), broker.clone())
+        .start()
+        .await
+        .unwrap();
+    random_writes(&pdb, 11, 40).await;
+    publisher.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while broker.queue_depth("members") != (0, 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the subscriber resumes and drains its queue");
+    assert!(running.healthy());
+    running.shutdown().await.unwrap();
+    let errors = errors.lock().unwrap().clone();
+    assert_eq!(
+        errors.len(),
+        2,
+        "one refused connection, one reset: {errors:?}"
+    );
+    assert!(errors.iter().all(|e| matches!(e, Error::Connection(_))));
+    assert_converged(&pdb, &sdb).await;
+}

@@ -6,6 +6,7 @@
 pub mod error;
 pub mod message;
 pub mod publisher;
+pub mod redis;
 pub mod subscriber;
 pub mod transport;
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use promiscuous_core::publisher::{Relay, RelayConfig};
-use promiscuous_core::subscriber::{Stats, SubscriberConfig, SubscriberRuntime};
+use promiscuous_core::publisher::{Lease, Relay, RelayConfig};
+use promiscuous_core::subscriber::{Stats, SubscriberConfig, SubscriberRuntime, VersionStore};
 use promiscuous_core::transport::Transport;
 use promiscuous_core::{Error, ErrorNotifier};
 use sea_orm::DatabaseConnection;
@@ -41,6 +41,13 @@ impl Publisher {
 
     pub fn error_notifier(mut self, notifier: ErrorNotifier) -> Self {
         self.config.error_notifier = notifier;
+        self
+    }
+
+    /// Shares the outbox with other relay processes: only the lease holder publishes (see
+    /// `promiscuous_core::redis::RedisLease`).
+    pub fn lease(mut self, lease: Arc<dyn Lease>) -> Self {
+        self.config.lease = Some(lease);
         self
     }
 
@@ -92,6 +99,11 @@ impl PublisherHandle {
     /// Publishes everything committed so far, now; returns how many rows it moved.
     pub async fn flush(&self) -> Result<usize, Error> {
         self.relay.drain().await
+    }
+
+    /// Whether the relay's last batch reached the broker.
+    pub fn healthy(&self) -> bool {
+        self.relay.healthy()
     }
 
     /// Outbox rows not yet confirmed by the broker.
@@ -165,6 +177,13 @@ impl Subscriber {
 
     pub fn error_notifier(mut self, notifier: ErrorNotifier) -> Self {
         self.config.error_notifier = notifier;
+        self
+    }
+
+    /// Shares applied versions with the application's other workers (see
+    /// `promiscuous_core::redis::RedisVersions`).
+    pub fn versions(mut self, store: Arc<dyn VersionStore>) -> Self {
+        self.config.versions = Some(store);
         self
     }
 
@@ -247,6 +266,11 @@ pub struct SubscriberHandle {
 impl SubscriberHandle {
     pub fn service(&self) -> &SubscriberService {
         &self.service
+    }
+
+    /// Whether the subscriber is consuming (connected to its transport).
+    pub fn healthy(&self) -> bool {
+        self.service.runtime.healthy()
     }
 
     /// Waits until `done(stats)` holds, at most `timeout`; returns the stats then.

@@ -2,9 +2,11 @@
 //! transaction (see `promiscuous-sea-orm`), then the [`Relay`] moves outbox rows to the transport
 //! in order, removing them only once the broker confirmed them.
 
+mod lease;
 mod outbox;
 mod relay;
 pub mod wake;
 
+pub use lease::Lease;
 pub use outbox::{BoxError, Outbox, OutboxEntry};
 pub use relay::{Relay, RelayConfig};

@@ -1,6 +1,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::lease::Lease;
 use super::outbox::Outbox;
 use super::wake;
 use crate::error::{Error, ErrorNotifier, log_errors};
@@ -16,6 +19,8 @@ pub struct RelayConfig {
     /// First retry delay after a failure; doubles up to `poll_interval * 20`.
     pub retry_delay: Duration,
     pub error_notifier: ErrorNotifier,
+    /// When several relays serve one outbox: only the lease holder publishes.
+    pub lease: Option<Arc<dyn Lease>>,
 }
 
 impl Default for RelayConfig {
@@ -25,6 +30,7 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_millis(100),
             retry_delay: Duration::from_millis(50),
             error_notifier: log_errors(),
+            lease: None,
         }
     }
 }
@@ -38,6 +44,7 @@ pub struct Relay {
     config: RelayConfig,
     /// One batch at a time per relay, so `drain` and `run` never publish the same rows twice.
     batch: tokio::sync::Mutex<()>,
+    healthy: AtomicBool,
 }
 
 impl Relay {
@@ -55,12 +62,30 @@ impl Relay {
             transport,
             config,
             batch: tokio::sync::Mutex::new(()),
+            healthy: AtomicBool::new(true),
         }
     }
 
-    /// Publishes one batch; returns how many rows it moved.
+    /// Whether the last batch went through (the transport is reachable).
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.transport.healthy()
+    }
+
+    /// Publishes one batch; returns how many rows it moved (0 as well when another relay
+    /// holds the lease).
     pub async fn publish_batch(&self) -> Result<usize, Error> {
+        let result = self.publish_batch_inner().await;
+        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+
+    async fn publish_batch_inner(&self) -> Result<usize, Error> {
         let _one_at_a_time = self.batch.lock().await;
+        if let Some(lease) = &self.config.lease
+            && !lease.hold().await?
+        {
+            return Ok(0);
+        }
         let entries = self
             .outbox
             .fetch(self.config.batch_size)
@@ -109,6 +134,15 @@ impl Relay {
     /// short re-check for rows whose transaction had not committed yet) or the poll interval.
     /// Failures are reported to the error notifier and retried with backoff.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        self.run_until(shutdown).await;
+        if let Some(lease) = &self.config.lease
+            && let Err(e) = lease.release().await
+        {
+            (self.config.error_notifier)(&e);
+        }
+    }
+
+    async fn run_until(&self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut delay = self.config.retry_delay;
         loop {

@@ -4,6 +4,8 @@
 
 mod applier;
 mod runtime;
+mod versions;
 
 pub use applier::{Applied, Applier, ApplyError, DeadLetter};
 pub use runtime::{Stats, SubscriberConfig, SubscriberRuntime};
+pub use versions::VersionStore;

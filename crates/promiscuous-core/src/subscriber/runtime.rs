@@ -4,6 +4,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::applier::{Applied, Applier, ApplyError, DeadLetter};
+use super::versions::VersionStore;
 use crate::error::{Error, ErrorNotifier, log_errors};
 use crate::message::Message;
 use crate::transport::{Consumer, Delivery, QueueSpec, Transport, TransportError};
@@ -20,6 +21,8 @@ pub struct SubscriberConfig {
     /// Delay before the second attempt; doubles each time.
     pub retry_delay: Duration,
     pub error_notifier: ErrorNotifier,
+    /// Shared applied versions (Redis) advanced after every applied message.
+    pub versions: Option<Arc<dyn VersionStore>>,
 }
 
 impl SubscriberConfig {
@@ -30,6 +33,7 @@ impl SubscriberConfig {
             max_attempts: 5,
             retry_delay: Duration::from_millis(20),
             error_notifier: log_errors(),
+            versions: None,
         }
     }
 }
@@ -59,6 +63,7 @@ pub struct SubscriberRuntime {
     applier: Arc<dyn Applier>,
     config: SubscriberConfig,
     stats: watch::Sender<Stats>,
+    connected: watch::Sender<bool>,
 }
 
 impl SubscriberRuntime {
@@ -72,6 +77,7 @@ impl SubscriberRuntime {
             applier,
             config,
             stats: watch::Sender::new(Stats::default()),
+            connected: watch::Sender::new(false),
         }
     }
 
@@ -101,28 +107,64 @@ impl SubscriberRuntime {
             .map_err(|e| Error::Connection(format!("consuming queue {}: {e}", self.config.app)))
     }
 
-    /// Runs until `shutdown` resolves; the message in flight is finished first.
+    /// Runs until `shutdown` resolves; the message in flight is finished first. A lost
+    /// connection is reported to the error notifier and consumption resumes, with backoff,
+    /// once the transport is back (unacknowledged deliveries come back as redeliveries).
     pub async fn run(
         &self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<Stats, Error> {
         tokio::pin!(shutdown);
-        let mut consumer = self.consumer().await?;
+        let mut backoff = self.config.retry_delay;
+        let max_backoff = Duration::from_secs(5);
         loop {
-            let delivery = tokio::select! {
+            let consumer = tokio::select! {
                 _ = &mut shutdown => return Ok(self.stats.borrow().clone()),
-                d = consumer.next() => d,
+                c = self.consumer() => c,
             };
-            match delivery {
-                Ok(d) => self.process(d).await,
-                Err(TransportError::Closed) => return Ok(self.stats.borrow().clone()),
+            let mut consumer = match consumer {
+                Ok(c) => {
+                    self.connected.send_replace(true);
+                    c
+                }
                 Err(e) => {
-                    let e = Error::Connection(format!("queue {}: {e}", self.config.app));
+                    self.connected.send_replace(false);
                     (self.config.error_notifier)(&e);
-                    return Err(e);
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(self.stats.borrow().clone()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(max_backoff);
+                    continue;
+                }
+            };
+            loop {
+                let delivery = tokio::select! {
+                    _ = &mut shutdown => return Ok(self.stats.borrow().clone()),
+                    d = consumer.next() => d,
+                };
+                match delivery {
+                    Ok(d) => {
+                        backoff = self.config.retry_delay;
+                        self.process(d).await
+                    }
+                    Err(TransportError::Closed) => return Ok(self.stats.borrow().clone()),
+                    Err(e) => {
+                        self.connected.send_replace(false);
+                        (self.config.error_notifier)(&Error::Connection(format!(
+                            "queue {}: {e}; reconnecting",
+                            self.config.app
+                        )));
+                        break;
+                    }
                 }
             }
         }
+    }
+
+    /// Whether the last attempt to consume succeeded and the consumer has not failed since.
+    pub fn healthy(&self) -> bool {
+        *self.connected.borrow() && self.transport.healthy()
     }
 
     /// Processes deliveries until none arrives for `idle`; for tests and synchronous harnesses.
@@ -147,6 +189,7 @@ impl SubscriberRuntime {
             Ok(message) => match self.apply_with_retries(&message).await {
                 Ok(applied) => {
                     self.stats.send_modify(|s| s.add(&applied));
+                    self.advance_versions(&message).await;
                     self.ack(&delivery).await;
                     return;
                 }
@@ -179,6 +222,22 @@ impl SubscriberRuntime {
                     (self.config.error_notifier)(&Error::Connection(format!("nack: {e}")));
                 }
             }
+        }
+    }
+
+    /// Publishes progress to the shared version store; the database stays the truth, so a
+    /// failure here is reported, not fatal.
+    async fn advance_versions(&self, message: &Message) {
+        let Some(store) = &self.config.versions else {
+            return;
+        };
+        let versions: Vec<(String, u64)> = message
+            .operations
+            .iter()
+            .map(|op| (op.key(), op.version))
+            .collect();
+        if let Err(e) = store.advance(&versions).await {
+            (self.config.error_notifier)(&e);
         }
     }
 
