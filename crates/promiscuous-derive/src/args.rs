@@ -29,13 +29,19 @@ impl Parse for Arg {
             Ident::new("as", kw.span)
         } else {
             input.call(syn::ext::IdentExt::parse_any).map_err(|e| {
-                syn::Error::new(e.span(), "expected an attribute name or `option = \"value\"`")
+                syn::Error::new(
+                    e.span(),
+                    "expected an attribute name or `option = \"value\"`",
+                )
             })?
         };
         if input.peek(Token![=]) {
             input.parse::<Token![=]>()?;
             let value: LitStr = input.parse().map_err(|e| {
-                syn::Error::new(e.span(), format!("the value of `{name}` must be a string literal"))
+                syn::Error::new(
+                    e.span(),
+                    format!("the value of `{name}` must be a string literal"),
+                )
             })?;
             Ok(Arg::Option(name, value))
         } else {
@@ -76,7 +82,10 @@ pub fn split(args: Args, options: &[&str], flags: &[&str]) -> syn::Result<Split>
                     ));
                 }
                 if out.options.iter().any(|(k, _)| k == &key) {
-                    return Err(syn::Error::new(key.span(), format!("option `{key}` is given twice")));
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!("option `{key}` is given twice"),
+                    ));
                 }
                 out.options.push((key, value));
             }
@@ -123,4 +132,14 @@ pub fn endpoint(lit: &LitStr, option: &str) -> syn::Result<String> {
         ));
     }
     Ok(value)
+}
+
+/// A required option is missing: spanned at the argument list, or at the attribute when the list
+/// is empty.
+pub fn missing(args: &proc_macro2::TokenStream, message: &str) -> syn::Error {
+    if args.is_empty() {
+        syn::Error::new(proc_macro2::Span::call_site(), message)
+    } else {
+        syn::Error::new_spanned(args, message)
+    }
 }

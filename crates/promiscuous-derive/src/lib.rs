@@ -4,7 +4,8 @@
 //! [`args`] parses the attribute, [`model`] validates it against the struct into a checked model,
 //! and [`publish`] / [`subscribe`] generate code from that model only. Every problem is a
 //! `syn::Error` spanned at its cause; after an error the struct is still emitted unchanged
-//! (with the error), so the user sees that one message and not a cascade.
+//! (with the error, and for `#[publish]` the plain `ActiveModelBehavior` the entity then lacks),
+//! so the user sees that one message and not a cascade.
 
 mod args;
 mod model;
@@ -26,7 +27,14 @@ use quote::ToTokens;
 /// writes its operation to the outbox in the caller's transaction.
 #[proc_macro_attribute]
 pub fn publish(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(args.into(), item.into(), publish::expand).into()
+    expand(
+        "publish",
+        args.into(),
+        item.into(),
+        publish::expand,
+        publish::on_error,
+    )
+    .into()
 }
 
 /// Keeps the model in sync with a publisher's endpoint:
@@ -37,31 +45,41 @@ pub fn publish(args: TokenStream, item: TokenStream) -> TokenStream {
 /// implement `promiscuous::Callbacks` for `Model` yourself; otherwise an empty impl is made).
 #[proc_macro_attribute]
 pub fn subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(args.into(), item.into(), subscribe::expand).into()
+    expand(
+        "subscribe",
+        args.into(),
+        item.into(),
+        subscribe::expand,
+        |_| TokenStream2::new(),
+    )
+    .into()
 }
 
+/// Parse → validate → generate with `generate`; on an error, the item unchanged, the error, and
+/// what `on_error` adds so that the error stays the only one.
 fn expand(
+    macro_name: &str,
     args: TokenStream2,
     item: TokenStream2,
-    f: fn(TokenStream2, &syn::ItemStruct) -> syn::Result<TokenStream2>,
+    generate: fn(TokenStream2, &syn::ItemStruct) -> syn::Result<TokenStream2>,
+    on_error: fn(&syn::ItemStruct) -> TokenStream2,
 ) -> TokenStream2 {
-    let parsed: syn::ItemStruct = match syn::parse2(item.clone()) {
-        Ok(s) => s,
-        Err(_) => {
-            let err = syn::Error::new_spanned(
-                &item,
-                "promiscuous: #[publish] and #[subscribe] go on the `Model` struct of a SeaORM entity",
-            );
-            return dummy(item, err);
-        }
+    let parsed = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Struct(s)) => s,
+        Ok(other) => return dummy(item, model::not_a_struct(&other, macro_name)),
+        Err(err) => return dummy(item, err),
     };
-    match f(args, &parsed) {
+    match generate(args, &parsed) {
         Ok(generated) => {
             let mut out = parsed.into_token_stream();
             out.extend(generated);
             out
         }
-        Err(err) => dummy(item, err),
+        Err(err) => {
+            let mut out = dummy(item, err);
+            out.extend(on_error(&parsed));
+            out
+        }
     }
 }
 

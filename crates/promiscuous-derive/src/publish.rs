@@ -3,6 +3,7 @@
 use heck::ToUpperCamelCase;
 use proc_macro2::TokenStream;
 use quote::quote;
+use syn::ext::IdentExt;
 use syn::{Ident, ItemStruct, LitStr};
 
 use crate::args::{self, Args};
@@ -23,20 +24,27 @@ enum Attribute {
 }
 
 fn validate(args: TokenStream, item: &ItemStruct) -> syn::Result<Publish> {
-    let args: Args = syn::parse2(args)?;
-    let split = args::split(args, &["to", "as"], &[])?;
+    let parsed: Args = syn::parse2(args.clone())?;
+    let split = args::split(parsed, &["to", "as"], &[])?;
     let Some(to) = split.option("to").cloned() else {
-        return Err(syn::Error::new(
-            proc_macro2::Span::call_site(),
-            "#[publish] needs the endpoint: `to = \"app/model\"`",
+        return Err(args::missing(
+            &args,
+            "#[publish] needs the endpoint to publish to: add `to = \"app/model\"`",
         ));
     };
     let endpoint_value = args::endpoint(&to, "to")?;
     let type_name = match split.option("as") {
         Some(lit) => {
             let v = lit.value();
-            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
-                return Err(syn::Error::new(lit.span(), format!("`as` must be a type name, found {v:?}")));
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!("`as` must be a type name, found {v:?}"),
+                ));
             }
             lit.clone()
         }
@@ -51,7 +59,7 @@ fn validate(args: TokenStream, item: &ItemStruct) -> syn::Result<Publish> {
         .iter()
         .cloned()
         .map(|name| {
-            if entity.field(&name).is_some() {
+            if entity.field(&name.unraw().to_string()).is_some() {
                 Attribute::Field(name)
             } else {
                 Attribute::Virtual(name)
@@ -66,21 +74,35 @@ fn validate(args: TokenStream, item: &ItemStruct) -> syn::Result<Publish> {
     })
 }
 
+/// Emitted with an error: #[publish] owns the entity's `ActiveModelBehavior`, so without it the
+/// error would come with two "`ActiveModelBehavior` is not implemented" errors from
+/// `DeriveEntityModel`. Only for a `DeriveEntityModel` struct, the only kind with an `ActiveModel`.
+pub fn on_error(item: &ItemStruct) -> TokenStream {
+    if !model::derives_entity_model(item) {
+        return TokenStream::new();
+    }
+    quote! {
+        impl ::promiscuous::__private::sea_orm::ActiveModelBehavior for ActiveModel {}
+    }
+}
+
 pub fn expand(args: TokenStream, item: &ItemStruct) -> syn::Result<TokenStream> {
     let p = validate(args, item)?;
     let endpoint = &p.endpoint;
     let type_name = &p.type_name;
     let pk = &p.entity.primary_key().ident;
     let names = p.attributes.iter().map(|a| match a {
-        Attribute::Field(i) | Attribute::Virtual(i) => LitStr::new(&i.to_string(), i.span()),
+        Attribute::Field(i) | Attribute::Virtual(i) => {
+            LitStr::new(&i.unraw().to_string(), i.span())
+        }
     });
     let inserts = p.attributes.iter().map(|a| match a {
         Attribute::Field(i) => {
-            let name = LitStr::new(&i.to_string(), i.span());
+            let name = LitStr::new(&i.unraw().to_string(), i.span());
             quote! { attributes.insert(#name.to_string(), __p::serde_json::to_value(&self.#i)?); }
         }
         Attribute::Virtual(i) => {
-            let name = LitStr::new(&i.to_string(), i.span());
+            let name = LitStr::new(&i.unraw().to_string(), i.span());
             // `Model::name(self)`: an unknown name fails here, spanned at the attribute.
             quote! { attributes.insert(#name.to_string(), __p::serde_json::to_value(&Model::#i(self))?); }
         }

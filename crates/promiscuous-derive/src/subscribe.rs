@@ -4,6 +4,7 @@
 use heck::ToUpperCamelCase;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
+use syn::ext::IdentExt;
 use syn::{Ident, ItemStruct, LitStr, Type};
 
 use crate::args::{self, Args};
@@ -20,40 +21,54 @@ struct Subscribe {
 }
 
 fn validate(args: TokenStream, item: &ItemStruct) -> syn::Result<Subscribe> {
-    let args: Args = syn::parse2(args)?;
-    let split = args::split(args, &["from", "foreign_key"], &["callbacks"])?;
+    let parsed: Args = syn::parse2(args.clone())?;
+    let split = args::split(parsed, &["from", "foreign_key"], &["callbacks"])?;
     let Some(from) = split.option("from") else {
-        return Err(syn::Error::new(
-            proc_macro2::Span::call_site(),
-            "#[subscribe] needs the publisher's endpoint: `from = \"app/model\"`",
+        return Err(args::missing(
+            &args,
+            "#[subscribe] needs the publisher's endpoint: add `from = \"app/model\"`",
         ));
     };
     args::endpoint(from, "from")?;
     let entity = model::entity(item, "subscribe")?;
     let key = match split.option("foreign_key") {
         None => entity.primary_key(),
-        Some(lit) => {
-            let name = Ident::new(&lit.value(), lit.span());
-            entity.field(&name).ok_or_else(|| {
-                syn::Error::new(
-                    lit.span(),
-                    format!("`foreign_key`: `Model` has no field `{}`", lit.value()),
-                )
-            })?
-        }
+        // Compared as a string: the value need not be a valid identifier.
+        Some(lit) => entity.field(&lit.value()).ok_or_else(|| {
+            syn::Error::new(
+                lit.span(),
+                format!(
+                    "`foreign_key` names the field holding the publisher's id, but `Model` has no \
+                     field `{}`",
+                    lit.value()
+                ),
+            )
+        })?,
     };
     let mut attributes = Vec::new();
     for name in &split.attributes {
-        let Some(field) = entity.field(name) else {
+        let Some(field) = entity.field(&name.unraw().to_string()) else {
             return Err(syn::Error::new(
                 name.span(),
-                format!("`Model` has no field `{name}`: subscribed attributes must be fields of the model"),
+                format!(
+                    "`Model` has no field `{name}`: subscribed attributes must be fields of the model"
+                ),
             ));
         };
         if field.ident == key.ident {
             return Err(syn::Error::new(
                 name.span(),
-                format!("`{name}` holds the publisher's id; it cannot also be a subscribed attribute"),
+                if split.option("foreign_key").is_some() {
+                    format!(
+                        "`{name}` is the `foreign_key`, which holds the publisher's id; it cannot \
+                         also be a subscribed attribute"
+                    )
+                } else {
+                    format!(
+                        "`{name}` is the primary key, which holds the publisher's id (there is no \
+                         `foreign_key`); it cannot also be a subscribed attribute"
+                    )
+                },
             ));
         }
         attributes.push((field.ident.clone(), field.ty.clone()));
@@ -70,11 +85,11 @@ pub fn expand(args: TokenStream, item: &ItemStruct) -> syn::Result<TokenStream> 
     let s = validate(args, item)?;
     let endpoint = &s.endpoint;
     let (key, key_ty) = &s.key;
-    let key_column = format_ident!("{}", key.to_string().to_upper_camel_case());
+    let key_column = format_ident!("{}", key.unraw().to_string().to_upper_camel_case());
     let names: Vec<LitStr> = s
         .attributes
         .iter()
-        .map(|(i, _)| LitStr::new(&i.to_string(), i.span()))
+        .map(|(i, _)| LitStr::new(&i.unraw().to_string(), i.span()))
         .collect();
     let fields: Vec<&Ident> = s.attributes.iter().map(|(i, _)| i).collect();
     let types: Vec<&Type> = s.attributes.iter().map(|(_, t)| t).collect();
