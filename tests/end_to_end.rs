@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{member, user};
+use common::{member, publisher_db, subscriber_db, user};
 use promiscuous::pipeline::RelayConfig;
 use promiscuous::transport::{Consumer, Outgoing, QueueSpec, TransportError};
 use promiscuous::{Error, InProcess, Publisher, Subscriber, Transport};
@@ -15,22 +15,6 @@ use sea_orm::{
     ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, ModelTrait, Set,
     TransactionTrait,
 };
-
-async fn publisher_db() -> DatabaseConnection {
-    let db = promiscuous_test::sqlite().await.unwrap();
-    promiscuous_test::create_table(&db, user::Entity)
-        .await
-        .unwrap();
-    db
-}
-
-async fn subscriber_db() -> DatabaseConnection {
-    let db = promiscuous_test::sqlite().await.unwrap();
-    promiscuous_test::create_table(&db, member::Entity)
-        .await
-        .unwrap();
-    db
-}
 
 /// A small deterministic generator (tests must be reproducible from their seed).
 struct Rng(u64);

@@ -6,6 +6,26 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use promiscuous::{BoxError, Callbacks, Ctx};
 
+pub mod servers;
+
+/// A private database with the publisher's `users` table.
+pub async fn publisher_db() -> sea_orm::DatabaseConnection {
+    let db = promiscuous_test::sqlite().await.unwrap();
+    promiscuous_test::create_table(&db, user::Entity)
+        .await
+        .unwrap();
+    db
+}
+
+/// A private database with the subscriber's `members` table.
+pub async fn subscriber_db() -> sea_orm::DatabaseConnection {
+    let db = promiscuous_test::sqlite().await.unwrap();
+    promiscuous_test::create_table(&db, member::Entity)
+        .await
+        .unwrap();
+    db
+}
+
 pub mod user {
     use sea_orm::entity::prelude::*;
 

@@ -160,7 +160,12 @@ impl Message {
         if self.app.is_empty() {
             return Err(invalid("has an empty app".into()));
         }
-        for d in self.dependencies.read.iter().chain(&self.dependencies.write) {
+        for d in self
+            .dependencies
+            .read
+            .iter()
+            .chain(&self.dependencies.write)
+        {
             if d.version == 0 {
                 return Err(invalid(format!("dependency {} has version 0", d.key)));
             }
@@ -176,7 +181,10 @@ impl Message {
                 )));
             }
             if op.types.is_empty() {
-                return Err(invalid(format!("operation {i} ({}) has no types", op.endpoint)));
+                return Err(invalid(format!(
+                    "operation {i} ({}) has no types",
+                    op.endpoint
+                )));
             }
             if op.version == 0 {
                 return Err(invalid(format!(
@@ -259,11 +267,19 @@ mod tests {
         v["operations"][0]["version"] = json!(0);
         assert!(Message::decode(v.to_string().as_bytes()).is_err());
 
-        for (field, bad) in [("id", json!(7.5)), ("id", json!({})), ("endpoint", json!("user")), ("types", json!([]))] {
+        for (field, bad) in [
+            ("id", json!(7.5)),
+            ("id", json!({})),
+            ("endpoint", json!("user")),
+            ("types", json!([])),
+        ] {
             let mut v = sample();
             v["operations"][0][field] = bad.clone();
             let err = Message::decode(v.to_string().as_bytes()).unwrap_err();
-            assert!(matches!(err, DecodeError::Invalid { .. }), "{field} = {bad}: {err}");
+            assert!(
+                matches!(err, DecodeError::Invalid { .. }),
+                "{field} = {bad}: {err}"
+            );
         }
 
         let mut v = sample();

@@ -6,12 +6,16 @@
 //! away) until the subscriber acks them.
 //!
 //! - [`in_process`]: the embedded default, a broker inside the process (quickstart, tests).
+//! - [`rabbitmq`]: RabbitMQ over AMQP 0-9-1 (durable topic exchange, persistent messages,
+//!   publisher confirms, manual acks); lazy, reconnects on demand.
 
 pub mod in_process;
+pub mod rabbitmq;
 
 use async_trait::async_trait;
 
 pub use in_process::InProcess;
+pub use rabbitmq::{RabbitMq, RabbitMqConfig};
 
 /// What a transport failed at, with context.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -1,0 +1,70 @@
+//! The subscriber service of the two-process example, over RabbitMQ and Redis: keeps
+//! `members` in sync with the publisher's `users` until Ctrl-C.
+//!
+//! ```text
+//! scripts/services.sh up && eval "$(scripts/services.sh env)"
+//! cargo run --example subscriber
+//! ```
+
+use std::sync::Arc;
+
+use clap::Parser;
+use promiscuous::transport::{RabbitMq, RabbitMqConfig};
+use promiscuous::{BoxError, Redis, RedisConfig, RedisVersions, Subscriber};
+
+mod shared;
+use shared::member;
+
+#[derive(Parser)]
+struct Args {
+    /// The subscriber's database.
+    #[arg(long, default_value = "sqlite://subscriber.db?mode=rwc")]
+    db: String,
+    #[arg(
+        long,
+        env = "PROMISCUOUS_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp: String,
+    #[arg(
+        long,
+        env = "PROMISCUOUS_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    redis: String,
+    /// The RabbitMQ exchange.
+    #[arg(long, default_value = "promiscuous")]
+    exchange: String,
+    /// The subscriber application's name (its queue).
+    #[arg(long, default_value = "crowdtap_members")]
+    app: String,
+    /// Deliveries in flight.
+    #[arg(long, default_value_t = 100)]
+    prefetch: u16,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let db = shared::open(&args.db, member::Entity).await?;
+    let transport = RabbitMq::new(
+        args.amqp.clone(),
+        RabbitMqConfig {
+            exchange: args.exchange.clone(),
+            ..RabbitMqConfig::default()
+        },
+    );
+    let redis = Redis::new(&args.redis, RedisConfig::default())?;
+    let subscriber = Subscriber::new(args.app.clone(), db, transport)
+        .subscribe::<member::Model>()
+        .prefetch(args.prefetch)
+        .versions(Arc::new(RedisVersions::new(redis, &args.app)))
+        .build()
+        .await?
+        .start();
+    println!("subscriber {} consuming; Ctrl-C to stop", args.app);
+    tokio::signal::ctrl_c().await?;
+    let stats = subscriber.shutdown().await?;
+    println!("stopped: {stats:?}");
+    Ok(())
+}
