@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::servers::{converge, rabbit, rows, servers, unique, write};
+use common::servers::{cleanup, converge, rabbit, rows, servers, unique, write};
 use common::{member, publisher_db, subscriber_db, user};
 use promiscuous::pipeline::{schema, tables};
 use promiscuous::transport::Outgoing;
@@ -72,6 +72,7 @@ async fn replicates_create_update_destroy_over_rabbitmq_and_redis() {
     publisher.shutdown().await.unwrap();
     let stats = sub.shutdown().await.unwrap();
     assert_eq!(stats.dead_lettered, 0);
+    cleanup(&s, &name).await;
 }
 
 #[tokio::test]
@@ -124,8 +125,9 @@ async fn a_duplicate_delivery_is_applied_once() {
         (copies.len(), copies.len()),
         "{total:?}"
     );
-    let (p, s) = rows(&pdb, &sdb).await;
-    assert_eq!(s, p);
+    let (published, replicated) = rows(&pdb, &sdb).await;
+    assert_eq!(replicated, published);
+    cleanup(&s, &name).await;
 }
 
 /// Run by `a_publisher_killed_after_commit_loses_nothing` in a child process.
@@ -207,4 +209,5 @@ async fn a_publisher_killed_after_commit_loses_nothing() {
     publisher.shutdown().await.unwrap();
     sub.shutdown().await.unwrap();
     let _ = std::fs::remove_file(&path);
+    cleanup(&s, &name).await;
 }

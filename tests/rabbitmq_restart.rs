@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::servers::{collector, converge, rabbit, servers, unique, write};
+use common::servers::{cleanup, collector, converge, rabbit, servers, unique, write};
 use common::{member, publisher_db, subscriber_db};
 use promiscuous::pipeline::RelayConfig;
 use promiscuous::{Error, Publisher, Subscriber};
@@ -65,4 +65,5 @@ async fn a_broker_restart_during_a_stream_loses_nothing() {
     );
     let pub_errors = pub_errors.lock().unwrap().clone();
     eprintln!("publisher errors during the restart: {}", pub_errors.len());
+    cleanup(&s, &name).await;
 }

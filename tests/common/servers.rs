@@ -129,3 +129,16 @@ pub fn collector() -> (Arc<Mutex<Vec<Error>>>, promiscuous::ErrorNotifier) {
         Arc::new(move |err: &Error| e.lock().unwrap().push(err.clone())),
     )
 }
+
+/// Deletes the queue and exchange a test declared (both named `name`).
+pub async fn cleanup(s: &Servers, name: &str) {
+    let transport = rabbit(s, name);
+    transport
+        .delete_queue(name)
+        .await
+        .expect("delete the test queue");
+    transport
+        .delete_exchange()
+        .await
+        .expect("delete the test exchange");
+}

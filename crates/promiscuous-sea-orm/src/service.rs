@@ -117,16 +117,19 @@ impl PublisherHandle {
     /// Stops the relay after a last flush.
     pub async fn shutdown(mut self) -> Result<(), Error> {
         let flushed = self.flush().await;
-        self.stop_task().await;
+        self.stop_task().await?;
         flushed.map(drop)
     }
 
-    async fn stop_task(&mut self) {
+    async fn stop_task(&mut self) -> Result<(), Error> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::Publisher(format!("the relay task failed: {e}"))),
+            None => Ok(()),
         }
     }
 }

@@ -159,7 +159,9 @@ impl Relay {
                         w = wake::wait_for_write(seen, self.config.poll_interval) => w,
                     };
                     if woken {
-                        self.await_commit(&mut shutdown).await;
+                        if self.await_commit(&mut shutdown).await {
+                            return;
+                        }
                     }
                 }
                 Err(e) => {
@@ -175,23 +177,71 @@ impl Relay {
     }
 
     /// After a wake-up the writer's transaction may still be open: look again quickly a few
-    /// times (1, 2, 4 … ms) rather than waiting a whole poll interval.
+    /// times (1, 2, 4 … ms) rather than waiting a whole poll interval. Returns whether
+    /// `shutdown` completed meanwhile (it must not be polled again then).
     async fn await_commit(
         &self,
         shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    ) {
+    ) -> bool {
         let mut pause = Duration::from_millis(1);
         while pause < self.config.poll_interval {
             match self.outbox.fetch(1).await {
-                Ok(rows) if !rows.is_empty() => return,
-                Err(_) => return,
+                Ok(rows) if !rows.is_empty() => return false,
+                Err(_) => return false,
                 Ok(_) => {}
             }
             tokio::select! {
-                _ = shutdown.as_mut() => return,
+                _ = shutdown.as_mut() => return true,
                 _ = tokio::time::sleep(pause) => {}
             }
             pause *= 2;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publisher::{BoxError, OutboxEntry};
+    use crate::transport::InProcess;
+    use async_trait::async_trait;
+
+    struct Empty;
+
+    #[async_trait]
+    impl Outbox for Empty {
+        async fn fetch(&self, _: usize) -> Result<Vec<OutboxEntry>, BoxError> {
+            Ok(Vec::new())
+        }
+        async fn remove(&self, _: &[i64]) -> Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_while_waiting_for_a_commit_ends_cleanly() {
+        for _ in 0..5 {
+            let relay = Arc::new(Relay::new(Arc::new(Empty), Arc::new(InProcess::new())));
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn({
+                let relay = relay.clone();
+                async move {
+                    relay
+                        .run(async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            wake::outbox_written(); // the relay now re-checks with short pauses
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            stop.send(()).unwrap();
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("the relay stops")
+                .expect("the relay task does not panic");
         }
     }
 }

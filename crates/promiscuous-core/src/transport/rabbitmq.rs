@@ -151,6 +151,47 @@ impl RabbitMq {
     pub fn config(&self) -> &RabbitMqConfig {
         &self.inner.config
     }
+
+    /// Deletes a subscriber application's queue, with whatever it still holds (operators,
+    /// tests). Deleting a queue that does not exist succeeds.
+    pub async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
+        let name = short("queue name", queue)?;
+        let connection = self.inner.connect("administer").await?;
+        let channel = self
+            .inner
+            .op(|| "opening a channel".into(), connection.create_channel())
+            .await?;
+        let deleted = self
+            .inner
+            .op(
+                || format!("deleting queue {queue:?}"),
+                channel.queue_delete(name, lapin::options::QueueDeleteOptions::default()),
+            )
+            .await
+            .map(drop);
+        let _ = connection.close(200, "done".into()).await;
+        deleted
+    }
+
+    /// Deletes this transport's exchange (operators, tests).
+    pub async fn delete_exchange(&self) -> Result<(), TransportError> {
+        let exchange = short("exchange name", &self.inner.config.exchange)?;
+        let connection = self.inner.connect("administer").await?;
+        let channel = self
+            .inner
+            .op(|| "opening a channel".into(), connection.create_channel())
+            .await?;
+        let deleted = self
+            .inner
+            .op(
+                || format!("deleting exchange {:?}", self.inner.config.exchange),
+                channel.exchange_delete(exchange, lapin::options::ExchangeDeleteOptions::default()),
+            )
+            .await
+            .map(drop);
+        let _ = connection.close(200, "done".into()).await;
+        deleted
+    }
 }
 
 impl fmt::Debug for RabbitMq {
