@@ -191,3 +191,40 @@ async fn several_relays_publish_each_row_once_and_in_order() {
         r.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn commands_resume_after_the_connection_is_killed() {
+    let Some(redis) = redis("reconnect") else {
+        return;
+    };
+    let versions = RedisVersions::new(redis.clone(), "members");
+    versions.advance(&[("k/1".into(), 1)]).await.unwrap();
+    let id = redis.connection_id().await.unwrap();
+    // Kill exactly this handle's connection, from another client.
+    let url = std::env::var("PROMISCUOUS_REDIS_URL").unwrap();
+    let mut admin = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+    let mut resumed = false;
+    for _ in 0..40 {
+        if versions.advance(&[("k/1".into(), 2)]).await.is_ok() {
+            resumed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(resumed, "the connection manager reconnects");
+    assert_eq!(versions.get(&["k/1".into()]).await.unwrap(), vec![2]);
+    assert!(redis.healthy());
+    assert_ne!(redis.connection_id().await.unwrap(), id, "a new connection");
+}

@@ -77,6 +77,13 @@ impl Redis {
         self.track(r, "PING").map(drop)
     }
 
+    /// The server's id of this handle's connection (`CLIENT ID`), for diagnostics.
+    pub async fn connection_id(&self) -> Result<i64, Error> {
+        let mut c = self.manager.clone();
+        let r: redis::RedisResult<i64> = redis::cmd("CLIENT").arg("ID").query_async(&mut c).await;
+        self.track(r, "CLIENT ID")
+    }
+
     fn key(&self, parts: &[&str]) -> String {
         let mut k = self.config.namespace.clone();
         for p in parts {
