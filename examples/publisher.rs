@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use promiscuous::transport::{RabbitMq, RabbitMqConfig};
-use promiscuous::{BoxError, Publisher, Redis, RedisConfig, RedisLease};
+use promiscuous::{BoxError, Publisher, RedisLease};
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 
 mod shared;
@@ -24,21 +23,8 @@ struct Args {
     /// The publisher's database.
     #[arg(long, default_value = "sqlite://publisher.db?mode=rwc")]
     db: String,
-    #[arg(
-        long,
-        env = "PROMISCUOUS_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    amqp: String,
-    #[arg(
-        long,
-        env = "PROMISCUOUS_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    redis: String,
-    /// The RabbitMQ exchange.
-    #[arg(long, default_value = "promiscuous")]
-    exchange: String,
+    #[command(flatten)]
+    servers: shared::Servers,
     /// How many writes to make.
     #[arg(long, default_value_t = 10)]
     writes: u32,
@@ -58,20 +44,14 @@ async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let db = shared::open(&args.db, user::Entity).await?;
     promiscuous::pipeline::schema::setup_publisher(&db).await?;
-    let transport = RabbitMq::new(
-        args.amqp.clone(),
-        RabbitMqConfig {
-            exchange: args.exchange.clone(),
-            ..RabbitMqConfig::default()
-        },
-    );
+    let transport = args.servers.rabbit();
     let publisher = if args.no_relay {
         None
     } else {
-        let redis = Redis::new(&args.redis, RedisConfig::default())?;
+        let redis = args.servers.redis()?;
         let lease = RedisLease::new(
             redis,
-            &format!("{}:{}", args.exchange, args.db),
+            &format!("{}:{}", args.servers.exchange, args.db),
             Duration::from_secs(10),
         );
         Some(

@@ -9,8 +9,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use promiscuous::transport::{RabbitMq, RabbitMqConfig};
-use promiscuous::{BoxError, Redis, RedisConfig, RedisVersions, Subscriber};
+use promiscuous::{BoxError, RedisVersions, Subscriber};
 
 mod shared;
 use shared::member;
@@ -20,21 +19,8 @@ struct Args {
     /// The subscriber's database.
     #[arg(long, default_value = "sqlite://subscriber.db?mode=rwc")]
     db: String,
-    #[arg(
-        long,
-        env = "PROMISCUOUS_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    amqp: String,
-    #[arg(
-        long,
-        env = "PROMISCUOUS_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    redis: String,
-    /// The RabbitMQ exchange.
-    #[arg(long, default_value = "promiscuous")]
-    exchange: String,
+    #[command(flatten)]
+    servers: shared::Servers,
     /// The subscriber application's name (its queue).
     #[arg(long, default_value = "crowdtap_members")]
     app: String,
@@ -47,14 +33,8 @@ struct Args {
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
     let db = shared::open(&args.db, member::Entity).await?;
-    let transport = RabbitMq::new(
-        args.amqp.clone(),
-        RabbitMqConfig {
-            exchange: args.exchange.clone(),
-            ..RabbitMqConfig::default()
-        },
-    );
-    let redis = Redis::new(&args.redis, RedisConfig::default())?;
+    let transport = args.servers.rabbit();
+    let redis = args.servers.redis()?;
     let subscriber = Subscriber::new(args.app.clone(), db, transport)
         .subscribe::<member::Model>()
         .prefetch(args.prefetch)

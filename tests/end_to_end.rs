@@ -3,18 +3,28 @@
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use async_trait::async_trait;
+use common::servers::collector;
 use common::{member, publisher_db, subscriber_db, user};
 use promiscuous::pipeline::RelayConfig;
 use promiscuous::transport::{Consumer, Outgoing, QueueSpec, TransportError};
-use promiscuous::{Error, InProcess, Publisher, Subscriber, Transport};
+use promiscuous::{Error, InProcess, Publisher, Subscriber, SubscriberService, Transport};
 use sea_orm::{
     ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, ModelTrait, Set,
     TransactionTrait,
 };
+
+/// The subscriber service under test, over `transport`.
+async fn members(db: &DatabaseConnection, transport: impl Transport) -> SubscriberService {
+    Subscriber::new("members", db.clone(), transport)
+        .subscribe::<member::Model>()
+        .build()
+        .await
+        .unwrap()
+}
 
 /// A small deterministic generator (tests must be reproducible from their seed).
 struct Rng(u64);
@@ -127,11 +137,7 @@ async fn random_writes_converge_through_background_relay_and_subscriber() {
 async fn publishing_everything_twice_changes_nothing() {
     let broker = InProcess::new();
     let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
-    let sub = Subscriber::new("members", sdb.clone(), broker.clone())
-        .subscribe::<member::Model>()
-        .build()
-        .await
-        .unwrap();
+    let sub = members(&sdb, broker.clone()).await;
     promiscuous::pipeline::schema::setup_publisher(&pdb)
         .await
         .unwrap();
@@ -185,16 +191,8 @@ impl Transport for Flaky {
 async fn writes_wait_in_the_outbox_while_the_broker_is_down() {
     let broker = InProcess::new();
     let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
-    let sub = Subscriber::new("members", sdb.clone(), broker.clone())
-        .subscribe::<member::Model>()
-        .build()
-        .await
-        .unwrap();
-    let errors: Arc<Mutex<Vec<Error>>> = Arc::default();
-    let notifier = {
-        let errors = errors.clone();
-        Arc::new(move |e: &Error| errors.lock().unwrap().push(e.clone()))
-    };
+    let sub = members(&sdb, broker.clone()).await;
+    let (errors, notifier) = collector();
     let flaky = Flaky {
         inner: broker.clone(),
         failures: AtomicU32::new(3),
@@ -233,11 +231,7 @@ async fn writes_wait_in_the_outbox_while_the_broker_is_down() {
 async fn writes_committed_while_no_relay_ran_are_published_by_the_next_start() {
     let broker = InProcess::new();
     let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
-    let sub = Subscriber::new("members", sdb.clone(), broker.clone())
-        .subscribe::<member::Model>()
-        .build()
-        .await
-        .unwrap();
+    let sub = members(&sdb, broker.clone()).await;
     // The "crashed" publisher: it committed, nothing relayed.
     promiscuous::pipeline::schema::setup_publisher(&pdb)
         .await
@@ -302,11 +296,7 @@ impl Transport for Interrupting {
 async fn a_subscriber_reconnects_after_losing_its_connection() {
     let broker = InProcess::new();
     let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
-    let errors: Arc<Mutex<Vec<Error>>> = Arc::default();
-    let notifier = {
-        let errors = errors.clone();
-        Arc::new(move |e: &Error| errors.lock().unwrap().push(e.clone()))
-    };
+    let (errors, notifier) = collector();
     let transport = Interrupting {
         inner: broker.clone(),
         consumes: AtomicU32::new(0),

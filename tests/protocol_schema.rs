@@ -14,32 +14,8 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
-/// A published model, as in `examples/quickstart.rs`.
-mod user {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
-    #[sea_orm(table_name = "users")]
-    #[promiscuous::publish(name, email, full_name, to = "crowdtap/user")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i32,
-        pub name: String,
-        pub email: String,
-        /// Not published.
-        pub password: String,
-    }
-
-    impl Model {
-        /// A virtual attribute: published like a field.
-        pub fn full_name(&self) -> String {
-            format!("{} <{}>", self.name, self.email)
-        }
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-}
+mod common;
+use common::user;
 
 fn doc(path: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);

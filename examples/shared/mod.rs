@@ -72,6 +72,40 @@ impl Callbacks for member::Model {
     }
 }
 
+/// Where the servers are (flags or `scripts/services.sh env`).
+#[derive(clap::Args)]
+pub struct Servers {
+    #[arg(
+        long,
+        env = "PROMISCUOUS_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp: String,
+    #[arg(
+        long,
+        env = "PROMISCUOUS_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis: String,
+    /// The RabbitMQ exchange.
+    #[arg(long, default_value = "promiscuous")]
+    pub exchange: String,
+}
+
+impl Servers {
+    pub fn rabbit(&self) -> promiscuous::transport::RabbitMq {
+        let config = promiscuous::transport::RabbitMqConfig {
+            exchange: self.exchange.clone(),
+            ..Default::default()
+        };
+        promiscuous::transport::RabbitMq::new(self.amqp.clone(), config)
+    }
+
+    pub fn redis(&self) -> Result<promiscuous::Redis, promiscuous::Error> {
+        promiscuous::Redis::new(&self.redis, promiscuous::RedisConfig::default())
+    }
+}
+
 /// Opens (creating if needed) a SQLite database file and the table of `entity`.
 pub async fn open<E: sea_orm::EntityTrait>(
     url: &str,

@@ -158,10 +158,8 @@ impl Relay {
                         _ = &mut shutdown => return,
                         w = wake::wait_for_write(seen, self.config.poll_interval) => w,
                     };
-                    if woken {
-                        if self.await_commit(&mut shutdown).await {
-                            return;
-                        }
+                    if woken && self.await_commit(&mut shutdown).await {
+                        return;
                     }
                 }
                 Err(e) => {

@@ -156,41 +156,38 @@ impl RabbitMq {
     /// tests). Deleting a queue that does not exist succeeds.
     pub async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
         let name = short("queue name", queue)?;
-        let connection = self.inner.connect("administer").await?;
-        let channel = self
-            .inner
-            .op(|| "opening a channel".into(), connection.create_channel())
-            .await?;
-        let deleted = self
-            .inner
-            .op(
-                || format!("deleting queue {queue:?}"),
-                channel.queue_delete(name, lapin::options::QueueDeleteOptions::default()),
-            )
-            .await
-            .map(drop);
-        let _ = connection.close(200, "done".into()).await;
-        deleted
+        self.administer(format!("deleting queue {queue:?}"), async move |channel| {
+            let options = lapin::options::QueueDeleteOptions::default();
+            channel.queue_delete(name, options).await.map(drop)
+        })
+        .await
     }
 
     /// Deletes this transport's exchange (operators, tests).
     pub async fn delete_exchange(&self) -> Result<(), TransportError> {
         let exchange = short("exchange name", &self.inner.config.exchange)?;
+        let what = format!("deleting exchange {:?}", self.inner.config.exchange);
+        self.administer(what, async move |channel| {
+            let options = lapin::options::ExchangeDeleteOptions::default();
+            channel.exchange_delete(exchange, options).await
+        })
+        .await
+    }
+
+    /// One administrative call on a short-lived connection of its own.
+    async fn administer(
+        &self,
+        what: String,
+        call: impl AsyncFnOnce(Channel) -> lapin::Result<()>,
+    ) -> Result<(), TransportError> {
         let connection = self.inner.connect("administer").await?;
         let channel = self
             .inner
             .op(|| "opening a channel".into(), connection.create_channel())
             .await?;
-        let deleted = self
-            .inner
-            .op(
-                || format!("deleting exchange {:?}", self.inner.config.exchange),
-                channel.exchange_delete(exchange, lapin::options::ExchangeDeleteOptions::default()),
-            )
-            .await
-            .map(drop);
+        let done = self.inner.op(|| what, call(channel)).await;
         let _ = connection.close(200, "done".into()).await;
-        deleted
+        done
     }
 }
 
