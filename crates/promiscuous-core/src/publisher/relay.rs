@@ -130,9 +130,10 @@ impl Relay {
         }
     }
 
-    /// Runs until `shutdown` resolves: drains, then waits for a write in this process (with a
-    /// short re-check for rows whose transaction had not committed yet) or the poll interval.
-    /// Failures are reported to the error notifier and retried with backoff.
+    /// Runs until `shutdown` resolves (a batch in flight is finished first): drains, then
+    /// waits for a write in this process (with a short re-check for rows whose transaction had
+    /// not committed yet) or the poll interval. Failures are reported to the error notifier
+    /// and retried with backoff; the lease, if any, is released at the end.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         self.run_until(shutdown).await;
         if let Some(lease) = &self.config.lease
@@ -147,9 +148,17 @@ impl Relay {
         let mut delay = self.config.retry_delay;
         loop {
             let seen = wake::writes();
-            let outcome = tokio::select! {
-                _ = &mut shutdown => return,
-                r = self.drain() => r,
+            // A batch in flight is never cancelled (a query dropped half-way costs its database
+            // connection): shutdown is looked at between batches.
+            let outcome = loop {
+                if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+                    return;
+                }
+                match self.publish_batch().await {
+                    Ok(0) => break Ok(()),
+                    Ok(_) => continue,
+                    Err(e) => break Err(e),
+                }
             };
             match outcome {
                 Ok(_) => {
@@ -241,5 +250,41 @@ mod tests {
                 .expect("the relay stops")
                 .expect("the relay task does not panic");
         }
+    }
+
+    /// Counts fetches started and finished; each takes a while.
+    #[derive(Default)]
+    struct Slow {
+        started: std::sync::atomic::AtomicU32,
+        finished: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait]
+    impl Outbox for Slow {
+        async fn fetch(&self, _: usize) -> Result<Vec<OutboxEntry>, BoxError> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            self.finished.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        }
+        async fn remove(&self, _: &[i64]) -> Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_never_cancels_a_batch_in_flight() {
+        let outbox = Arc::new(Slow::default());
+        let relay = Relay::new(outbox.clone(), Arc::new(InProcess::new()));
+        let shutdown = tokio::time::sleep(Duration::from_millis(10));
+        tokio::time::timeout(Duration::from_secs(5), relay.run(shutdown))
+            .await
+            .expect("the relay stops");
+        assert_eq!(outbox.started.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            outbox.finished.load(Ordering::SeqCst),
+            1,
+            "the fetch in flight finished"
+        );
     }
 }
