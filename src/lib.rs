@@ -12,6 +12,7 @@
 
 pub use promiscuous_core::error::log_errors;
 pub use promiscuous_core::message::{self, PROTOCOL_VERSION};
+pub use promiscuous_core::publisher::context::{context, context_as};
 pub use promiscuous_core::redis::{self, Redis, RedisConfig, RedisLease, RedisVersions};
 pub use promiscuous_core::subscriber::Stats;
 pub use promiscuous_core::transport::{self, InProcess, Transport};
@@ -19,6 +20,7 @@ pub use promiscuous_core::{
     Change, Dependencies, Dependency, Error, ErrorNotifier, Message, Operation, OperationKind,
 };
 pub use promiscuous_derive::{publish, subscribe};
+pub use promiscuous_sea_orm::publisher::track_read;
 pub use promiscuous_sea_orm::{
     AttributeError, Callbacks, Ctx, Published, Publisher, PublisherHandle, Subscribed, Subscriber,
     SubscriberHandle, SubscriberService,

@@ -185,3 +185,46 @@ async fn a_write_outside_a_transaction_is_refused_before_anything_is_written() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn writes_in_a_context_depend_on_what_it_read_and_wrote() {
+    use promiscuous::Dependency;
+    let db = publisher_db().await;
+    let parent = create_yoda(&db).await; // outside any context: no read dependencies
+    let parent_key = format!("crowdtap/user/{}", parent.id);
+
+    let child = promiscuous::context_as(42, async {
+        let txn = db.begin().await.unwrap();
+        let seen = user::Entity::find_by_id(parent.id)
+            .one(&txn)
+            .await
+            .unwrap()
+            .unwrap();
+        promiscuous::track_read(&seen, &txn).await.unwrap();
+        let mut luke = yoda();
+        luke.name = Set("Luke".into());
+        let luke = luke.insert(&txn).await.unwrap();
+        txn.commit().await.unwrap();
+        luke
+    })
+    .await;
+
+    let out = outbox(&db).await;
+    assert!(out[0].dependencies.read.is_empty() && out[0].current_user_id.is_none());
+    let msg = &out[1];
+    assert_eq!(msg.current_user_id, Some(json!(42)));
+    assert_eq!(
+        msg.dependencies.read,
+        vec![Dependency {
+            key: parent_key,
+            version: 1
+        }]
+    );
+    assert_eq!(
+        msg.dependencies.write,
+        vec![Dependency {
+            key: format!("crowdtap/user/{}", child.id),
+            version: 1
+        }]
+    );
+}

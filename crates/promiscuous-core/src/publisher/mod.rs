@@ -2,6 +2,7 @@
 //! transaction (see `promiscuous-sea-orm`), then the [`Relay`] moves outbox rows to the transport
 //! in order, removing them only once the broker confirmed them.
 
+pub mod context;
 mod lease;
 mod outbox;
 mod relay;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use promiscuous_core::message::{PROTOCOL_VERSION, host_name, instance_key};
-use promiscuous_core::publisher::wake;
+use promiscuous_core::publisher::{context, wake};
 use promiscuous_core::{
     Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms,
 };
@@ -161,17 +161,35 @@ fn app_of(endpoint: &str) -> &str {
     endpoint.split('/').next().unwrap_or(endpoint)
 }
 
+/// Records, in the current `promiscuous::context`, that `model` was read at its current
+/// published version: the context's later writes will depend on it. Outside a context, or for
+/// an instance never published, nothing happens.
+pub async fn track_read<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> Result<(), DbErr> {
+    if !context::in_context() {
+        return Ok(());
+    }
+    let id = model
+        .publisher_id()
+        .map_err(|e| custom(M::ENDPOINT, "serializing the primary key", e))?;
+    let key = instance_key(M::ENDPOINT, &id);
+    if let Some(row) = versions::Entity::find_by_id(key.clone()).one(db).await? {
+        context::record_read(&key, row.version as u64);
+    }
+    Ok(())
+}
+
 async fn append<C: ConnectionTrait>(db: &C, op: Operation) -> Result<(), DbErr> {
     let app = app_of(&op.endpoint).to_string();
+    let (read, current_user_id) = context::record_write(&op.key(), op.version);
     let message = Message {
         protocol: PROTOCOL_VERSION,
         app: app.clone(),
         id: uuid::Uuid::new_v4().to_string(),
         timestamp: now_ms(),
         host: host().to_string(),
-        current_user_id: None,
+        current_user_id,
         dependencies: Dependencies {
-            read: Vec::new(),
+            read,
             write: vec![Dependency {
                 key: op.key(),
                 version: op.version,

@@ -3,7 +3,7 @@
 mod hooks;
 mod outbox;
 
-pub use hooks::{record_destroy, record_save, require_transaction};
+pub use hooks::{record_destroy, record_save, require_transaction, track_read};
 pub use outbox::SeaOrmOutbox;
 
 use serde_json::{Map, Value};
