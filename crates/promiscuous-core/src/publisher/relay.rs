@@ -280,11 +280,13 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), relay.run(shutdown))
             .await
             .expect("the relay stops");
-        assert_eq!(outbox.started.load(Ordering::SeqCst), 1);
+        // Other tests' wake-ups (process-wide) may cause extra fetches: count them all.
+        let started = outbox.started.load(Ordering::SeqCst);
+        assert!(started >= 1);
         assert_eq!(
             outbox.finished.load(Ordering::SeqCst),
-            1,
-            "the fetch in flight finished"
+            started,
+            "no fetch was cancelled"
         );
     }
 }
