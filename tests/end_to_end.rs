@@ -12,6 +12,7 @@ use common::{member, publisher_db, subscriber_db, user};
 use promiscuous::pipeline::RelayConfig;
 use promiscuous::transport::{Consumer, Outgoing, QueueSpec, TransportError};
 use promiscuous::{Error, InProcess, Publisher, Subscriber, SubscriberService, Transport};
+use promiscuous_test::history::SplitMix64;
 use sea_orm::{
     ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel, ModelTrait, Set,
     TransactionTrait,
@@ -26,36 +27,24 @@ async fn members(db: &DatabaseConnection, transport: impl Transport) -> Subscrib
         .unwrap()
 }
 
-/// A small deterministic generator (tests must be reproducible from their seed).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 /// Random creates, updates and destroys; returns the publisher's final users.
 async fn random_writes(db: &DatabaseConnection, seed: u64, writes: usize) -> Vec<user::Model> {
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     for i in 0..writes {
         let txn = db.begin().await.unwrap();
         let users = user::Entity::find().all(&txn).await.unwrap();
-        match rng.next(4) {
+        match rng.below(4) {
             0 | 1 if !users.is_empty() => {
-                let u = users[rng.next(users.len() as u64) as usize].clone();
+                let u = users[rng.below(users.len())].clone();
                 let mut am = u.into_active_model();
                 am.name = Set(format!("name-{i}"));
-                if rng.next(2) == 0 {
+                if rng.below(2) == 0 {
                     am.email = Set(format!("{i}@example.org"));
                 }
                 am.update(&txn).await.unwrap();
             }
             2 if users.len() > 3 => {
-                users[rng.next(users.len() as u64) as usize]
+                users[rng.below(users.len())]
                     .clone()
                     .delete(&txn)
                     .await
@@ -73,7 +62,7 @@ async fn random_writes(db: &DatabaseConnection, seed: u64, writes: usize) -> Vec
                 .unwrap();
             }
         }
-        if rng.next(10) == 0 {
+        if rng.below(10) == 0 {
             txn.rollback().await.unwrap();
         } else {
             txn.commit().await.unwrap();

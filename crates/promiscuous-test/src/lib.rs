@@ -6,6 +6,8 @@
 //! - [`sync`]: runs the whole pipeline synchronously — flush the publisher's outbox, then let the
 //!   subscriber apply until its queue is idle.
 
+pub mod history;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
