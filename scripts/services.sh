@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# RabbitMQ and Redis for promiscuous, from Debian's packages, on loopback.
+# RabbitMQ, Redis and PostgreSQL for promiscuous, from Debian's packages, on loopback.
 #
-#   scripts/services.sh up                 install what is missing, start both, wait until ready
-#   scripts/services.sh down               stop both
+#   scripts/services.sh up                 install what is missing, start all, wait until ready
+#   scripts/services.sh down               stop all
 #   scripts/services.sh status             say what runs
 #   scripts/services.sh restart-rabbitmq   stop and start the RabbitMQ application (tests use it)
 #   scripts/services.sh env                print the URLs as shell exports
 #
-# Ports: PROMISCUOUS_AMQP_PORT (5672), PROMISCUOUS_REDIS_PORT (6379).
+# Ports: PROMISCUOUS_AMQP_PORT (5672), PROMISCUOUS_REDIS_PORT (6379); PostgreSQL uses its
+# Debian cluster's port (5432), listening on localhost only (Debian's default).
 set -euo pipefail
 
 AMQP_PORT=${PROMISCUOUS_AMQP_PORT:-5672}
@@ -22,6 +23,7 @@ install_missing() {
     local missing=()
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+    command -v pg_ctlcluster >/dev/null 2>&1 && [ -n "$(pg_version)" ] || missing+=(postgresql)
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing ${missing[*]} from Debian's packages"
     as_root apt-get update -qq
@@ -76,9 +78,26 @@ rabbit_up() {
     log "rabbitmq ready on 127.0.0.1:$AMQP_PORT"
 }
 
+pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1; }
+pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432; }
+
+postgres_up() {
+    local version
+    version=$(pg_version)
+    pg_lsclusters -h 2>/dev/null | grep -q "^$version main" || as_root pg_createcluster "$version" main >/dev/null
+    if ! pg_ready 2>/dev/null; then
+        as_root pg_ctlcluster "$version" main start
+        wait_for 60 "postgresql" pg_ready
+    fi
+    # A login role for the tests (password auth over TCP on loopback).
+    as_root su postgres -c "psql -q -v ON_ERROR_STOP=1 -c \"DO \\\$\\\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'promiscuous') THEN CREATE ROLE promiscuous LOGIN CREATEDB PASSWORD 'promiscuous'; END IF; END \\\$\\\$;\"" >/dev/null
+    log "postgresql $version ready on 127.0.0.1:5432"
+}
+
 urls() {
     echo "export PROMISCUOUS_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
     echo "export PROMISCUOUS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/"
+    echo "export PROMISCUOUS_POSTGRES_URL=postgres://promiscuous:promiscuous@127.0.0.1:5432/postgres"
 }
 
 case "${1:-}" in
@@ -86,15 +105,18 @@ up)
     install_missing
     redis_up
     rabbit_up
+    postgres_up
     ;;
 down)
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     rabbitmqctl_ stop >/dev/null 2>&1 || true
+    [ -n "$(pg_version)" ] && as_root pg_ctlcluster "$(pg_version)" main stop >/dev/null 2>&1 || true
     log "stopped"
     ;;
 status)
     if redis_ready 2>/dev/null; then echo "redis: up (127.0.0.1:$REDIS_PORT)"; else echo "redis: down"; fi
     if rabbit_ready 2>/dev/null; then echo "rabbitmq: up (127.0.0.1:$AMQP_PORT)"; else echo "rabbitmq: down"; fi
+    if pg_ready 2>/dev/null; then echo "postgresql: up (127.0.0.1:5432)"; else echo "postgresql: down"; fi
     ;;
 restart-rabbitmq)
     rabbitmqctl_ -q stop_app
