@@ -397,3 +397,28 @@ async fn declaration_conflicts_and_bad_input_are_clear_errors() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn declare_keeps_messages_without_taking_them() {
+    let Some(url) = amqp_url("declare") else {
+        return;
+    };
+    let (exchange, queue) = (unique("declare"), unique("declare-q"));
+    let rabbit = rabbit(&url, &exchange);
+    let spec = spec(&queue, &["k"], 10);
+    within(10, "declare", rabbit.declare(&spec)).await.unwrap();
+    within(10, "publish", rabbit.publish(&[out("k", "1")]))
+        .await
+        .unwrap();
+    // Declaring again (as every subscriber start does) takes nothing off the queue.
+    within(10, "declare again", rabbit.declare(&spec))
+        .await
+        .unwrap();
+    assert_eq!(ready(&url, &queue).await, 1);
+    let mut consumer = within(10, "consume", rabbit.consume(&spec)).await.unwrap();
+    let d = next(&mut consumer).await;
+    assert_eq!((&d.payload[..], d.redelivered), (&b"1"[..], false));
+    d.ack().await.unwrap();
+    drop(consumer);
+    cleanup(&url, &[&queue], &exchange).await;
+}

@@ -97,7 +97,10 @@ impl SubscriberRuntime {
     /// Declares the queue and its bindings without consuming: messages published from now on
     /// are kept for this subscriber.
     pub async fn declare(&self) -> Result<(), Error> {
-        self.consumer().await.map(drop)
+        self.transport
+            .declare(&self.spec())
+            .await
+            .map_err(|e| Error::Connection(format!("declaring queue {}: {e}", self.config.app)))
     }
 
     async fn consumer(&self) -> Result<Box<dyn Consumer>, Error> {

@@ -86,6 +86,18 @@ impl InProcess {
 
 #[async_trait]
 impl Transport for InProcess {
+    async fn declare(&self, spec: &QueueSpec) -> Result<(), TransportError> {
+        let mut st = self.inner.lock();
+        st.queues.entry(spec.queue.clone()).or_default();
+        for b in &spec.bindings {
+            let binding = (b.clone(), spec.queue.clone());
+            if !st.bindings.contains(&binding) {
+                st.bindings.push(binding);
+            }
+        }
+        Ok(())
+    }
+
     async fn publish(&self, messages: &[Outgoing]) -> Result<(), TransportError> {
         let mut st = self.inner.lock();
         let st = &mut *st;
@@ -97,6 +109,7 @@ impl Transport for InProcess {
                 .filter(|(p, _)| topic_matches(p, &m.routing_key))
                 .map(|(_, q)| q)
                 .collect();
+            targets.sort();
             targets.dedup();
             for q in targets {
                 let queue = st.queues.get_mut(q).expect("bound queues exist");
@@ -121,14 +134,8 @@ impl Transport for InProcess {
                 spec.queue
             )));
         }
+        self.declare(spec).await?;
         let mut st = self.inner.lock();
-        st.queues.entry(spec.queue.clone()).or_default();
-        for b in &spec.bindings {
-            let binding = (b.clone(), spec.queue.clone());
-            if !st.bindings.contains(&binding) {
-                st.bindings.push(binding);
-            }
-        }
         st.next_consumer += 1;
         Ok(Box::new(InProcessConsumer {
             broker: self.inner.clone(),
@@ -319,6 +326,41 @@ mod tests {
         let d = c.next().await.unwrap();
         assert_eq!(&d.payload[..], b"1");
         assert!(d.redelivered);
+    }
+
+    #[tokio::test]
+    async fn a_queue_gets_a_message_once_however_many_bindings_match() {
+        let broker = InProcess::new();
+        let other = QueueSpec {
+            queue: "other".into(),
+            bindings: vec!["pub".into()],
+            prefetch: 5,
+        };
+        broker.declare(&spec(5)).await.unwrap();
+        broker.declare(&other).await.unwrap();
+        let wide = QueueSpec {
+            bindings: vec!["#".into()],
+            ..spec(5)
+        };
+        broker.declare(&wide).await.unwrap(); // "sub" bound by "pub" and "#", "other" between
+        broker.publish(&[out("pub", "1")]).await.unwrap();
+        assert_eq!(broker.queue_depth("sub"), (1, 0));
+        assert_eq!(broker.queue_depth("other"), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn declare_keeps_messages_without_consuming() {
+        let broker = InProcess::new();
+        broker.declare(&spec(5)).await.unwrap();
+        broker.publish(&[out("pub", "1")]).await.unwrap();
+        let d = broker
+            .consume(&spec(5))
+            .await
+            .unwrap()
+            .next()
+            .await
+            .unwrap();
+        assert!(!d.redelivered);
     }
 
     #[tokio::test]

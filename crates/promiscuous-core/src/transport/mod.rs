@@ -53,6 +53,12 @@ pub trait Transport: Send + Sync + 'static {
     async fn publish(&self, messages: &[Outgoing]) -> Result<(), TransportError>;
     /// Declares the queue with its bindings (idempotent) and starts consuming it.
     async fn consume(&self, spec: &QueueSpec) -> Result<Box<dyn Consumer>, TransportError>;
+    /// Declares the queue with its bindings (idempotent) without consuming: messages routed to
+    /// it from now on are kept. The default consumes and stops at once, which may requeue (as
+    /// redelivered) up to `prefetch` messages already waiting; transports override it.
+    async fn declare(&self, spec: &QueueSpec) -> Result<(), TransportError> {
+        self.consume(spec).await.map(drop)
+    }
     /// Whether the transport is connected.
     fn healthy(&self) -> bool {
         true

@@ -362,20 +362,15 @@ impl Inner {
         }
     }
 
-    async fn open_consumer(
+    /// Declares the exchange, the durable queue and its bindings on `channel`.
+    async fn declare_queue(
         &self,
-        connection: &Connection,
+        channel: &Channel,
         spec: &QueueSpec,
-    ) -> Result<(Channel, lapin::Consumer), TransportError> {
+    ) -> Result<(), TransportError> {
         let exchange = short("exchange name", &self.config.exchange)?;
         let queue = short("queue name", &spec.queue)?;
-        let channel = self
-            .op(
-                || format!("opening a channel to consume queue {queue:?}"),
-                connection.create_channel(),
-            )
-            .await?;
-        self.declare_exchange(&channel, &exchange).await?;
+        self.declare_exchange(channel, &exchange).await?;
         self.op(
             || format!("declaring durable queue {queue:?}"),
             channel.queue_declare(
@@ -402,6 +397,29 @@ impl Inner {
             )
             .await?;
         }
+        Ok(())
+    }
+
+    async fn open_channel(
+        &self,
+        connection: &Connection,
+        queue: &str,
+    ) -> Result<Channel, TransportError> {
+        self.op(
+            || format!("opening a channel for queue {queue:?}"),
+            connection.create_channel(),
+        )
+        .await
+    }
+
+    async fn open_consumer(
+        &self,
+        connection: &Connection,
+        spec: &QueueSpec,
+    ) -> Result<(Channel, lapin::Consumer), TransportError> {
+        let queue = short("queue name", &spec.queue)?;
+        let channel = self.open_channel(connection, &spec.queue).await?;
+        self.declare_queue(&channel, spec).await?;
         self.op(
             || format!("setting prefetch {} for queue {queue:?}", spec.prefetch),
             channel.basic_qos(spec.prefetch, BasicQosOptions::default()),
@@ -503,6 +521,15 @@ impl Transport for RabbitMq {
                 Err(e)
             }
         }
+    }
+
+    async fn declare(&self, spec: &QueueSpec) -> Result<(), TransportError> {
+        let inner = &*self.inner;
+        let connection = inner.consumer_connection().await?;
+        let channel = inner.open_channel(&connection, &spec.queue).await?;
+        let declared = inner.declare_queue(&channel, spec).await;
+        let _ = channel.close(200, "declared".into()).await;
+        declared
     }
 
     fn healthy(&self) -> bool {
