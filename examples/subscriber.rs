@@ -7,9 +7,10 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
-use promiscuous::{BoxError, RedisVersions, Subscriber};
+use promiscuous::{BoxError, Ordering, RedisVersions, Subscriber};
 
 mod shared;
 use shared::member;
@@ -24,9 +25,18 @@ struct Args {
     /// The subscriber application's name (its queue).
     #[arg(long, default_value = "crowdtap_members")]
     app: String,
-    /// Deliveries in flight.
-    #[arg(long, default_value_t = 100)]
+    /// Deliveries in flight (messages waiting for a dependency count).
+    #[arg(long, default_value_t = 1000)]
     prefetch: u16,
+    /// Runners applying independent messages concurrently.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Recovery: seconds a message waits for a dependency before it is applied without it.
+    #[arg(long, default_value_t = 10.0)]
+    dependency_timeout: f64,
+    /// No ordering at all (unsafe: a message may be applied before what it depends on).
+    #[arg(long)]
+    bareback: bool,
 }
 
 #[tokio::main]
@@ -38,6 +48,13 @@ async fn main() -> Result<(), BoxError> {
     let subscriber = Subscriber::new(args.app.clone(), db, transport)
         .subscribe::<member::Model>()
         .prefetch(args.prefetch)
+        .workers(args.workers)
+        .dependency_timeout(Duration::try_from_secs_f64(args.dependency_timeout)?)
+        .ordering(if args.bareback {
+            Ordering::Bareback
+        } else {
+            Ordering::Causal
+        })
         .versions(Arc::new(RedisVersions::new(redis, &args.app)))
         .build()
         .await?

@@ -14,7 +14,7 @@ pub use promiscuous_core::error::log_errors;
 pub use promiscuous_core::message::{self, PROTOCOL_VERSION};
 pub use promiscuous_core::publisher::context::{context, context_as};
 pub use promiscuous_core::redis::{self, Redis, RedisConfig, RedisLease, RedisVersions};
-pub use promiscuous_core::subscriber::Stats;
+pub use promiscuous_core::subscriber::{MemoryVersions, Ordering, Stats};
 pub use promiscuous_core::transport::{self, InProcess, Transport};
 pub use promiscuous_core::{
     Change, Dependencies, Dependency, Error, ErrorNotifier, Message, Operation, OperationKind,
@@ -30,7 +30,8 @@ pub use promiscuous_sea_orm::{
 pub mod pipeline {
     pub use promiscuous_core::publisher::{Lease, Outbox, OutboxEntry, Relay, RelayConfig};
     pub use promiscuous_core::subscriber::{
-        Applied, Applier, ApplyError, DeadLetter, SubscriberConfig, SubscriberRuntime, VersionStore,
+        Applied, Applier, ApplyError, DeadLetter, SubscriberConfig, SubscriberRuntime,
+        VersionStore, Wakeups, synchronizer,
     };
     pub use promiscuous_sea_orm::{SeaOrmApplier, SeaOrmOutbox, schema, tables};
 }

@@ -157,3 +157,60 @@ async fn publisher_and_subscriber_run_on_postgres() {
     schema::setup_subscriber(&sdb).await.unwrap();
     publisher.shutdown().await.unwrap();
 }
+
+/// G4 across processes: transactions applying the same message at once (two workers of one
+/// subscriber app that both received it) take effect once; the version claim makes the others
+/// skip it, callbacks included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_applies_of_one_message_take_effect_once() {
+    use promiscuous::pipeline::{Applier, SeaOrmApplier};
+    let Some(url) = postgres_url("postgres concurrent applies") else {
+        return;
+    };
+    let sdb = fresh_database(&url, "concurrent_applies").await;
+    promiscuous_test::create_table(&sdb, member::Entity)
+        .await
+        .unwrap();
+    schema::setup_subscriber(&sdb).await.unwrap();
+    let mut mock = MockPublisher::new("crowdtap", InProcess::new());
+    for round in 0..10 {
+        let name = format!("Concurrent-{round}");
+        let create = mock.message(
+            "crowdtap/user",
+            json!(500 + round),
+            OperationKind::Create,
+            Some(json!({"name": name, "email": "c@t"})),
+        );
+        let update = mock.message(
+            "crowdtap/user",
+            json!(500 + round),
+            OperationKind::Update,
+            Some(json!({"name": name, "email": "new@t"})),
+        );
+        for message in [create, update] {
+            let applies: Vec<_> = (0..4)
+                .map(|_| {
+                    // One applier per "process", sharing the database only.
+                    let applier = SeaOrmApplier::new(sdb.clone()).subscribe::<member::Model>();
+                    let message = message.clone();
+                    tokio::spawn(async move { applier.apply(&message).await.unwrap() })
+                })
+                .collect();
+            let mut applied = 0;
+            for a in applies {
+                let outcome = a.await.unwrap();
+                applied += outcome.applied;
+                assert_eq!(outcome.applied + outcome.skipped, 1, "{outcome:?}");
+            }
+            assert_eq!(applied, 1, "round {round}");
+        }
+        assert_eq!(
+            common::events_of(&name),
+            vec![
+                format!("create {name}"),
+                format!("update {name} email: \"c@t\" -> \"new@t\"")
+            ],
+            "one callback each"
+        );
+    }
+}

@@ -93,10 +93,8 @@ async fn a_redelivered_message_has_no_second_effect() {
     assert_eq!(member::Entity::find().all(&db).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn an_older_state_never_overwrites_a_newer_one() {
-    let broker = InProcess::new();
-    let (sub, db) = subscriber(&broker).await;
+/// Versions 1 and 2 of user 9, sent newest first.
+async fn send_reversed(broker: &InProcess, name: &str) {
     let mut publisher = MockPublisher::new("crowdtap", broker.clone());
     let v1 = publisher.message(
         USER,
@@ -108,10 +106,44 @@ async fn an_older_state_never_overwrites_a_newer_one() {
         USER,
         json!(9),
         promiscuous::OperationKind::Update,
-        Some(json!({"name": "New", "email": "o@t"})),
+        Some(json!({"name": name, "email": "o@t"})),
     );
     publisher.send(&v2).await.unwrap();
     publisher.send(&v1).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_newer_version_waits_for_the_previous_one() {
+    let broker = InProcess::new();
+    let (sub, db) = subscriber(&broker).await;
+    send_reversed(&broker, "Waited").await;
+    let stats = sub.run_until_idle(IDLE).await.unwrap();
+    assert_eq!((stats.operations_applied, stats.operations_skipped), (2, 0));
+    assert_eq!((stats.waited, stats.recovered), (1, 0));
+    assert_eq!(
+        events_of("Waited"),
+        vec!["update Waited name: \"Old\" -> \"Waited\"".to_string()],
+        "v2 ran after v1, as an update of the row v1 created"
+    );
+    assert_eq!(member_of(&db, 9).await.unwrap().name, "Waited");
+}
+
+#[tokio::test]
+async fn an_older_state_never_overwrites_a_newer_one() {
+    // Without ordering (bareback), v2 runs first: v1 is then stale and skipped.
+    let broker = InProcess::new();
+    let db = promiscuous_test::sqlite().await.unwrap();
+    promiscuous_test::create_table(&db, member::Entity)
+        .await
+        .unwrap();
+    let sub = promiscuous::Subscriber::new("members", db.clone(), broker.clone())
+        .subscribe::<member::Model>()
+        .ordering(promiscuous::Ordering::Bareback)
+        .workers(1)
+        .build()
+        .await
+        .unwrap();
+    send_reversed(&broker, "New").await;
     let stats = sub.run_until_idle(IDLE).await.unwrap();
     assert_eq!((stats.operations_applied, stats.operations_skipped), (1, 1));
     assert_eq!(

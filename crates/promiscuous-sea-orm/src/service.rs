@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promiscuous_core::publisher::{Lease, Relay, RelayConfig};
-use promiscuous_core::subscriber::{Stats, SubscriberConfig, SubscriberRuntime, VersionStore};
+use promiscuous_core::subscriber::{
+    Ordering, Stats, SubscriberConfig, SubscriberRuntime, VersionStore,
+};
 use promiscuous_core::transport::Transport;
 use promiscuous_core::{Error, ErrorNotifier};
 use sea_orm::DatabaseConnection;
@@ -173,8 +175,37 @@ impl Subscriber {
         self
     }
 
+    /// Unacknowledged deliveries in flight (1,000 by default). Messages waiting for a
+    /// dependency count, so keep it well above how far out of order messages may arrive.
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.config.prefetch = prefetch;
+        self
+    }
+
+    /// Runners applying independent messages concurrently (4 by default).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.workers = workers;
+        self
+    }
+
+    /// How messages are ordered: [`Ordering::Causal`] (the default) or [`Ordering::Bareback`]
+    /// (no waiting; unsafe, see its documentation).
+    pub fn ordering(mut self, ordering: Ordering) -> Self {
+        self.config.ordering = ordering;
+        self
+    }
+
+    /// Recovery: how long a message waits for a dependency before it is applied without it and
+    /// an [`Error::Recover`] is reported (10 s by default).
+    pub fn dependency_timeout(mut self, timeout: Duration) -> Self {
+        self.config.dependency_timeout = timeout;
+        self
+    }
+
+    /// How often the versions that waiting messages need are looked up again, as a safety net
+    /// for lost wake-ups (1 s by default).
+    pub fn recheck_interval(mut self, interval: Duration) -> Self {
+        self.config.recheck_interval = interval;
         self
     }
 
@@ -183,8 +214,8 @@ impl Subscriber {
         self
     }
 
-    /// Shares applied versions with the application's other workers (see
-    /// `promiscuous_core::redis::RedisVersions`).
+    /// Shares processed versions, with wake-ups, with the application's other workers:
+    /// `RedisVersions` across processes, `MemoryVersions` between subscribers of one process.
     pub fn versions(mut self, store: Arc<dyn VersionStore>) -> Self {
         self.config.versions = Some(store);
         self
@@ -203,6 +234,12 @@ impl Subscriber {
             return Err(Error::Subscriber(format!(
                 "subscriber {} follows no model: call .subscribe::<Model>() first",
                 self.config.app
+            )));
+        }
+        if self.config.workers == 0 || self.config.prefetch == 0 {
+            return Err(Error::Subscriber(format!(
+                "subscriber {}: workers ({}) and prefetch ({}) must be at least 1",
+                self.config.app, self.config.workers, self.config.prefetch
             )));
         }
         crate::schema::setup_subscriber(self.applier.db())

@@ -4,7 +4,7 @@ use redis::Script;
 
 use super::Redis;
 use crate::error::Error;
-use crate::subscriber::VersionStore;
+use crate::subscriber::{VersionStore, Wakeups};
 
 /// Raise each key to its version (never lower it) and publish `key version` for each raise.
 const ADVANCE: &str = r#"
@@ -19,7 +19,7 @@ end
 return 0
 "#;
 
-/// Applied versions of one subscriber application, shared by its worker processes, with
+/// Processed versions of one subscriber application, shared by its worker processes, with
 /// wake-ups by Redis pub/sub (not polling).
 #[derive(Clone)]
 pub struct RedisVersions {
@@ -106,5 +106,10 @@ impl VersionStore for RedisVersions {
         self.redis
             .track(r, "MGET versions")
             .map(|v| v.into_iter().map(|x| x.unwrap_or(0)).collect())
+    }
+
+    async fn wakeups(&self) -> Result<Option<Wakeups>, Error> {
+        let stream = RedisVersions::wakeups(self).await?;
+        Ok(Some(Box::pin(stream)))
     }
 }

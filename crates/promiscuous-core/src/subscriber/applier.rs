@@ -22,7 +22,8 @@ pub struct Applied {
     pub applied: usize,
     /// Operations skipped because their version was already applied (duplicates, stale).
     pub skipped: usize,
-    /// Operations for endpoints this subscriber does not follow.
+    /// Operations for endpoints this subscriber does not follow (their version is recorded all
+    /// the same, so that messages depending on them need not wait).
     pub ignored: usize,
 }
 
@@ -38,12 +39,20 @@ pub struct DeadLetter {
 }
 
 /// Applies decoded messages to the subscriber's storage.
+///
+/// Several runners call [`Applier::apply`] concurrently, on messages that write different
+/// instances. An implementation must still make each `(instance, version)` take effect at most
+/// once even if two processes apply the same message at once (the reference applier claims the
+/// version with a conditional write before applying anything).
 #[async_trait]
 pub trait Applier: Send + Sync + 'static {
     /// Routing keys (publisher applications) the subscriber's queue must be bound to.
     fn bindings(&self) -> Vec<String>;
-    /// Applies every operation of `message` atomically, skipping versions already applied.
+    /// Applies every operation of `message` atomically, skipping versions already applied, and
+    /// records the version of every operation, ignored ones included.
     async fn apply(&self, message: &Message) -> Result<Applied, ApplyError>;
+    /// The recorded version of each instance key (0 when none), as committed in storage.
+    async fn versions(&self, keys: &[String]) -> Result<Vec<u64>, BoxError>;
     /// Stores a message that could not be applied.
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BoxError>;
 }

@@ -4,66 +4,35 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::applier::{Applied, Applier, ApplyError, DeadLetter};
-use super::versions::VersionStore;
-use crate::error::{Error, ErrorNotifier, log_errors};
+use super::config::{Ordering, Stats, SubscriberConfig};
+use super::session::{Job, Session};
+use crate::error::Error;
 use crate::message::Message;
-use crate::transport::{Consumer, Delivery, QueueSpec, Transport, TransportError};
+use crate::transport::{Consumer, QueueSpec, Transport, TransportError, topic_matches};
 
-/// Settings of a [`SubscriberRuntime`].
-#[derive(Clone)]
-pub struct SubscriberConfig {
-    /// The subscriber application's name: its queue.
-    pub app: String,
-    /// Unacknowledged deliveries in flight.
-    pub prefetch: u16,
-    /// Attempts for a transiently failing message before it is dead-lettered.
-    pub max_attempts: u32,
-    /// Delay before the second attempt; doubles each time.
-    pub retry_delay: Duration,
-    pub error_notifier: ErrorNotifier,
-    /// Shared applied versions (Redis) advanced after every applied message.
-    pub versions: Option<Arc<dyn VersionStore>>,
-}
-
-impl SubscriberConfig {
-    pub fn new(app: impl Into<String>) -> Self {
-        Self {
-            app: app.into(),
-            prefetch: 100,
-            max_attempts: 5,
-            retry_delay: Duration::from_millis(20),
-            error_notifier: log_errors(),
-            versions: None,
-        }
-    }
-}
-
-/// Counters of what a subscriber did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub messages: usize,
-    pub operations_applied: usize,
-    pub operations_skipped: usize,
-    pub operations_ignored: usize,
-    pub dead_lettered: usize,
-}
-
-impl Stats {
-    fn add(&mut self, a: &Applied) {
-        self.messages += 1;
-        self.operations_applied += a.applied;
-        self.operations_skipped += a.skipped;
-        self.operations_ignored += a.ignored;
-    }
-}
-
-/// Consumes the subscriber application's queue and applies what arrives.
+/// Consumes the subscriber application's queue and applies what arrives: in causal order, on
+/// several runners, with retries, dead letters and recovery (see [`SubscriberConfig`]).
 pub struct SubscriberRuntime {
+    inner: Arc<Inner>,
+}
+
+/// What the sessions of a runtime share.
+pub(super) struct Inner {
     transport: Arc<dyn Transport>,
-    applier: Arc<dyn Applier>,
-    config: SubscriberConfig,
-    stats: watch::Sender<Stats>,
+    pub applier: Arc<dyn Applier>,
+    pub config: SubscriberConfig,
+    pub stats: watch::Sender<Stats>,
     connected: watch::Sender<bool>,
+    /// The queue's binding patterns (publisher apps).
+    bindings: Vec<String>,
+}
+
+/// What processing a message came to.
+pub(super) struct Processed {
+    /// The versions it processed (applied, skipped, ignored or dead-lettered); none if it goes
+    /// back to the broker.
+    pub versions: Vec<(String, u64)>,
+    requeue: bool,
 }
 
 impl SubscriberRuntime {
@@ -72,138 +41,197 @@ impl SubscriberRuntime {
         applier: Arc<dyn Applier>,
         config: SubscriberConfig,
     ) -> Self {
+        let bindings = applier.bindings();
         Self {
-            transport,
-            applier,
-            config,
-            stats: watch::Sender::new(Stats::default()),
-            connected: watch::Sender::new(false),
+            inner: Arc::new(Inner {
+                transport,
+                applier,
+                config,
+                stats: watch::Sender::new(Stats::default()),
+                connected: watch::Sender::new(false),
+                bindings,
+            }),
         }
     }
 
     /// Live counters, updated after every message.
     pub fn stats(&self) -> watch::Receiver<Stats> {
-        self.stats.subscribe()
+        self.inner.stats.subscribe()
+    }
+
+    pub fn config(&self) -> &SubscriberConfig {
+        &self.inner.config
     }
 
     fn spec(&self) -> QueueSpec {
         QueueSpec {
-            queue: self.config.app.clone(),
-            bindings: self.applier.bindings(),
-            prefetch: self.config.prefetch,
+            queue: self.inner.config.app.clone(),
+            bindings: self.inner.bindings.clone(),
+            prefetch: self.inner.config.prefetch,
         }
     }
 
     /// Declares the queue and its bindings without consuming: messages published from now on
     /// are kept for this subscriber.
     pub async fn declare(&self) -> Result<(), Error> {
-        self.transport
+        self.inner
+            .transport
             .declare(&self.spec())
             .await
-            .map_err(|e| Error::Connection(format!("declaring queue {}: {e}", self.config.app)))
+            .map_err(|e| {
+                Error::Connection(format!("declaring queue {}: {e}", self.inner.config.app))
+            })
     }
 
     async fn consumer(&self) -> Result<Box<dyn Consumer>, Error> {
-        self.transport
+        self.inner
+            .transport
             .consume(&self.spec())
             .await
-            .map_err(|e| Error::Connection(format!("consuming queue {}: {e}", self.config.app)))
+            .map_err(|e| {
+                Error::Connection(format!("consuming queue {}: {e}", self.inner.config.app))
+            })
     }
 
-    /// Runs until `shutdown` resolves; the message in flight is finished first. A lost
-    /// connection is reported to the error notifier and consumption resumes, with backoff,
-    /// once the transport is back (unacknowledged deliveries come back as redeliveries).
+    fn current(&self) -> Stats {
+        self.inner.stats.borrow().clone()
+    }
+
+    /// Runs until `shutdown` resolves; messages being applied are finished first, the others
+    /// go back to the broker. A lost connection is reported to the error notifier and
+    /// consumption resumes, with backoff, once the transport is back (unacknowledged deliveries
+    /// come back as redeliveries).
     pub async fn run(
         &self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<Stats, Error> {
         tokio::pin!(shutdown);
-        let mut backoff = self.config.retry_delay;
+        let config = &self.inner.config;
+        let mut backoff = config.retry_delay;
         let max_backoff = Duration::from_secs(5);
         loop {
             let consumer = tokio::select! {
-                _ = &mut shutdown => return Ok(self.stats.borrow().clone()),
+                _ = &mut shutdown => return Ok(self.current()),
                 c = self.consumer() => c,
             };
             let mut consumer = match consumer {
                 Ok(c) => {
-                    self.connected.send_replace(true);
+                    self.inner.connected.send_replace(true);
                     c
                 }
                 Err(e) => {
-                    self.connected.send_replace(false);
-                    (self.config.error_notifier)(&e);
+                    self.inner.connected.send_replace(false);
+                    (config.error_notifier)(&e);
                     tokio::select! {
-                        _ = &mut shutdown => return Ok(self.stats.borrow().clone()),
+                        _ = &mut shutdown => return Ok(self.current()),
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(max_backoff);
                     continue;
                 }
             };
-            loop {
+            let running = Session::start(self.inner.clone());
+            let lost = loop {
                 let delivery = tokio::select! {
-                    _ = &mut shutdown => return Ok(self.stats.borrow().clone()),
+                    _ = &mut shutdown => break false,
                     d = consumer.next() => d,
                 };
                 match delivery {
                     Ok(d) => {
-                        backoff = self.config.retry_delay;
-                        self.process(d).await
+                        backoff = config.retry_delay;
+                        running.session().submit(d);
                     }
-                    Err(TransportError::Closed) => return Ok(self.stats.borrow().clone()),
+                    Err(TransportError::Closed) => break false,
                     Err(e) => {
-                        self.connected.send_replace(false);
-                        (self.config.error_notifier)(&Error::Connection(format!(
+                        self.inner.connected.send_replace(false);
+                        (config.error_notifier)(&Error::Connection(format!(
                             "queue {}: {e}; reconnecting",
-                            self.config.app
+                            config.app
                         )));
-                        break;
+                        break true;
                     }
                 }
+            };
+            running.stop().await;
+            drop(consumer);
+            if !lost {
+                return Ok(self.current());
             }
         }
     }
 
     /// Whether the last attempt to consume succeeded and the consumer has not failed since.
     pub fn healthy(&self) -> bool {
-        *self.connected.borrow() && self.transport.healthy()
+        *self.inner.connected.borrow() && self.inner.transport.healthy()
     }
 
-    /// Processes deliveries until none arrives for `idle`; for tests and synchronous harnesses.
-    /// Returns the counters since this subscriber was made.
+    /// Processes deliveries until none arrives for `idle` and every message received is
+    /// finished (applied, dead-lettered, or released by the dependency timeout); for tests and
+    /// synchronous harnesses. Returns the counters since this subscriber was made.
     pub async fn run_until_idle(&self, idle: Duration) -> Result<Stats, Error> {
         let mut consumer = self.consumer().await?;
-        while let Ok(delivery) = tokio::time::timeout(idle, consumer.next()).await {
-            match delivery {
-                Ok(d) => self.process(d).await,
-                Err(TransportError::Closed) => break,
-                Err(e) => return Err(Error::Connection(format!("queue {}: {e}", self.config.app))),
+        let running = Session::start(self.inner.clone());
+        let session = running.session().clone();
+        let outcome = loop {
+            match tokio::time::timeout(idle, consumer.next()).await {
+                Ok(Ok(d)) => session.submit(d),
+                Ok(Err(TransportError::Closed)) => break Ok(()),
+                Ok(Err(e)) => {
+                    break Err(Error::Connection(format!(
+                        "queue {}: {e}",
+                        self.inner.config.app
+                    )));
+                }
+                Err(_) if session.is_idle() => break Ok(()),
+                Err(_) => {
+                    session
+                        .wait_idle(idle.max(Duration::from_millis(100)))
+                        .await
+                }
             }
-        }
-        Ok(self.stats.borrow().clone())
+        };
+        running.stop().await;
+        drop(consumer);
+        outcome.map(|()| self.current())
+    }
+}
+
+impl Inner {
+    /// Whether the queue receives the messages of publisher app `app`.
+    pub fn follows_app(&self, app: &str) -> bool {
+        self.bindings.iter().any(|b| topic_matches(b, app))
     }
 
-    /// Decodes, applies (with retries) and acks one delivery. Never loses it: it is acked only
-    /// once applied or stored as a dead letter, and nacked for redelivery otherwise.
-    pub async fn process(&self, delivery: Delivery) {
-        let (error, attempts) = match Message::decode(&delivery.payload) {
+    fn notify(&self, e: &Error) {
+        (self.config.error_notifier)(e);
+    }
+
+    /// Applies a message (with retries), or stores it as a dead letter.
+    pub async fn process(&self, job: &Job) -> Processed {
+        let versions = |m: &Message| -> Vec<(String, u64)> {
+            m.operations
+                .iter()
+                .map(|op| (op.key(), op.version))
+                .collect()
+        };
+        let (error, attempts) = match &job.message {
             Err(e) => (e.to_string(), 1),
-            Ok(message) => match self.apply_with_retries(&message).await {
+            Ok(message) => match self.apply_with_retries(message).await {
                 Ok(applied) => {
                     self.stats.send_modify(|s| s.add(&applied));
-                    self.advance_versions(&message).await;
-                    self.ack(&delivery).await;
-                    return;
+                    return Processed {
+                        versions: versions(message),
+                        requeue: false,
+                    };
                 }
                 Err((e, attempts)) => (format!("message {}: {e}", message.id), attempts),
             },
         };
-        let notified = Error::Subscriber(format!(
+        let delivery = &job.delivery;
+        self.notify(&Error::Subscriber(format!(
             "queue {} (routing key {}): {error}; dead-lettered after {attempts} attempt(s)",
             self.config.app, delivery.routing_key
-        ));
-        (self.config.error_notifier)(&notified);
+        )));
         let letter = DeadLetter {
             queue: self.config.app.clone(),
             routing_key: delivery.routing_key.clone(),
@@ -215,32 +243,46 @@ impl SubscriberRuntime {
         match self.applier.dead_letter(letter).await {
             Ok(()) => {
                 self.stats.send_modify(|s| s.dead_lettered += 1);
-                self.ack(&delivery).await;
+                // Dead-lettered counts as processed: what depends on it must not wait forever.
+                Processed {
+                    versions: job.message.as_ref().map(versions).unwrap_or_default(),
+                    requeue: false,
+                }
             }
             Err(e) => {
-                (self.config.error_notifier)(&Error::Subscriber(format!(
+                self.notify(&Error::Subscriber(format!(
                     "could not store a dead letter ({e}); the message is requeued"
                 )));
-                if let Err(e) = delivery.nack(true).await {
-                    (self.config.error_notifier)(&Error::Connection(format!("nack: {e}")));
+                Processed {
+                    versions: Vec::new(),
+                    requeue: true,
                 }
             }
         }
     }
 
-    /// Publishes progress to the shared version store; the database stays the truth, so a
-    /// failure here is reported, not fatal.
-    async fn advance_versions(&self, message: &Message) {
-        let Some(store) = &self.config.versions else {
-            return;
+    /// Publishes progress to the shared version store, then acks (or requeues). The database
+    /// stays the truth, so a failure of the store is reported, not fatal.
+    pub async fn settle(&self, job: &Job, processed: Processed) {
+        if let Some(store) = &self.config.versions
+            && self.config.ordering == Ordering::Causal
+            && !processed.versions.is_empty()
+            && let Err(e) = store.advance(&processed.versions).await
+        {
+            self.notify(&e);
+        }
+        let settled = if processed.requeue {
+            job.delivery.nack(true).await
+        } else {
+            job.delivery.ack().await
         };
-        let versions: Vec<(String, u64)> = message
-            .operations
-            .iter()
-            .map(|op| (op.key(), op.version))
-            .collect();
-        if let Err(e) = store.advance(&versions).await {
-            (self.config.error_notifier)(&e);
+        if let Err(e) = settled {
+            // The effect is stored with its version, so the redelivery this causes is skipped.
+            self.notify(&Error::Connection(format!(
+                "{} on queue {}: {e}",
+                if processed.requeue { "nack" } else { "ack" },
+                self.config.app
+            )));
         }
     }
 
@@ -259,16 +301,6 @@ impl SubscriberRuntime {
                     attempt += 1;
                 }
             }
-        }
-    }
-
-    async fn ack(&self, delivery: &Delivery) {
-        if let Err(e) = delivery.ack().await {
-            // The effect is stored with its version, so the redelivery this causes is skipped.
-            (self.config.error_notifier)(&Error::Connection(format!(
-                "ack on queue {}: {e}",
-                self.config.app
-            )));
         }
     }
 }

@@ -6,9 +6,10 @@ use async_trait::async_trait;
 use promiscuous_core::publisher::BoxError;
 use promiscuous_core::subscriber::{Applied, Applier, ApplyError, DeadLetter};
 use promiscuous_core::{Message, Operation, OperationKind};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, NotSet,
-    QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    NotSet, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 
 use super::{AttributeError, Ctx, Subscribed};
@@ -16,8 +17,10 @@ use crate::tables::{applied, dead_letters};
 
 /// Applies messages to a subscriber database: each message in one transaction, each operation
 /// by upsert (create/update) or delete (destroy) of the rows of every model subscribed to its
-/// endpoint, skipping versions already applied; the applied version is stored in the same
-/// transaction, so a redelivered message has no second effect.
+/// endpoint, skipping versions already applied; the applied version is claimed first, in the
+/// same transaction, so a redelivered message has no second effect, even when two workers
+/// apply it at once. Operations on endpoints nobody here follows only have their version
+/// recorded (messages that depend on them need not wait).
 #[derive(Clone)]
 pub struct SeaOrmApplier {
     db: DatabaseConnection,
@@ -73,47 +76,44 @@ impl SeaOrmApplier {
     ) -> Result<Applied, ApplyError> {
         let mut outcome = Applied::default();
         for op in &message.operations {
-            let Some(handlers) = self.handlers.get(op.endpoint.as_str()) else {
-                outcome.ignored += 1;
-                continue;
-            };
-            let key = op.key();
-            let current = applied::Entity::find_by_id(key.clone())
-                .one(txn)
-                .await
-                .map_err(|e| db_error(op, "reading the applied version", e))?;
-            if current
-                .as_ref()
-                .is_some_and(|c| op.version <= c.version as u64)
-            {
+            if !claim(txn, op).await? {
                 outcome.skipped += 1;
                 continue;
             }
+            let Some(handlers) = self.handlers.get(op.endpoint.as_str()) else {
+                // Not followed: only its version is recorded, for the messages depending on it.
+                outcome.ignored += 1;
+                continue;
+            };
             for h in handlers {
                 h.apply(txn, message, op).await?;
             }
-            let version = Set(op.version as i64);
-            let result = match current {
-                Some(_) => applied::ActiveModel {
-                    key: Set(key),
-                    version,
-                }
-                .update(txn)
-                .await
-                .map(drop),
-                None => applied::ActiveModel {
-                    key: Set(key),
-                    version,
-                }
-                .insert(txn)
-                .await
-                .map(drop),
-            };
-            result.map_err(|e| db_error(op, "storing the applied version", e))?;
             outcome.applied += 1;
         }
         Ok(outcome)
     }
+}
+
+/// Records `op.version` as the instance's applied version if it is newer than the recorded one,
+/// in one conditional upsert; returns whether it was (`false`: a duplicate or a stale version).
+/// Done before the operation's effect, so two transactions applying the same version (two
+/// worker processes) cannot both get `true`: the second waits on the first's row lock and then
+/// finds the version taken.
+async fn claim(txn: &DatabaseTransaction, op: &Operation) -> Result<bool, ApplyError> {
+    let version = op.version as i64;
+    let on_conflict = OnConflict::column(applied::Column::Key)
+        .update_column(applied::Column::Version)
+        .action_and_where(Expr::col((applied::Entity, applied::Column::Version)).lt(version))
+        .to_owned();
+    let rows = applied::Entity::insert(applied::ActiveModel {
+        key: Set(op.key()),
+        version: Set(version),
+    })
+    .on_conflict(on_conflict)
+    .exec_without_returning(txn)
+    .await
+    .map_err(|e| db_error(op, "recording the applied version", e))?;
+    Ok(rows > 0)
 }
 
 fn db_error(op: &Operation, doing: &str, e: DbErr) -> ApplyError {
@@ -156,6 +156,22 @@ impl Applier for SeaOrmApplier {
             .await
             .map_err(|e| ApplyError::Transient(format!("committing: {e}")))?;
         Ok(outcome)
+    }
+
+    async fn versions(&self, keys: &[String]) -> Result<Vec<u64>, BoxError> {
+        let mut found: HashMap<String, u64> = HashMap::new();
+        // Well under SQLite's limit of bound parameters per statement.
+        for chunk in keys.chunks(500) {
+            let rows = applied::Entity::find()
+                .filter(applied::Column::Key.is_in(chunk.iter().cloned()))
+                .all(&self.db)
+                .await?;
+            found.extend(rows.into_iter().map(|r| (r.key, r.version as u64)));
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k).copied().unwrap_or(0))
+            .collect())
     }
 
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BoxError> {

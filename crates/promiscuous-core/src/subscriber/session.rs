@@ -1,0 +1,309 @@
+//! One consumer session: the pump hands each delivery to the synchronizer, which releases it to
+//! the runners once its dependencies are processed. Versions it does not know are looked up in
+//! the database and the shared store; versions processed elsewhere arrive as wake-ups from the
+//! shared store; a ticker releases timed-out messages (recovery) and looks up again what waiting
+//! messages need (a safety net for lost wake-ups).
+//!
+//! A session ends when its consumer does (shutdown, idle, lost connection): messages being
+//! applied are finished, the others are dropped unacknowledged and the broker redelivers them.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as Atomic};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::config::Ordering;
+use super::runtime::Inner;
+use super::synchronizer::{Released, Requirements, Submitted, Synchronizer};
+use crate::error::Error;
+use crate::message::{DecodeError, Message};
+use crate::transport::Delivery;
+
+/// A delivery and what it decoded to.
+pub(super) struct Job {
+    pub delivery: Delivery,
+    pub message: Result<Message, DecodeError>,
+}
+
+pub(super) struct Session {
+    pub inner: Arc<Inner>,
+    sync: Mutex<Synchronizer<Job>>,
+    ready: async_channel::Sender<Released<Job>>,
+    /// Deliveries submitted and not yet finished (waiting, ready or being applied).
+    outstanding: AtomicUsize,
+    idle: Notify,
+    stopping: AtomicBool,
+}
+
+/// The running parts of a session.
+pub(super) struct Running {
+    session: Arc<Session>,
+    runners: Vec<JoinHandle<()>>,
+    helpers: Vec<JoinHandle<()>>,
+}
+
+impl Session {
+    /// Starts the runners and helpers of a new session.
+    pub fn start(inner: Arc<Inner>) -> Running {
+        let (ready, queue) = async_channel::unbounded();
+        let session = Arc::new(Session {
+            sync: Mutex::new(Synchronizer::new(inner.config.dependency_timeout)),
+            inner,
+            ready,
+            outstanding: AtomicUsize::new(0),
+            idle: Notify::new(),
+            stopping: AtomicBool::new(false),
+        });
+        let runners = (0..session.inner.config.workers.max(1))
+            .map(|worker| {
+                let (session, queue) = (session.clone(), queue.clone());
+                tokio::spawn(async move {
+                    while let Ok(released) = queue.recv().await {
+                        if session.stopping.load(Atomic::SeqCst) {
+                            // Not started: dropped unacknowledged, the broker redelivers it.
+                            session.done();
+                            continue;
+                        }
+                        session.run(released, worker).await;
+                    }
+                })
+            })
+            .collect();
+        let mut helpers = vec![tokio::spawn(session.clone().tick())];
+        if session.inner.config.ordering == Ordering::Causal
+            && let Some(store) = session.inner.config.versions.clone()
+        {
+            helpers.push(tokio::spawn(session.clone().listen(store)));
+        }
+        Running {
+            session,
+            runners,
+            helpers,
+        }
+    }
+
+    fn sync(&self) -> MutexGuard<'_, Synchronizer<Job>> {
+        // No critical section awaits or can leave the state half-updated by a panic of ours.
+        self.sync.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self, e: &Error) {
+        (self.inner.config.error_notifier)(e);
+    }
+
+    /// Hands released messages to the runners.
+    fn dispatch(&self, released: Vec<Released<Job>>) {
+        for r in released {
+            if self.ready.try_send(r).is_err() {
+                // The session is over: dropped unacknowledged, the broker redelivers it.
+                self.done();
+            }
+        }
+    }
+
+    /// A delivery arrived: decode it and submit it to the synchronizer.
+    pub fn submit(self: &Arc<Self>, delivery: Delivery) {
+        self.outstanding.fetch_add(1, Atomic::SeqCst);
+        let message = Message::decode(&delivery.payload);
+        let requirements = match (&message, self.inner.config.ordering) {
+            (Ok(m), Ordering::Causal) => Requirements::causal(m, |app| self.inner.follows_app(app)),
+            _ => Requirements::default(),
+        };
+        let job = Job { delivery, message };
+        let submitted = self.sync().submit(job, requirements, Instant::now());
+        match submitted {
+            Submitted::Ready(r) => self.dispatch(vec![r]),
+            Submitted::Parked { lookup } => {
+                self.inner.stats.send_modify(|s| s.waited += 1);
+                self.spawn_lookup(lookup);
+            }
+        }
+    }
+
+    /// Looks up, in the database and the shared store, the processed versions of `keys`.
+    fn spawn_lookup(self: &Arc<Self>, keys: Vec<String>) {
+        if keys.is_empty() {
+            return;
+        }
+        let session = self.clone();
+        tokio::spawn(async move {
+            let inner = &session.inner;
+            let shared = async {
+                match &inner.config.versions {
+                    Some(store) => store.get(&keys).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (stored, shared) = tokio::join!(inner.applier.versions(&keys), shared);
+            let versions = match (stored, shared) {
+                (Ok(stored), Ok(shared)) => {
+                    let shared = shared.unwrap_or_default();
+                    keys.iter()
+                        .enumerate()
+                        .map(|(i, k)| {
+                            let v = stored.get(i).copied().unwrap_or(0);
+                            (k.clone(), v.max(shared.get(i).copied().unwrap_or(0)))
+                        })
+                        .collect::<Vec<_>>()
+                }
+                (Err(e), _) => {
+                    session.lookup_failed(
+                        &keys,
+                        Error::Subscriber(format!(
+                            "queue {}: looking up applied versions in the database: {e}",
+                            inner.config.app
+                        )),
+                    );
+                    return;
+                }
+                (_, Err(e)) => {
+                    session.lookup_failed(&keys, e);
+                    return;
+                }
+            };
+            let released = session.sync().learn(&versions, true);
+            session.dispatch(released);
+        });
+    }
+
+    fn lookup_failed(&self, keys: &[String], e: Error) {
+        self.notify(&e);
+        self.sync().lookup_failed(keys);
+    }
+
+    /// Applies one released message on runner `worker`, then lets the synchronizer release
+    /// what waited on it.
+    async fn run(&self, released: Released<Job>, worker: usize) {
+        let Released {
+            job,
+            skipped,
+            waited,
+            writes,
+        } = released;
+        if !skipped.is_empty()
+            && let Ok(message) = &job.message
+        {
+            let missing: Vec<String> = skipped.iter().map(|(k, v)| format!("{k} v{v}")).collect();
+            self.inner.stats.send_modify(|s| s.recovered += 1);
+            self.notify(&Error::Recover(format!(
+                "queue {}: message {} is applied without {} (not processed within {:?}; \
+                 recovery)",
+                self.inner.config.app,
+                message.id,
+                missing.join(", "),
+                self.inner.config.dependency_timeout
+            )));
+        }
+        tracing::trace!(worker, waited = ?waited, "runner takes a message");
+        let processed = self.inner.process(&job).await;
+        let released = self.sync().finish(&writes, &processed.versions);
+        self.dispatch(released);
+        self.inner.settle(&job, processed).await;
+        self.done();
+    }
+
+    fn done(&self) {
+        if self.outstanding.fetch_sub(1, Atomic::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Whether every delivery submitted so far is finished.
+    pub fn is_idle(&self) -> bool {
+        self.outstanding.load(Atomic::SeqCst) == 0
+    }
+
+    /// Waits until [`Session::is_idle`] (or `limit` passes).
+    pub async fn wait_idle(&self, limit: Duration) {
+        let idle = self.idle.notified();
+        tokio::pin!(idle);
+        idle.as_mut().enable();
+        if self.is_idle() {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, idle).await;
+    }
+
+    /// Releases timed-out messages; looks up again, now and then, what waiting messages need.
+    async fn tick(self: Arc<Self>) {
+        let config = &self.inner.config;
+        let tick = (config.dependency_timeout / 10)
+            .clamp(Duration::from_millis(5), Duration::from_millis(100));
+        let mut last_recheck = Instant::now();
+        loop {
+            tokio::time::sleep(tick).await;
+            let now = Instant::now();
+            let released = self.sync().expire(now);
+            self.dispatch(released);
+            if now.duration_since(last_recheck) >= config.recheck_interval {
+                last_recheck = now;
+                let keys = self.sync().recheck();
+                self.spawn_lookup(keys);
+            }
+        }
+    }
+
+    /// Learns the versions other workers process, from the shared store's wake-ups.
+    async fn listen(self: Arc<Self>, store: Arc<dyn super::VersionStore>) {
+        let first = self.inner.config.retry_delay;
+        let mut backoff = first;
+        loop {
+            match store.wakeups().await {
+                Ok(None) => return,
+                Ok(Some(mut raises)) => {
+                    backoff = first;
+                    // What was raised before the subscription is looked up.
+                    let keys = self.sync().recheck();
+                    self.spawn_lookup(keys);
+                    while let Some(raise) = raises.next().await {
+                        let released = self.sync().learn(&[raise], false);
+                        self.dispatch(released);
+                    }
+                    self.notify(&Error::Connection(format!(
+                        "queue {}: wake-ups from the shared version store were interrupted; \
+                         subscribing again",
+                        self.inner.config.app
+                    )));
+                }
+                Err(e) => self.notify(&e),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Running {
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Ends the session: messages being applied are finished, the others are dropped
+    /// unacknowledged (the broker redelivers them).
+    pub async fn stop(self) {
+        let session = self.session;
+        session.stopping.store(true, Atomic::SeqCst);
+        for h in &self.helpers {
+            h.abort();
+        }
+        let waiting = session.sync().drain();
+        for _ in waiting {
+            session.done();
+        }
+        session.ready.close();
+        for runner in self.runners {
+            if let Err(e) = runner.await
+                && e.is_panic()
+            {
+                session.notify(&Error::Subscriber(format!(
+                    "queue {}: a runner panicked: {e}",
+                    session.inner.config.app
+                )));
+            }
+        }
+    }
+}

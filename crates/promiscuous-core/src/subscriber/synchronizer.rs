@@ -1,0 +1,705 @@
+//! The synchronizer: holds each message until what it depends on has been processed, then
+//! releases it to the runners (G1, G2, G5, G6).
+//!
+//! It is a plain state machine, without I/O or clocks of its own: the runtime feeds it arrivals
+//! ([`Synchronizer::submit`]), versions learned from the database, from the shared version store
+//! and from its own runners ([`Synchronizer::learn`], [`Synchronizer::finish`]), and the time
+//! ([`Synchronizer::expire`]); it answers with the messages that may run now.
+//!
+//! A message may run when
+//! - every instance it read (a read dependency `key@n`) has been processed at version `n` or
+//!   newer, and the previous version (`v - 1`) of every instance it writes has been processed;
+//! - no other running message writes one of the instances it writes (duplicates and consecutive
+//!   versions of one instance never run concurrently);
+//! - or its dependencies have not all arrived within the timeout (recovery): it then runs
+//!   without them, and the ones it skipped are listed with it.
+//!
+//! "Processed" means applied, skipped as already applied, ignored (an endpoint the subscriber
+//! does not follow: its version is still recorded), or dead-lettered: a message that can never
+//! be applied must not hold back the ones after it.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::message::Message;
+
+/// What a message needs before it may run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements {
+    /// `(key, version)`: the instance must have been processed at this version or a newer one.
+    pub needs: Vec<(String, u64)>,
+    /// Instances the message writes: no two messages writing one instance run at once.
+    pub writes: Vec<String>,
+}
+
+impl Requirements {
+    /// The requirements of `message` under causal ordering. `follows_app(app)` says whether the
+    /// subscriber receives the messages of publisher app `app`: a dependency on an instance of
+    /// another app could never be met, so it is left out.
+    ///
+    /// The operations are authoritative for what the message writes (`dependencies.write` is
+    /// derived from them in protocol 1): each written instance needs its previous version (the
+    /// lowest version the message writes, minus one). Read dependencies on instances the
+    /// message also writes are covered by that and left out.
+    pub fn causal(message: &Message, follows_app: impl Fn(&str) -> bool) -> Self {
+        let mut lowest: BTreeMap<String, u64> = BTreeMap::new();
+        for op in &message.operations {
+            let v = lowest.entry(op.key()).or_insert(op.version);
+            *v = (*v).min(op.version);
+        }
+        let mut needs: BTreeMap<String, u64> = BTreeMap::new();
+        for (key, version) in &lowest {
+            if *version > 1 && follows_app(app_of(key)) {
+                needs.insert(key.clone(), version - 1);
+            }
+        }
+        for dep in &message.dependencies.read {
+            if lowest.contains_key(&dep.key) || !follows_app(app_of(&dep.key)) {
+                continue;
+            }
+            let v = needs.entry(dep.key.clone()).or_insert(0);
+            *v = (*v).max(dep.version);
+        }
+        Requirements {
+            needs: needs.into_iter().collect(),
+            writes: lowest.into_keys().collect(),
+        }
+    }
+}
+
+/// The publisher app of an instance key (its first segment).
+pub fn app_of(key: &str) -> &str {
+    key.split('/').next().unwrap_or(key)
+}
+
+/// A message the runners may take now.
+#[derive(Debug)]
+pub struct Released<T> {
+    pub job: T,
+    /// Dependencies recovery mode gave up on (empty unless the message timed out).
+    pub skipped: Vec<(String, u64)>,
+    /// How long the message waited, if it had to.
+    pub waited: Option<Duration>,
+    /// The instances it writes: hand them back to [`Synchronizer::finish`] once it is done.
+    pub writes: Vec<String>,
+}
+
+/// What [`Synchronizer::submit`] decided.
+#[derive(Debug)]
+pub enum Submitted<T> {
+    /// Run it now.
+    Ready(Released<T>),
+    /// It waits. `lookup` lists instances whose processed version this synchronizer does not
+    /// know yet: look them up and [`Synchronizer::learn`] the answer (`fetched = true`).
+    Parked { lookup: Vec<String> },
+}
+
+struct Parked<T> {
+    job: T,
+    requirements: Requirements,
+    since: Instant,
+    deadline: Instant,
+    /// Past its deadline: it no longer waits for versions, only for concurrent writers.
+    expired: bool,
+}
+
+/// Known processed versions (lower bounds: they only go up), bounded: the oldest entries are
+/// forgotten first, and looked up again if needed.
+struct Known {
+    versions: HashMap<String, u64>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Known {
+    fn get(&self, key: &str) -> Option<u64> {
+        self.versions.get(key).copied()
+    }
+
+    fn raise(&mut self, key: &str, version: u64) -> bool {
+        match self.versions.get_mut(key) {
+            Some(v) if *v >= version => false,
+            Some(v) => {
+                *v = version;
+                true
+            }
+            None => {
+                self.versions.insert(key.to_string(), version);
+                self.order.push_back(key.to_string());
+                true
+            }
+        }
+    }
+
+    fn evict(&mut self, keep: impl Fn(&str) -> bool) {
+        let mut budget = self.order.len();
+        while self.versions.len() > self.capacity && budget > 0 {
+            budget -= 1;
+            let Some(key) = self.order.pop_front() else {
+                break;
+            };
+            if keep(&key) {
+                self.order.push_back(key);
+            } else {
+                self.versions.remove(&key);
+            }
+        }
+    }
+}
+
+/// See the [module documentation](self). `T` is whatever the runtime attaches to a message (its
+/// delivery).
+pub struct Synchronizer<T> {
+    known: Known,
+    parked: HashMap<u64, Parked<T>>,
+    /// key → parked messages waiting on that key (for a version, or for its writer to finish).
+    waiters: HashMap<String, HashSet<u64>>,
+    /// key → released messages writing it that have not finished.
+    writing: HashMap<String, usize>,
+    /// Keys whose lookup is under way.
+    looking_up: HashSet<String>,
+    next_id: u64,
+    timeout: Duration,
+}
+
+/// How many known versions are kept when no message waits on them.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+impl<T> Synchronizer<T> {
+    /// `timeout`: how long a message waits for its dependencies before recovery releases it.
+    pub fn new(timeout: Duration) -> Self {
+        Self::with_capacity(timeout, DEFAULT_CAPACITY)
+    }
+
+    pub fn with_capacity(timeout: Duration, capacity: usize) -> Self {
+        Self {
+            known: Known {
+                versions: HashMap::new(),
+                order: VecDeque::new(),
+                capacity,
+            },
+            parked: HashMap::new(),
+            waiters: HashMap::new(),
+            writing: HashMap::new(),
+            looking_up: HashSet::new(),
+            next_id: 0,
+            timeout,
+        }
+    }
+
+    /// Messages waiting.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Released messages not finished yet (counted per written instance).
+    pub fn running_writes(&self) -> usize {
+        self.writing.values().sum()
+    }
+
+    /// The processed version this synchronizer knows for `key`, if it knows one.
+    pub fn known(&self, key: &str) -> Option<u64> {
+        self.known.get(key)
+    }
+
+    /// A message arrived.
+    pub fn submit(&mut self, job: T, requirements: Requirements, now: Instant) -> Submitted<T> {
+        let blocked = self.blockers(&requirements, false);
+        if blocked.is_empty() {
+            return Submitted::Ready(self.release(job, requirements, Vec::new(), None));
+        }
+        let lookup: Vec<String> = requirements
+            .needs
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| self.known.get(k).is_none() && self.looking_up.insert((*k).clone()))
+            .cloned()
+            .collect();
+        let id = self.next_id;
+        self.next_id += 1;
+        for key in blocked {
+            self.waiters.entry(key).or_default().insert(id);
+        }
+        self.parked.insert(
+            id,
+            Parked {
+                job,
+                requirements,
+                since: now,
+                deadline: now + self.timeout,
+                expired: false,
+            },
+        );
+        Submitted::Parked { lookup }
+    }
+
+    /// Versions processed somewhere (by this process's runners, another process, or read from
+    /// the database). With `fetched`, they answer a lookup: a key absent from `versions` stays
+    /// unknown, a key present is known (even at 0). Returns the messages this unblocks.
+    pub fn learn(&mut self, versions: &[(String, u64)], fetched: bool) -> Vec<Released<T>> {
+        let mut touched = Vec::new();
+        for (key, version) in versions {
+            if fetched {
+                self.looking_up.remove(key);
+            }
+            if self.known.raise(key, *version) || fetched {
+                touched.push(key.clone());
+            }
+        }
+        let released = self.wake(&touched);
+        self.known
+            .evict(|k| self.waiters.contains_key(k) || self.writing.contains_key(k));
+        released
+    }
+
+    /// A lookup failed: the keys may be looked up again (by [`Synchronizer::recheck`]).
+    pub fn lookup_failed(&mut self, keys: &[String]) {
+        for key in keys {
+            self.looking_up.remove(key);
+        }
+    }
+
+    /// A released message is done: `writes` as handed out with it, `processed` the versions it
+    /// processed (none if it goes back to the broker). Returns the messages this unblocks.
+    pub fn finish(&mut self, writes: &[String], processed: &[(String, u64)]) -> Vec<Released<T>> {
+        for key in writes {
+            if let Some(n) = self.writing.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.writing.remove(key);
+                }
+            }
+        }
+        let mut released = self.learn(processed, false);
+        released.extend(self.wake(writes));
+        released
+    }
+
+    /// Releases the messages whose deadline passed, with the dependencies they skip.
+    pub fn expire(&mut self, now: Instant) -> Vec<Released<T>> {
+        let due: Vec<u64> = self
+            .parked
+            .iter()
+            .filter(|(_, p)| !p.expired && p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut released = Vec::new();
+        for id in due {
+            if let Some(p) = self.parked.get_mut(&id) {
+                p.expired = true;
+            }
+            released.extend(self.evaluate(id, now));
+        }
+        released
+    }
+
+    /// The earliest deadline of a waiting message, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.parked
+            .values()
+            .filter(|p| !p.expired)
+            .map(|p| p.deadline)
+            .min()
+    }
+
+    /// Keys that waiting messages need a newer version of, not being looked up already (now
+    /// marked as being looked up): a safety net for wake-ups that were lost.
+    pub fn recheck(&mut self) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        for p in self.parked.values().filter(|p| !p.expired) {
+            for (key, version) in &p.requirements.needs {
+                if self.known.get(key).unwrap_or(0) < *version && !self.looking_up.contains(key) {
+                    keys.push(key.clone());
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        for k in &keys {
+            self.looking_up.insert(k.clone());
+        }
+        keys
+    }
+
+    /// Forgets every waiting message (their deliveries go back to the broker) and returns them.
+    pub fn drain(&mut self) -> Vec<T> {
+        self.waiters.clear();
+        self.looking_up.clear();
+        self.parked.drain().map(|(_, p)| p.job).collect()
+    }
+
+    /// What still holds a message back: keys whose version is too low (unless `expired`), and
+    /// keys another released message is writing.
+    fn blockers(&self, requirements: &Requirements, expired: bool) -> Vec<String> {
+        let mut keys: Vec<String> = Vec::new();
+        if !expired {
+            for (key, version) in &requirements.needs {
+                if self.known.get(key).is_none_or(|v| v < *version) {
+                    keys.push(key.clone());
+                }
+            }
+        }
+        for key in &requirements.writes {
+            if self.writing.contains_key(key) && !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        keys
+    }
+
+    fn unmet(&self, requirements: &Requirements) -> Vec<(String, u64)> {
+        requirements
+            .needs
+            .iter()
+            .filter(|(k, v)| self.known.get(k).is_none_or(|have| have < *v))
+            .cloned()
+            .collect()
+    }
+
+    fn release(
+        &mut self,
+        job: T,
+        requirements: Requirements,
+        skipped: Vec<(String, u64)>,
+        waited: Option<Duration>,
+    ) -> Released<T> {
+        for key in &requirements.writes {
+            *self.writing.entry(key.clone()).or_insert(0) += 1;
+        }
+        Released {
+            job,
+            skipped,
+            waited,
+            writes: requirements.writes,
+        }
+    }
+
+    /// Re-evaluates the messages waiting on `keys`.
+    fn wake(&mut self, keys: &[String]) -> Vec<Released<T>> {
+        let mut released = Vec::new();
+        let now = Instant::now();
+        for key in keys {
+            let Some(ids) = self.waiters.remove(key) else {
+                continue;
+            };
+            let mut ids: Vec<u64> = ids.into_iter().collect();
+            // Oldest first, so that a released writer is followed by the next in line.
+            ids.sort_unstable();
+            for id in ids {
+                released.extend(self.evaluate(id, now));
+            }
+        }
+        released
+    }
+
+    /// Releases message `id` if nothing holds it back any more; otherwise makes sure it waits on
+    /// what does.
+    fn evaluate(&mut self, id: u64, now: Instant) -> Option<Released<T>> {
+        let p = self.parked.get(&id)?;
+        let blocked = self.blockers(&p.requirements, p.expired);
+        if !blocked.is_empty() {
+            for key in blocked {
+                self.waiters.entry(key).or_default().insert(id);
+            }
+            return None;
+        }
+        let p = self.parked.remove(&id)?;
+        for key in p.requirements.needs.iter().map(|(k, _)| k) {
+            self.forget_waiter(key, id);
+        }
+        for key in &p.requirements.writes {
+            self.forget_waiter(key, id);
+        }
+        let skipped = if p.expired {
+            self.unmet(&p.requirements)
+        } else {
+            Vec::new()
+        };
+        let waited = Some(now.saturating_duration_since(p.since));
+        Some(self.release(p.job, p.requirements, skipped, waited))
+    }
+
+    fn forget_waiter(&mut self, key: &str, id: u64) {
+        if let Some(set) = self.waiters.get_mut(key) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.waiters.remove(key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Dependencies, Dependency, Operation, OperationKind};
+    use serde_json::{Map, json};
+
+    fn message(writes: &[(&str, u64)], reads: &[(&str, u64)]) -> Message {
+        Message {
+            protocol: 1,
+            app: "a".into(),
+            id: "m".into(),
+            timestamp: 0,
+            host: "h".into(),
+            current_user_id: None,
+            dependencies: Dependencies {
+                read: reads
+                    .iter()
+                    .map(|(k, v)| Dependency {
+                        key: k.to_string(),
+                        version: *v,
+                    })
+                    .collect(),
+                write: Vec::new(),
+            },
+            operations: writes
+                .iter()
+                .map(|(key, version)| {
+                    let (endpoint, id) = key.rsplit_once('/').unwrap();
+                    Operation {
+                        endpoint: endpoint.into(),
+                        types: vec!["T".into()],
+                        id: json!(id),
+                        operation: OperationKind::Update,
+                        version: *version,
+                        attributes: Some(Map::new()),
+                        changes: None,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn req(needs: &[(&str, u64)], writes: &[&str]) -> Requirements {
+        Requirements {
+            needs: needs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            writes: writes.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    fn ready<T: std::fmt::Debug>(s: Submitted<T>) -> Released<T> {
+        match s {
+            Submitted::Ready(r) => r,
+            other => panic!("expected ready, got {other:?}"),
+        }
+    }
+
+    fn parked<T: std::fmt::Debug>(s: Submitted<T>) -> Vec<String> {
+        match s {
+            Submitted::Parked { lookup } => lookup,
+            other => panic!("expected parked, got {other:?}"),
+        }
+    }
+
+    fn jobs<T: Copy>(r: &[Released<T>]) -> Vec<T> {
+        r.iter().map(|r| r.job).collect()
+    }
+
+    #[test]
+    fn requirements_of_a_message() {
+        let m = message(
+            &[("a/user/1", 3), ("a/user/1", 4), ("a/post/9", 1)],
+            &[("a/user/1", 2), ("a/friend/5", 7), ("other/x/1", 2)],
+        );
+        let r = Requirements::causal(&m, |app| app == "a");
+        assert_eq!(
+            r,
+            req(
+                &[("a/friend/5", 7), ("a/user/1", 2)],
+                &["a/post/9", "a/user/1"]
+            ),
+            "previous version of each written instance (v1 needs nothing), reads of followed \
+             apps only, a read of a written instance covered by its write"
+        );
+    }
+
+    #[test]
+    fn a_message_waits_for_the_previous_version_and_its_reads() {
+        let t0 = Instant::now();
+        let mut s = Synchronizer::new(Duration::from_secs(10));
+        // user/1 v2 arrives first: user/1 is unknown, so it is looked up.
+        let lookup = parked(s.submit(2, req(&[("a/user/1", 1)], &["a/user/1"]), t0));
+        assert_eq!(lookup, ["a/user/1"]);
+        // A photo that read user/1 at v2 waits too, without a second lookup of user/1.
+        let lookup = parked(s.submit(3, req(&[("a/user/1", 2)], &["a/photo/1"]), t0));
+        assert!(lookup.is_empty());
+        // The database knows nothing of user/1: still waiting.
+        assert!(s.learn(&[("a/user/1".into(), 0)], true).is_empty());
+        // v1 arrives and runs at once; its completion releases v2, whose completion the photo.
+        let v1 = ready(s.submit(1, req(&[], &["a/user/1"]), t0));
+        let r = s.finish(&v1.writes, &[("a/user/1".into(), 1)]);
+        assert_eq!(jobs(&r), [2]);
+        assert!(r[0].skipped.is_empty() && r[0].waited.is_some());
+        let r = s.finish(&r[0].writes, &[("a/user/1".into(), 2)]);
+        assert_eq!(jobs(&r), [3]);
+        assert_eq!(s.parked(), 0);
+    }
+
+    #[test]
+    fn writers_of_one_instance_never_run_together() {
+        let t0 = Instant::now();
+        let mut s = Synchronizer::new(Duration::from_secs(10));
+        let first = ready(s.submit("first", req(&[], &["a/u/1"]), t0));
+        // The same message again (a duplicate delivery) waits for the first to finish.
+        parked(s.submit("dup", req(&[], &["a/u/1"]), t0));
+        // An unrelated message runs.
+        ready(s.submit("other", req(&[], &["a/u/2"]), t0));
+        let r = s.finish(&first.writes, &[("a/u/1".into(), 1)]);
+        assert_eq!(jobs(&r), ["dup"]);
+        assert_eq!(s.running_writes(), 2);
+    }
+
+    #[test]
+    fn a_timed_out_message_runs_without_what_is_missing() {
+        let t0 = Instant::now();
+        let mut s = Synchronizer::new(Duration::from_millis(100));
+        parked(s.submit(7, req(&[("a/u/1", 4), ("a/u/2", 1)], &["a/p/1"]), t0));
+        s.learn(&[("a/u/1".into(), 4), ("a/u/2".into(), 0)], true);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_millis(100)));
+        assert!(s.expire(t0 + Duration::from_millis(99)).is_empty());
+        let r = s.expire(t0 + Duration::from_millis(100));
+        assert_eq!(jobs(&r), [7]);
+        assert_eq!(r[0].skipped, vec![("a/u/2".to_string(), 1)]);
+        assert_eq!(s.parked(), 0);
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_timed_out_message_still_waits_for_a_concurrent_writer() {
+        let t0 = Instant::now();
+        let mut s = Synchronizer::new(Duration::from_millis(10));
+        let running = ready(s.submit(1, req(&[], &["a/u/1"]), t0));
+        parked(s.submit(2, req(&[("a/x/1", 1)], &["a/u/1"]), t0));
+        assert!(s.expire(t0 + Duration::from_secs(1)).is_empty());
+        let r = s.finish(&running.writes, &[]);
+        assert_eq!(jobs(&r), [2]);
+        assert_eq!(r[0].skipped, vec![("a/x/1".to_string(), 1)]);
+    }
+
+    #[test]
+    fn recheck_and_failed_lookups() {
+        let t0 = Instant::now();
+        let mut s = Synchronizer::new(Duration::from_secs(10));
+        let lookup = parked(s.submit(1, req(&[("a/u/1", 2)], &["a/p/1"]), t0));
+        assert_eq!(lookup, ["a/u/1"]);
+        assert!(s.recheck().is_empty(), "already being looked up");
+        s.lookup_failed(&lookup);
+        assert_eq!(s.recheck(), ["a/u/1"]);
+        // Another process raised it meanwhile (seen by the recheck's lookup).
+        let r = s.learn(&[("a/u/1".into(), 5)], true);
+        assert_eq!(jobs(&r), [1]);
+        assert!(s.recheck().is_empty());
+    }
+
+    #[test]
+    fn versions_only_go_up_and_old_ones_are_forgotten() {
+        let mut s: Synchronizer<u8> = Synchronizer::with_capacity(Duration::from_secs(1), 2);
+        s.learn(&[("a/u/1".into(), 5)], false);
+        s.learn(&[("a/u/1".into(), 3)], true);
+        assert_eq!(s.known("a/u/1"), Some(5));
+        s.learn(&[("a/u/2".into(), 1), ("a/u/3".into(), 1)], false);
+        assert_eq!(s.known("a/u/1"), None, "the oldest is forgotten");
+        assert_eq!(s.known("a/u/3"), Some(1));
+    }
+
+    #[test]
+    fn a_waited_on_key_is_not_forgotten() {
+        let t0 = Instant::now();
+        let mut s: Synchronizer<u8> = Synchronizer::with_capacity(Duration::from_secs(1), 1);
+        s.learn(&[("a/u/1".into(), 1)], false);
+        parked(s.submit(1, req(&[("a/u/1", 2)], &["a/p/1"]), t0));
+        s.learn(&[("a/u/2".into(), 1), ("a/u/3".into(), 1)], false);
+        assert_eq!(s.known("a/u/1"), Some(1));
+    }
+
+    #[test]
+    fn drain_forgets_waiting_messages() {
+        let t0 = Instant::now();
+        let mut s = Synchronizer::new(Duration::from_secs(1));
+        parked(s.submit(1, req(&[("a/u/1", 2)], &["a/p/1"]), t0));
+        assert_eq!(s.drain(), vec![1]);
+        assert_eq!(s.parked(), 0);
+        assert!(s.learn(&[("a/u/1".into(), 2)], false).is_empty());
+    }
+
+    /// Randomized: whatever the arrival order, messages are released only once their
+    /// requirements hold, and all of them are released.
+    #[test]
+    fn random_arrival_orders_release_everything_in_a_valid_order() {
+        for seed in 0..50u64 {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            // A chain per instance (versions 1..=5 of 4 instances), plus reads of other instances.
+            let mut versions = [0u64; 4];
+            let mut msgs = Vec::new();
+            for n in 0..20 {
+                let i = (next() % 4) as usize;
+                versions[i] += 1;
+                let j = (next() % 4) as usize;
+                let mut needs = Vec::new();
+                if versions[i] > 1 {
+                    needs.push((format!("a/u/{i}"), versions[i] - 1));
+                }
+                if j != i && versions[j] > 0 {
+                    needs.push((format!("a/u/{j}"), versions[j]));
+                }
+                msgs.push((
+                    n,
+                    Requirements {
+                        needs,
+                        writes: vec![format!("a/u/{i}")],
+                    },
+                    (format!("a/u/{i}"), versions[i]),
+                ));
+            }
+            let mut order: Vec<usize> = (0..msgs.len()).collect();
+            for k in (1..order.len()).rev() {
+                order.swap(k, (next() % (k as u64 + 1)) as usize);
+            }
+            let t0 = Instant::now();
+            let mut s = Synchronizer::new(Duration::from_secs(60));
+            let mut done: HashMap<String, u64> = HashMap::new();
+            let mut running: Vec<Released<usize>> = Vec::new();
+            let mut finished = 0;
+            // Runs a released message: checks it was due, records its version, and returns
+            // what its completion releases.
+            let mut complete = |s: &mut Synchronizer<usize>, r: Released<usize>| {
+                for (k, v) in &msgs[r.job].1.needs {
+                    assert!(
+                        done.get(k).copied().unwrap_or(0) >= *v,
+                        "seed {seed}: message {} released before {k} v{v}",
+                        r.job
+                    );
+                }
+                let (k, v) = msgs[r.job].2.clone();
+                let e = done.entry(k.clone()).or_insert(0);
+                *e = (*e).max(v);
+                finished += 1;
+                s.finish(&r.writes, &[(k, v)])
+            };
+            for &n in &order {
+                if let Submitted::Ready(r) = s.submit(n, msgs[n].1.clone(), t0) {
+                    running.push(r);
+                }
+                // Finish a random running message now and then.
+                while !running.is_empty() && next() % 2 == 0 {
+                    let r = running.remove((next() % running.len() as u64) as usize);
+                    running.extend(complete(&mut s, r));
+                }
+            }
+            while let Some(r) = running.pop() {
+                running.extend(complete(&mut s, r));
+            }
+            assert_eq!(finished, msgs.len(), "seed {seed}: something never ran");
+            assert_eq!(s.parked(), 0);
+        }
+    }
+}
