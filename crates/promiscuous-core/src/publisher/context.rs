@@ -5,8 +5,9 @@
 //! as read dependencies, so a subscriber applies them first (G2: "unfriend the parents, then
 //! post the photo"). Outside a context, writes carry only their own write dependency.
 //!
-//! A write whose transaction rolls back is still remembered by the context; its version is
-//! reused by the instance's next write, which then satisfies the dependency.
+//! A write whose transaction rolls back is still remembered by the context (nothing tells it of
+//! the rollback); the publisher lowers every read dependency to the version committed in its
+//! database when it writes the message, so no message depends on a version that never existed.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! transaction: bump the instance's version and append the encoded message to the outbox, so
 //! the change and its message commit (or roll back) together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use promiscuous_core::message::{PROTOCOL_VERSION, host_name, instance_key};
@@ -10,7 +10,9 @@ use promiscuous_core::publisher::{context, wake};
 use promiscuous_core::{
     Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms,
 };
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, NotSet, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, NotSet, QueryFilter, Set,
+};
 use serde_json::{Map, Value};
 
 use super::Published;
@@ -178,9 +180,43 @@ pub async fn track_read<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> 
     Ok(())
 }
 
+/// Keeps read dependencies to versions that were committed: the context also remembers writes
+/// whose transaction was rolled back, and a dependency on such a version would make subscribers
+/// wait for a message that may never exist. Each dependency is lowered to the instance's
+/// version in this database (dropped if it has none), one query for all of them.
+async fn committed<C: ConnectionTrait>(
+    db: &C,
+    reads: Vec<Dependency>,
+) -> Result<Vec<Dependency>, DbErr> {
+    if reads.is_empty() {
+        return Ok(reads);
+    }
+    let mut stored: HashMap<String, u64> = HashMap::new();
+    let keys: Vec<String> = reads.iter().map(|d| d.key.clone()).collect();
+    // Well under SQLite's limit of bound parameters per statement.
+    for chunk in keys.chunks(500) {
+        let rows = versions::Entity::find()
+            .filter(versions::Column::Key.is_in(chunk.iter().cloned()))
+            .all(db)
+            .await?;
+        stored.extend(rows.into_iter().map(|r| (r.key, r.version as u64)));
+    }
+    Ok(reads
+        .into_iter()
+        .filter_map(|d| {
+            let have = *stored.get(&d.key)?;
+            Some(Dependency {
+                version: d.version.min(have),
+                key: d.key,
+            })
+        })
+        .collect())
+}
+
 async fn append<C: ConnectionTrait>(db: &C, op: Operation) -> Result<(), DbErr> {
     let app = app_of(&op.endpoint).to_string();
     let (read, current_user_id) = context::record_write(&op.key(), op.version);
+    let read = committed(db, read).await?;
     let message = Message {
         protocol: PROTOCOL_VERSION,
         app: app.clone(),
