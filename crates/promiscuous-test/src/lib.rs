@@ -5,7 +5,11 @@
 //!   transport, so a subscriber is tested without the publisher's code or database.
 //! - [`sync`]: runs the whole pipeline synchronously — flush the publisher's outbox, then let the
 //!   subscriber apply until its queue is idle.
+//! - [`history`]: a checker of the ordering guarantees on a recorded publisher/subscriber
+//!   history, with a seeded workload generator; [`chaos`]: seeded fault injection (duplicate
+//!   publishes, lost consumer connections, delayed applies) to drive it.
 
+pub mod chaos;
 pub mod history;
 
 use std::collections::HashMap;

@@ -1,0 +1,1429 @@
+//! Causal consistency (G1, G2, G4, G5, G6): the cases of the original talk, recovery, and
+//! seeded randomized histories (several publisher tasks, several models, reads and writes,
+//! several subscriber workers, random delays, duplicates, reordered arrivals and redeliveries)
+//! checked by `promiscuous_test::history`, which must also catch a deliberately unordered
+//! subscriber.
+//!
+//! The subscriber's callbacks record every applied operation in a table, inside the transaction
+//! that applies it: the recorded order is exactly the order in which effects became visible.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::servers::{cleanup, collector, rabbit, servers, unique};
+use common::user;
+use promiscuous::pipeline::{
+    SeaOrmApplier, SubscriberConfig, SubscriberRuntime, VersionStore, schema,
+};
+use promiscuous::{
+    Error, InProcess, MemoryVersions, Ordering, Publisher, Redis, RedisConfig, RedisVersions,
+    Stats, Transport,
+};
+use promiscuous_test::chaos::{Chaos, Delayed, Faults, Recording};
+use promiscuous_test::history::{History, SplitMix64, Strictness, Violation, describe};
+use promiscuous_test::{MockPublisher, create_table, sqlite};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, ModelTrait,
+    QueryFilter, QueryOrder, Set, TransactionTrait,
+};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The publisher's other models (`user` is in `common`).
+mod publisher {
+    pub mod friendship {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+        #[sea_orm(table_name = "friendships")]
+        #[promiscuous::publish(user_id, friend_id, to = "crowdtap/friendship")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i32,
+            pub user_id: i32,
+            pub friend_id: i32,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+    }
+
+    pub mod photo {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+        #[sea_orm(table_name = "photos")]
+        #[promiscuous::publish(user_id, caption, to = "crowdtap/photo")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i32,
+            pub user_id: i32,
+            pub caption: String,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+    }
+}
+
+/// The subscriber's copies, whose callbacks record the history and check invariants.
+mod subscriber {
+    pub mod user {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+        #[sea_orm(table_name = "s_users")]
+        #[promiscuous::subscribe(
+            name,
+            from = "crowdtap/user",
+            foreign_key = "crowdtap_id",
+            callbacks
+        )]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i32,
+            #[sea_orm(unique)]
+            pub crowdtap_id: i32,
+            pub name: String,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod friendship {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+        #[sea_orm(table_name = "s_friendships")]
+        #[promiscuous::subscribe(
+            user_id,
+            friend_id,
+            from = "crowdtap/friendship",
+            foreign_key = "crowdtap_id",
+            callbacks
+        )]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i32,
+            #[sea_orm(unique)]
+            pub crowdtap_id: i32,
+            pub user_id: i32,
+            pub friend_id: i32,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod photo {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+        #[sea_orm(table_name = "s_photos")]
+        #[promiscuous::subscribe(
+            user_id,
+            caption,
+            from = "crowdtap/photo",
+            foreign_key = "crowdtap_id",
+            callbacks
+        )]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i32,
+            #[sea_orm(unique)]
+            pub crowdtap_id: i32,
+            pub user_id: i32,
+            pub caption: String,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    /// Who could see each photo when it arrived: the owner's friends at that moment.
+    pub mod audience {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+        #[sea_orm(table_name = "s_audience")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i32,
+            pub photo_id: i32,
+            pub friend_id: i32,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    /// Every applied operation, in commit order.
+    pub mod event {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+        #[sea_orm(table_name = "s_history")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub seq: i64,
+            pub worker: i32,
+            pub message: String,
+            pub key: String,
+            pub version: i64,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    use promiscuous::{BoxError, Callbacks, Ctx};
+    use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, NotSet, QueryFilter, Set};
+
+    /// Records the operation being applied, in its transaction.
+    async fn record(ctx: &Ctx<'_>) -> Result<(), BoxError> {
+        event::ActiveModel {
+            seq: NotSet,
+            worker: Set(promiscuous_test::chaos::current_worker().unwrap_or(0) as i32),
+            message: Set(ctx.message.id.clone()),
+            key: Set(ctx.operation.key()),
+            version: Set(ctx.operation.version as i64),
+        }
+        .insert(ctx.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Callbacks that only record the history.
+    macro_rules! recording {
+        ($($model:ty),*) => {$(
+            impl Callbacks for $model {
+                async fn after_create(&self, ctx: &Ctx<'_>) -> Result<(), BoxError> {
+                    record(ctx).await
+                }
+                async fn after_update(&self, ctx: &Ctx<'_>) -> Result<(), BoxError> {
+                    record(ctx).await
+                }
+                async fn after_destroy(&self, ctx: &Ctx<'_>) -> Result<(), BoxError> {
+                    record(ctx).await
+                }
+            }
+        )*};
+    }
+
+    recording!(user::Model, friendship::Model);
+
+    impl Callbacks for photo::Model {
+        /// A photo needs its owner, and is shown to the owner's friends of the moment.
+        async fn after_create(&self, ctx: &Ctx<'_>) -> Result<(), BoxError> {
+            record(ctx).await?;
+            let owner = user::Entity::find()
+                .filter(user::Column::CrowdtapId.eq(self.user_id))
+                .one(ctx.db)
+                .await?;
+            if owner.is_none() {
+                return Err(format!(
+                    "photo {} arrived before its owner, user {}",
+                    self.crowdtap_id, self.user_id
+                )
+                .into());
+            }
+            let friends = friendship::Entity::find()
+                .filter(friendship::Column::UserId.eq(self.user_id))
+                .all(ctx.db)
+                .await?;
+            for f in friends {
+                audience::ActiveModel {
+                    id: NotSet,
+                    photo_id: Set(self.crowdtap_id),
+                    friend_id: Set(f.friend_id),
+                }
+                .insert(ctx.db)
+                .await?;
+            }
+            Ok(())
+        }
+        async fn after_update(&self, ctx: &Ctx<'_>) -> Result<(), BoxError> {
+            record(ctx).await
+        }
+        async fn after_destroy(&self, ctx: &Ctx<'_>) -> Result<(), BoxError> {
+            record(ctx).await
+        }
+    }
+}
+
+use publisher::{friendship, photo};
+use subscriber as sub;
+
+const ENDPOINTS: [&str; 3] = ["crowdtap/user", "crowdtap/friendship", "crowdtap/photo"];
+
+async fn publisher_db() -> DatabaseConnection {
+    let db = sqlite().await.unwrap();
+    create_table(&db, user::Entity).await.unwrap();
+    create_table(&db, friendship::Entity).await.unwrap();
+    create_table(&db, photo::Entity).await.unwrap();
+    db
+}
+
+async fn subscriber_db() -> DatabaseConnection {
+    let db = sqlite().await.unwrap();
+    create_table(&db, sub::user::Entity).await.unwrap();
+    create_table(&db, sub::friendship::Entity).await.unwrap();
+    create_table(&db, sub::photo::Entity).await.unwrap();
+    create_table(&db, sub::audience::Entity).await.unwrap();
+    create_table(&db, sub::event::Entity).await.unwrap();
+    schema::setup_subscriber(&db).await.unwrap();
+    db
+}
+
+fn applier(db: &DatabaseConnection) -> SeaOrmApplier {
+    SeaOrmApplier::new(db.clone())
+        .subscribe::<sub::user::Model>()
+        .subscribe::<sub::friendship::Model>()
+        .subscribe::<sub::photo::Model>()
+}
+
+type Running = JoinHandle<Result<Stats, Error>>;
+
+/// The subscriber application under test: several worker "processes" (runtimes, each with its
+/// own runners) consuming one queue and sharing one database and one version store.
+struct Workers {
+    runtimes: Vec<Arc<SubscriberRuntime>>,
+    tasks: Vec<(oneshot::Sender<()>, Running)>,
+}
+
+struct Setup<'a> {
+    queue: &'a str,
+    workers: usize,
+    runners: usize,
+    ordering: Ordering,
+    seed: u64,
+    /// A store per worker (Redis: one connection each) or shared (memory).
+    store: &'a dyn Fn(usize) -> Arc<dyn VersionStore>,
+    delay: fn(&promiscuous::Message, &promiscuous_test::chaos::Dice) -> Duration,
+    max_attempts: u32,
+    notifier: promiscuous::ErrorNotifier,
+    dependency_timeout: Duration,
+    recheck: Duration,
+    prefetch: u16,
+}
+
+impl<'a> Setup<'a> {
+    fn new(queue: &'a str, store: &'a dyn Fn(usize) -> Arc<dyn VersionStore>) -> Self {
+        Self {
+            queue,
+            workers: 2,
+            runners: 3,
+            ordering: Ordering::Causal,
+            seed: 0,
+            store,
+            delay: |_, dice| dice.up_to(Duration::from_millis(2)),
+            max_attempts: 1,
+            notifier: promiscuous::log_errors(),
+            dependency_timeout: Duration::from_secs(30),
+            recheck: Duration::from_secs(1),
+            prefetch: 1000,
+        }
+    }
+
+    async fn start(&self, db: &DatabaseConnection, transport: impl Transport + Clone) -> Workers {
+        let mut runtimes = Vec::new();
+        for worker in 0..self.workers {
+            let config = SubscriberConfig {
+                workers: self.runners,
+                ordering: self.ordering,
+                versions: Some((self.store)(worker)),
+                max_attempts: self.max_attempts,
+                retry_delay: Duration::from_millis(1),
+                error_notifier: self.notifier.clone(),
+                dependency_timeout: self.dependency_timeout,
+                recheck_interval: self.recheck,
+                prefetch: self.prefetch,
+                ..SubscriberConfig::new(self.queue)
+            };
+            let delayed = Delayed::with(
+                applier(db),
+                worker,
+                self.seed ^ (worker as u64 + 1),
+                self.delay,
+            );
+            let runtime = Arc::new(SubscriberRuntime::new(
+                Arc::new(transport.clone()),
+                Arc::new(delayed),
+                config,
+            ));
+            runtime.declare().await.unwrap();
+            runtimes.push(runtime);
+        }
+        let tasks = runtimes
+            .iter()
+            .map(|rt| {
+                let (stop, stopped) = oneshot::channel::<()>();
+                let rt = rt.clone();
+                let task = tokio::spawn(async move {
+                    rt.run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                });
+                (stop, task)
+            })
+            .collect();
+        Workers { runtimes, tasks }
+    }
+}
+
+impl Workers {
+    fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for rt in &self.runtimes {
+            let s = rt.stats().borrow().clone();
+            total.messages += s.messages;
+            total.operations_applied += s.operations_applied;
+            total.operations_skipped += s.operations_skipped;
+            total.operations_ignored += s.operations_ignored;
+            total.dead_lettered += s.dead_lettered;
+            total.waited += s.waited;
+            total.recovered += s.recovered;
+        }
+        total
+    }
+
+    async fn stop(self) -> Stats {
+        let stats = self.stats();
+        for (stop, task) in self.tasks {
+            let _ = stop.send(());
+            task.await.unwrap().unwrap();
+        }
+        stats
+    }
+}
+
+/// Waits until every published operation has been processed (its version, or a newer one, is
+/// recorded in the subscriber's database) or `within` passes; returns whether it was.
+async fn processed(
+    db: &DatabaseConnection,
+    published: &[promiscuous::Message],
+    within: Duration,
+) -> bool {
+    let applier = applier(db);
+    let mut wanted: std::collections::HashMap<String, u64> = Default::default();
+    for m in published {
+        for op in &m.operations {
+            let v = wanted.entry(op.key()).or_insert(0);
+            *v = (*v).max(op.version);
+        }
+    }
+    let keys: Vec<String> = wanted.keys().cloned().collect();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let have = promiscuous::pipeline::Applier::versions(&applier, &keys)
+            .await
+            .unwrap();
+        if keys.iter().zip(&have).all(|(k, v)| *v >= wanted[k]) {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The history: what was published, and what the subscriber applied, in commit order.
+async fn history(db: &DatabaseConnection, published: &[promiscuous::Message]) -> History {
+    let mut h = History::with_strictness(Strictness::EveryVersion);
+    for m in published {
+        h.published(m);
+    }
+    for e in sub::event::Entity::find()
+        .order_by_asc(sub::event::Column::Seq)
+        .all(db)
+        .await
+        .unwrap()
+    {
+        h.applied(e.worker as usize, &e.message, &e.key, e.version as u64);
+    }
+    h
+}
+
+fn follows(key: &str) -> bool {
+    ENDPOINTS.iter().any(|e| key.starts_with(&format!("{e}/")))
+}
+
+/// Every row of `E`, mapped by `f`, sorted.
+async fn rows<E: EntityTrait, T: Ord>(
+    db: &DatabaseConnection,
+    f: impl Fn(E::Model) -> T,
+) -> Vec<T> {
+    let mut rows: Vec<T> = E::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(f)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The subscriber holds exactly the publisher's rows.
+async fn assert_converged(pdb: &DatabaseConnection, sdb: &DatabaseConnection, what: &str) {
+    assert_eq!(
+        rows::<sub::user::Entity, _>(sdb, |u| (u.crowdtap_id, u.name)).await,
+        rows::<user::Entity, _>(pdb, |u| (u.id, u.name)).await,
+        "{what}: users"
+    );
+    assert_eq!(
+        rows::<sub::friendship::Entity, _>(sdb, |f| (f.crowdtap_id, f.user_id, f.friend_id)).await,
+        rows::<friendship::Entity, _>(pdb, |f| (f.id, f.user_id, f.friend_id)).await,
+        "{what}: friendships"
+    );
+    assert_eq!(
+        rows::<sub::photo::Entity, _>(sdb, |p| (p.crowdtap_id, p.user_id, p.caption)).await,
+        rows::<photo::Entity, _>(pdb, |p| (p.id, p.user_id, p.caption)).await,
+        "{what}: photos"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publisher side: a seeded causal workload through the real publisher.
+
+fn pick<T: Clone>(rng: &mut SplitMix64, items: &[T]) -> Option<T> {
+    (!items.is_empty()).then(|| items[rng.below(items.len())].clone())
+}
+
+/// One transaction of a publisher task: a few reads (tracked), then one write. Users are never
+/// destroyed, so a photo's owner always exists.
+async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: usize) {
+    let txn = db.begin().await.unwrap();
+    let users = user::Entity::find().all(&txn).await.unwrap();
+    let friendships = friendship::Entity::find().all(&txn).await.unwrap();
+    let photos = photo::Entity::find().all(&txn).await.unwrap();
+    for _ in 0..rng.below(3) {
+        match rng.below(3) {
+            0 => {
+                if let Some(u) = pick(rng, &users) {
+                    promiscuous::track_read(&u, &txn).await.unwrap();
+                }
+            }
+            1 => {
+                if let Some(f) = pick(rng, &friendships) {
+                    promiscuous::track_read(&f, &txn).await.unwrap();
+                }
+            }
+            _ => {
+                if let Some(p) = pick(rng, &photos) {
+                    promiscuous::track_read(&p, &txn).await.unwrap();
+                }
+            }
+        }
+    }
+    match rng.below(7) {
+        1 if !users.is_empty() => {
+            let u = pick(rng, &users).unwrap();
+            promiscuous::track_read(&u, &txn).await.unwrap();
+            let mut am = u.into_active_model();
+            am.name = Set(format!("name-{n}"));
+            am.update(&txn).await.unwrap();
+        }
+        2 if users.len() >= 2 => {
+            let (a, b) = (pick(rng, &users).unwrap(), pick(rng, &users).unwrap());
+            promiscuous::track_read(&a, &txn).await.unwrap();
+            promiscuous::track_read(&b, &txn).await.unwrap();
+            friendship::ActiveModel {
+                user_id: Set(a.id),
+                friend_id: Set(b.id),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap();
+        }
+        3 if !friendships.is_empty() => {
+            pick(rng, &friendships).unwrap().delete(&txn).await.unwrap();
+        }
+        4 | 5 if !users.is_empty() => {
+            let owner = pick(rng, &users).unwrap();
+            promiscuous::track_read(&owner, &txn).await.unwrap();
+            photo::ActiveModel {
+                user_id: Set(owner.id),
+                caption: Set(format!("photo-{n}")),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap();
+        }
+        6 if !photos.is_empty() => {
+            let p = pick(rng, &photos).unwrap();
+            if rng.below(3) == 0 {
+                p.delete(&txn).await.unwrap();
+            } else {
+                let mut am = p.into_active_model();
+                am.caption = Set(format!("caption-{n}"));
+                am.update(&txn).await.unwrap();
+            }
+        }
+        _ => {
+            user::ActiveModel {
+                name: Set(format!("user-{n}")),
+                email: Set(format!("u{n}@example.org")),
+                password: Set("pw".into()),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap();
+        }
+    }
+    if rng.below(12) == 0 {
+        txn.rollback().await.unwrap();
+    } else {
+        txn.commit().await.unwrap();
+    }
+}
+
+/// `tasks` publisher tasks run `transactions` transactions each, concurrently, in causal
+/// contexts of 1 to 4 transactions.
+async fn causal_workload(db: &DatabaseConnection, seed: u64, tasks: usize, transactions: usize) {
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut rng = SplitMix64::new(seed.wrapping_mul(31).wrapping_add(t as u64));
+                let mut done = 0;
+                while done < transactions {
+                    let len = (1 + rng.below(4)).min(transactions - done);
+                    let start = done;
+                    let db = db.clone();
+                    rng = promiscuous::context_as(t as i64, async move {
+                        for i in 0..len {
+                            one_transaction(&db, &mut rng, t * 10_000 + start + i).await;
+                        }
+                        rng
+                    })
+                    .await;
+                    done += len;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_context_never_depends_on_a_rolled_back_write() {
+    let pdb = publisher_db().await;
+    schema::setup_publisher(&pdb).await.unwrap();
+    let txn = pdb.begin().await.unwrap();
+    let yoda = user::ActiveModel {
+        name: Set("Yoda".into()),
+        email: Set("y@d".into()),
+        password: Set("pw".into()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    promiscuous::context(async {
+        // Yoda v2 and a new user, both rolled back.
+        let txn = pdb.begin().await.unwrap();
+        let mut am = yoda.clone().into_active_model();
+        am.name = Set("Master Yoda".into());
+        am.update(&txn).await.unwrap();
+        user::ActiveModel {
+            name: Set("Ghost".into()),
+            email: Set("g@d".into()),
+            password: Set("pw".into()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .unwrap();
+        txn.rollback().await.unwrap();
+        let txn = pdb.begin().await.unwrap();
+        photo::ActiveModel {
+            user_id: Set(yoda.id),
+            caption: Set("swamp".into()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+    })
+    .await;
+    let rows = promiscuous::pipeline::tables::outbox::Entity::find()
+        .order_by_asc(promiscuous::pipeline::tables::outbox::Column::Id)
+        .all(&pdb)
+        .await
+        .unwrap();
+    let photo = promiscuous::Message::decode(rows.last().unwrap().payload.as_bytes()).unwrap();
+    assert_eq!(
+        photo.dependencies.read,
+        vec![promiscuous::Dependency {
+            key: format!("crowdtap/user/{}", yoda.id),
+            version: 1
+        }],
+        "Yoda at the committed v1, not the rolled-back v2; the ghost not at all"
+    );
+}
+
+/// One randomized run on the embedded broker; returns the checked history's outcome and the
+/// subscriber's stats.
+async fn randomized_run(
+    seed: u64,
+    ordering: Ordering,
+) -> (
+    Result<promiscuous_test::history::Report, Vec<Violation>>,
+    Stats,
+    bool,
+) {
+    let broker = InProcess::new();
+    let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+    let faults = Faults::default();
+    let chaos = Chaos::new(broker.clone(), seed, faults);
+    let recording = Recording::new(chaos.clone());
+    let shared = MemoryVersions::new();
+    let store = move |_| -> Arc<dyn VersionStore> { Arc::new(shared.clone()) };
+    let setup = Setup {
+        ordering,
+        seed,
+        ..Setup::new("members", &store)
+    };
+    let workers = setup.start(&sdb, chaos.clone()).await;
+    let publisher = Publisher::new(pdb.clone(), recording.clone())
+        .start()
+        .await
+        .unwrap();
+    causal_workload(&pdb, seed, 3, 40).await;
+    publisher.shutdown().await.unwrap();
+    chaos.flush().await.unwrap();
+    let published = recording.published();
+    let within = if ordering == Ordering::Causal {
+        Duration::from_secs(30)
+    } else {
+        Duration::from_secs(3)
+    };
+    let complete = processed(&sdb, &published, within).await;
+    let stats = workers.stop().await;
+    let h = history(&sdb, &published).await;
+    if ordering == Ordering::Causal {
+        assert!(
+            complete,
+            "seed {seed}: not everything was processed: {stats:?}"
+        );
+        assert_converged(&pdb, &sdb, &format!("seed {seed}")).await;
+    }
+    (h.check(follows), stats, complete)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_histories_keep_every_guarantee() {
+    for seed in 0..6 {
+        let (checked, stats, _) = randomized_run(seed, Ordering::Causal).await;
+        let report = checked.unwrap_or_else(|v| panic!("seed {seed}:\n{}", describe(&v)));
+        eprintln!(
+            "seed {seed}: {} messages, {} operations applied in order; {stats:?}",
+            report.published_messages, report.applied_ops
+        );
+        assert_eq!(stats.dead_lettered, 0, "seed {seed}: {stats:?}");
+        assert_eq!(stats.recovered, 0, "seed {seed}: {stats:?}");
+        assert!(report.published_ops > 80, "seed {seed}: {report:?}");
+        assert_eq!(report.applied_ops, report.published_ops, "seed {seed}");
+        assert!(
+            stats.waited > 0,
+            "seed {seed}: nothing ever waited: {stats:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_catches_a_subscriber_that_does_not_order() {
+    let mut caught = Vec::new();
+    for seed in 0..6 {
+        let (checked, _, _) = randomized_run(seed, Ordering::Bareback).await;
+        if let Err(v) = checked {
+            eprintln!("seed {seed}: {} violations, e.g. {}", v.len(), v[0]);
+            assert!(
+                v.iter().any(|v| matches!(
+                    v,
+                    Violation::Causal { .. }
+                        | Violation::OutOfOrder { .. }
+                        | Violation::Lost { .. }
+                )),
+                "{}",
+                describe(&v)
+            );
+            caught.push(seed);
+        }
+    }
+    assert!(
+        caught.len() >= 3,
+        "unordered applies went unnoticed: only seeds {caught:?} of 0..6 were caught"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases of the talk.
+
+/// Delays the applies of one endpoint, so that without ordering what comes after overtakes it.
+fn slow(
+    endpoint: &'static str,
+) -> fn(&promiscuous::Message, &promiscuous_test::chaos::Dice) -> Duration {
+    match endpoint {
+        "crowdtap/user" => |m, _| {
+            if m.operations[0].endpoint == "crowdtap/user" {
+                Duration::from_millis(40)
+            } else {
+                Duration::ZERO
+            }
+        },
+        _ => |m, _| {
+            if m.operations[0].endpoint == "crowdtap/friendship" {
+                Duration::from_millis(40)
+            } else {
+                Duration::ZERO
+            }
+        },
+    }
+}
+
+/// "Create a user, then a photo of theirs", ten times, applied by two workers: the photo never
+/// arrives before its owner. Without ordering it does.
+async fn user_then_photo(ordering: Ordering) -> Stats {
+    let broker = InProcess::new();
+    let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+    let store = |_| -> Arc<dyn VersionStore> { Arc::new(MemoryVersions::new()) };
+    let setup = Setup {
+        ordering,
+        runners: 2,
+        delay: slow("crowdtap/user"),
+        ..Setup::new("members", &store)
+    };
+    let workers = setup.start(&sdb, broker.clone()).await;
+    let publisher = Publisher::new(pdb.clone(), broker.clone())
+        .start()
+        .await
+        .unwrap();
+    for i in 0..10 {
+        promiscuous::context(async {
+            let txn = pdb.begin().await.unwrap();
+            let owner = user::ActiveModel {
+                name: Set(format!("owner-{i}")),
+                email: Set(format!("o{i}@example.org")),
+                password: Set("pw".into()),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap();
+            txn.commit().await.unwrap();
+            let txn = pdb.begin().await.unwrap();
+            photo::ActiveModel {
+                user_id: Set(owner.id),
+                caption: Set(format!("first photo of {i}")),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap();
+            txn.commit().await.unwrap();
+        })
+        .await;
+    }
+    publisher.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while broker.queue_depth("members") != (0, 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the queue drains");
+    workers.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_user_then_photo_never_fails_with_two_workers() {
+    let stats = user_then_photo(Ordering::Causal).await;
+    assert_eq!(stats.dead_lettered, 0, "{stats:?}");
+    assert_eq!(stats.operations_applied, 20, "{stats:?}");
+    assert!(stats.waited > 0, "photos waited for their owner: {stats:?}");
+    // The control: the same run without ordering loses photos to the dead-letter store.
+    let unordered = user_then_photo(Ordering::Bareback).await;
+    assert!(unordered.dead_lettered > 0, "{unordered:?}");
+}
+
+/// Kid is friends with Mom and Dad; in one context Kid unfriends both, then posts a photo.
+/// Returns who could see the photo on the subscriber.
+async fn unfriend_parents_then_post_photo(ordering: Ordering) -> Vec<i32> {
+    let broker = InProcess::new();
+    let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+    let store = |_| -> Arc<dyn VersionStore> { Arc::new(MemoryVersions::new()) };
+    let setup = Setup {
+        ordering,
+        runners: 3,
+        delay: slow("crowdtap/friendship"),
+        ..Setup::new("members", &store)
+    };
+    let workers = setup.start(&sdb, broker.clone()).await;
+    let publisher = Publisher::new(pdb.clone(), broker.clone())
+        .start()
+        .await
+        .unwrap();
+    let txn = pdb.begin().await.unwrap();
+    let mut people = Vec::new();
+    for name in ["Kid", "Mom", "Dad", "Pal"] {
+        people.push(
+            user::ActiveModel {
+                name: Set(name.into()),
+                email: Set(format!("{name}@example.org")),
+                password: Set("pw".into()),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap(),
+        );
+    }
+    let mut links = Vec::new();
+    for friend in &people[1..] {
+        links.push(
+            friendship::ActiveModel {
+                user_id: Set(people[0].id),
+                friend_id: Set(friend.id),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap(),
+        );
+    }
+    txn.commit().await.unwrap();
+    // Let the subscriber catch up before the scene.
+    publisher.flush().await.unwrap();
+    until("the friendships are replicated", async || {
+        broker.queue_depth("members") == (0, 0)
+    })
+    .await;
+    let scene_start = publisher_scene(&pdb, &people, &links).await;
+    publisher.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while broker.queue_depth("members") != (0, 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the queue drains");
+    workers.stop().await;
+    let audience: BTreeSet<i32> = sub::audience::Entity::find()
+        .filter(sub::audience::Column::PhotoId.eq(scene_start))
+        .all(&sdb)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.friend_id)
+        .collect();
+    audience.into_iter().collect()
+}
+
+/// The scene: unfriend Mom and Dad (one transaction each), then post the photo; returns the
+/// photo's id.
+async fn publisher_scene(
+    pdb: &DatabaseConnection,
+    people: &[user::Model],
+    links: &[friendship::Model],
+) -> i32 {
+    promiscuous::context(async {
+        for link in &links[..2] {
+            let txn = pdb.begin().await.unwrap();
+            link.clone().delete(&txn).await.unwrap();
+            txn.commit().await.unwrap();
+        }
+        let txn = pdb.begin().await.unwrap();
+        let p = photo::ActiveModel {
+            user_id: Set(people[0].id),
+            caption: Set("party!".into()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+        p.id
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfriending_the_parents_then_posting_a_photo_is_never_reversed() {
+    // Ids: Kid 1, Mom 2, Dad 3, Pal 4.
+    for _ in 0..3 {
+        assert_eq!(
+            unfriend_parents_then_post_photo(Ordering::Causal).await,
+            vec![4]
+        );
+    }
+    // The control: without ordering, the parents see the photo.
+    let unordered = unfriend_parents_then_post_photo(Ordering::Bareback).await;
+    assert!(
+        unordered.contains(&2) && unordered.contains(&3),
+        "{unordered:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery, dead letters, dependencies through endpoints nobody follows, wake-ups.
+
+async fn single(
+    sdb: &DatabaseConnection,
+    broker: &InProcess,
+    timeout: Duration,
+    notifier: promiscuous::ErrorNotifier,
+) -> Workers {
+    let store = |_| -> Arc<dyn VersionStore> { Arc::new(MemoryVersions::new()) };
+    let setup = Setup {
+        workers: 1,
+        dependency_timeout: timeout,
+        notifier,
+        delay: |_, _| Duration::ZERO,
+        ..Setup::new("members", &store)
+    };
+    setup.start(sdb, broker.clone()).await
+}
+
+async fn until(what: &str, f: impl AsyncFn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !f().await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+#[tokio::test]
+async fn a_missing_dependency_is_skipped_after_the_timeout_and_reported() {
+    let broker = InProcess::new();
+    let sdb = subscriber_db().await;
+    let (errors, notifier) = collector();
+    let workers = single(&sdb, &broker, Duration::from_millis(200), notifier).await;
+    let mut mock = MockPublisher::new("crowdtap", broker.clone());
+    let v1 = mock.message(
+        "crowdtap/user",
+        json!(5),
+        promiscuous::OperationKind::Create,
+        Some(json!({"name": "lost"})),
+    );
+    let v2 = mock
+        .update("crowdtap/user", json!(5), json!({"name": "found"}))
+        .await
+        .unwrap();
+    until("v2 is applied", async || {
+        sub::user::Entity::find().one(&sdb).await.unwrap().is_some()
+    })
+    .await;
+    let stats = workers.stop().await;
+    assert_eq!(
+        (stats.recovered, stats.operations_applied),
+        (1, 1),
+        "{stats:?}"
+    );
+    let errors = errors.lock().unwrap().clone();
+    let recover: Vec<&Error> = errors
+        .iter()
+        .filter(|e| matches!(e, Error::Recover(_)))
+        .collect();
+    assert_eq!(recover.len(), 1, "{errors:?}");
+    let text = recover[0].to_string();
+    assert!(
+        text.contains(&v2.id) && text.contains("crowdtap/user/5 v1") && text.contains("200ms"),
+        "{text}"
+    );
+    // The late v1 is stale now: skipped, never applied over v2.
+    mock.send(&v1).await.unwrap();
+    let workers = single(
+        &sdb,
+        &broker,
+        Duration::from_secs(30),
+        promiscuous::log_errors(),
+    )
+    .await;
+    until("the queue drains", async || {
+        broker.queue_depth("members") == (0, 0)
+    })
+    .await;
+    let stats = workers.stop().await;
+    assert_eq!(stats.operations_skipped, 1, "{stats:?}");
+    let row = sub::user::Entity::find().one(&sdb).await.unwrap().unwrap();
+    assert_eq!(row.name, "found");
+}
+
+#[tokio::test]
+async fn a_dead_lettered_dependency_does_not_hold_back_what_follows() {
+    let broker = InProcess::new();
+    let sdb = subscriber_db().await;
+    let workers = single(
+        &sdb,
+        &broker,
+        Duration::from_secs(60),
+        promiscuous::log_errors(),
+    )
+    .await;
+    let mut mock = MockPublisher::new("crowdtap", broker.clone());
+    // v1 lacks the subscribed attribute `name`: dead-lettered. v2 must not wait 60 s for it.
+    mock.create("crowdtap/user", json!(6), json!({"nickname": "?"}))
+        .await
+        .unwrap();
+    mock.update("crowdtap/user", json!(6), json!({"name": "fixed"}))
+        .await
+        .unwrap();
+    until("v2 is applied", async || {
+        sub::user::Entity::find().one(&sdb).await.unwrap().is_some()
+    })
+    .await;
+    let stats = workers.stop().await;
+    assert_eq!(
+        (
+            stats.dead_lettered,
+            stats.operations_applied,
+            stats.recovered
+        ),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn dependencies_through_an_endpoint_nobody_follows_still_order() {
+    // The subscriber follows users, photos and friendships, not `crowdtap/comment`. A comment
+    // read user 1 at v2; user 2 was created after reading the comment. User 2 must wait for
+    // user 1 v2, through the comment, even though the comment itself is not applied.
+    let broker = InProcess::new();
+    let sdb = subscriber_db().await;
+    let workers = single(
+        &sdb,
+        &broker,
+        Duration::from_secs(60),
+        promiscuous::log_errors(),
+    )
+    .await;
+    let mut mock = MockPublisher::new("crowdtap", broker.clone());
+    let u1v1 = mock.message(
+        "crowdtap/user",
+        json!(1),
+        promiscuous::OperationKind::Create,
+        Some(json!({"name": "one"})),
+    );
+    let u1v2 = mock.message(
+        "crowdtap/user",
+        json!(1),
+        promiscuous::OperationKind::Update,
+        Some(json!({"name": "one again"})),
+    );
+    let mut comment = mock.message(
+        "crowdtap/comment",
+        json!(9),
+        promiscuous::OperationKind::Create,
+        Some(json!({"body": "hi"})),
+    );
+    comment.dependencies.read.push(promiscuous::Dependency {
+        key: "crowdtap/user/1".into(),
+        version: 2,
+    });
+    let mut u2 = mock.message(
+        "crowdtap/user",
+        json!(2),
+        promiscuous::OperationKind::Create,
+        Some(json!({"name": "two"})),
+    );
+    u2.dependencies.read.push(promiscuous::Dependency {
+        key: "crowdtap/comment/9".into(),
+        version: 1,
+    });
+    for m in [&u1v1, &u2, &comment, &u1v2] {
+        mock.send(m).await.unwrap();
+    }
+    until("everything is processed", async || {
+        broker.queue_depth("members") == (0, 0)
+    })
+    .await;
+    let stats = workers.stop().await;
+    assert_eq!(
+        (
+            stats.operations_applied,
+            stats.operations_ignored,
+            stats.recovered
+        ),
+        (3, 1, 0),
+        "{stats:?}"
+    );
+    let order: Vec<String> = sub::event::Entity::find()
+        .order_by_asc(sub::event::Column::Seq)
+        .all(&sdb)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} v{}", e.key, e.version))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "crowdtap/user/1 v1",
+            "crowdtap/user/1 v2",
+            "crowdtap/user/2 v1"
+        ]
+    );
+    // The comment's version is recorded, so a restarted subscriber does not wait for it again.
+    let recorded =
+        promiscuous::pipeline::Applier::versions(&applier(&sdb), &["crowdtap/comment/9".into()])
+            .await
+            .unwrap();
+    assert_eq!(recorded, vec![1]);
+}
+
+/// Two workers, prefetch 1 each: one holds v1 of an instance (slowly applied), so v2 goes to
+/// the other, which must learn of v1 through the version store's wake-ups (the periodic
+/// re-check is set to an hour, the dependency timeout to a minute).
+async fn a_worker_is_woken_by_another(
+    transport: impl Transport + Clone,
+    store: &dyn Fn(usize) -> Arc<dyn VersionStore>,
+    queue: &str,
+    app: &str,
+) {
+    let sdb = subscriber_db().await;
+    let (errors, notifier) = collector();
+    let setup = Setup {
+        prefetch: 1,
+        runners: 1,
+        recheck: Duration::from_secs(3600),
+        dependency_timeout: Duration::from_secs(60),
+        delay: |m, _| {
+            if m.operations[0].version == 1 {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            }
+        },
+        notifier,
+        ..Setup::new(queue, store)
+    };
+    let workers = setup.start(&sdb, transport.clone()).await;
+    let mut mock = MockPublisher::new(app, transport);
+    let endpoint = format!("{app}/user");
+    mock.create(&endpoint, json!(1), json!({"name": "v1"}))
+        .await
+        .unwrap();
+    mock.update(&endpoint, json!(1), json!({"name": "v2"}))
+        .await
+        .unwrap();
+    until("v2 is applied", async || {
+        sub::user::Entity::find()
+            .one(&sdb)
+            .await
+            .unwrap()
+            .is_some_and(|u| u.name == "v2")
+    })
+    .await;
+    let stats = workers.stop().await;
+    assert_eq!(
+        (stats.operations_applied, stats.recovered),
+        (2, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.waited, 1, "{stats:?}");
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_worker_is_woken_by_another_through_memory_versions() {
+    let shared = MemoryVersions::new();
+    let store = move |_| -> Arc<dyn VersionStore> { Arc::new(shared.clone()) };
+    a_worker_is_woken_by_another(InProcess::new(), &store, "members", "crowdtap").await;
+}
+
+/// Counts applies running at once.
+struct Gauge<A> {
+    inner: A,
+    now: std::sync::atomic::AtomicUsize,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl<A: promiscuous::pipeline::Applier> promiscuous::pipeline::Applier for Gauge<A> {
+    fn bindings(&self) -> Vec<String> {
+        self.inner.bindings()
+    }
+    async fn apply(
+        &self,
+        message: &promiscuous::Message,
+    ) -> Result<promiscuous::pipeline::Applied, promiscuous::pipeline::ApplyError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(n, SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let r = self.inner.apply(message).await;
+        self.now.fetch_sub(1, SeqCst);
+        r
+    }
+    async fn versions(&self, keys: &[String]) -> Result<Vec<u64>, promiscuous::BoxError> {
+        self.inner.versions(keys).await
+    }
+    async fn dead_letter(
+        &self,
+        letter: promiscuous::pipeline::DeadLetter,
+    ) -> Result<(), promiscuous::BoxError> {
+        self.inner.dead_letter(letter).await
+    }
+}
+
+/// The most applies that ran at once for `messages`, on 4 runners.
+async fn concurrency(messages: &[promiscuous::Message], ordering: Ordering) -> usize {
+    let broker = InProcess::new();
+    let sdb = subscriber_db().await;
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gauge = Gauge {
+        inner: applier(&sdb),
+        now: Default::default(),
+        most: most.clone(),
+    };
+    let config = SubscriberConfig {
+        workers: 4,
+        ordering,
+        ..SubscriberConfig::new("members")
+    };
+    let runtime = SubscriberRuntime::new(Arc::new(broker.clone()), Arc::new(gauge), config);
+    runtime.declare().await.unwrap();
+    let mock = MockPublisher::new("crowdtap", broker.clone());
+    for m in messages {
+        mock.send(m).await.unwrap();
+    }
+    let stats = runtime
+        .run_until_idle(promiscuous_test::IDLE)
+        .await
+        .unwrap();
+    assert_eq!(stats.operations_applied, messages.len(), "{stats:?}");
+    most.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_messages_run_in_parallel_and_dependent_ones_in_turn() {
+    let mut mock = MockPublisher::new("crowdtap", InProcess::new());
+    let independent: Vec<_> = (1..=8)
+        .map(|i| {
+            mock.message(
+                "crowdtap/user",
+                json!(i),
+                promiscuous::OperationKind::Create,
+                Some(json!({"name": format!("u{i}")})),
+            )
+        })
+        .collect();
+    assert_eq!(concurrency(&independent, Ordering::Causal).await, 4);
+    let chain: Vec<_> = (1..=8)
+        .map(|i| {
+            mock.message(
+                "crowdtap/user",
+                json!(100),
+                promiscuous::OperationKind::Update,
+                Some(json!({"name": format!("v{i}")})),
+            )
+        })
+        .collect();
+    assert_eq!(concurrency(&chain, Ordering::Causal).await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same against the real servers: RabbitMQ queues, Redis versions and wake-ups.
+
+fn redis_store(url: &str, namespace: &str) -> impl Fn(usize) -> Arc<dyn VersionStore> {
+    let (url, namespace) = (url.to_string(), namespace.to_string());
+    move |_| {
+        // One connection per worker, as separate processes would have.
+        let redis = Redis::new(
+            &url,
+            RedisConfig {
+                namespace: namespace.clone(),
+                ..RedisConfig::default()
+            },
+        )
+        .unwrap();
+        Arc::new(RedisVersions::new(redis, &namespace))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_worker_is_woken_by_another_through_redis() {
+    let Some(s) = servers("redis wake-ups") else {
+        return;
+    };
+    let name = unique("wakeups");
+    let store = redis_store(&s.redis, &name);
+    // The subscriber's endpoints are crowdtap/*: the mock publishes as app "crowdtap" on a
+    // private exchange.
+    a_worker_is_woken_by_another(rabbit(&s, &name), &store, &name, "crowdtap").await;
+    cleanup(&s, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_history_over_rabbitmq_and_redis() {
+    let Some(s) = servers("causal history over RabbitMQ") else {
+        return;
+    };
+    for seed in [11, 12] {
+        let name = unique(&format!("causal-{seed}"));
+        let faults = Faults {
+            disconnect: 0.005,
+            ..Faults::default()
+        };
+        let transport = Chaos::new(rabbit(&s, &name), seed, faults);
+        let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+        let store = redis_store(&s.redis, &name);
+        let setup = Setup {
+            seed,
+            workers: 3,
+            runners: 2,
+            ..Setup::new(&name, &store)
+        };
+        let workers = setup.start(&sdb, transport.clone()).await;
+        let recording = Recording::new(transport.clone());
+        let publisher = Publisher::new(pdb.clone(), recording.clone())
+            .start()
+            .await
+            .unwrap();
+        causal_workload(&pdb, seed, 3, 40).await;
+        publisher.shutdown().await.unwrap();
+        transport.flush().await.unwrap();
+        let published = recording.published();
+        let complete = processed(&sdb, &published, Duration::from_secs(30)).await;
+        let stats = workers.stop().await;
+        assert!(complete, "seed {seed}: {stats:?}");
+        let report = history(&sdb, &published)
+            .await
+            .check(follows)
+            .unwrap_or_else(|v| panic!("seed {seed}:\n{}", describe(&v)));
+        assert_eq!(report.applied_ops, report.published_ops);
+        assert_eq!((stats.dead_lettered, stats.recovered), (0, 0), "{stats:?}");
+        assert_converged(&pdb, &sdb, &format!("seed {seed}")).await;
+        cleanup(&s, &name).await;
+    }
+}
