@@ -5,7 +5,8 @@
 //! transaction, then relayed to a broker. A *subscriber* service marks its own model with
 //! `#[subscribe(...)]` and keeps a copy of the fields it cares about, in its own database, with
 //! callbacks on create, update and destroy. A subscriber never applies an older state over a
-//! newer one, and never applies an operation twice.
+//! newer one, never applies an operation twice, and applies what a write depended on (what its
+//! [`context`] read or wrote before) first, while independent messages run in parallel.
 //!
 //! See the README for a tour, `docs/PROTOCOL.md` for the wire format, and
 //! `examples/quickstart.rs` for a runnable publisher + subscriber pair.
@@ -20,7 +21,7 @@ pub use promiscuous_core::{
     Change, Dependencies, Dependency, Error, ErrorNotifier, Message, Operation, OperationKind,
 };
 pub use promiscuous_derive::{publish, subscribe};
-pub use promiscuous_sea_orm::publisher::track_read;
+pub use promiscuous_sea_orm::publisher::{Tracked, track_read, tracked};
 pub use promiscuous_sea_orm::{
     AttributeError, Callbacks, Ctx, Published, Publisher, PublisherHandle, Subscribed, Subscriber,
     SubscriberHandle, SubscriberService,
@@ -41,8 +42,10 @@ pub type BoxError = promiscuous_core::publisher::BoxError;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use inventory;
+    pub use promiscuous_core::message::instance_key;
     pub use promiscuous_sea_orm::publisher::{
-        Published, record_destroy, record_save, require_transaction,
+        Published, PublishedEntity, record_destroy, record_save, require_transaction,
     };
     pub use promiscuous_sea_orm::subscriber::{
         AttributeError, Callbacks, Subscribed, attribute, publisher_id,

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::servers::{cleanup, collector, rabbit, servers, unique};
 use common::user;
+use promiscuous::Tracked;
 use promiscuous::pipeline::{
     SeaOrmApplier, SubscriberConfig, SubscriberRuntime, VersionStore, schema,
 };
@@ -26,8 +27,8 @@ use promiscuous_test::chaos::{Chaos, Delayed, Faults, Recording};
 use promiscuous_test::history::{History, SplitMix64, Strictness, Violation, describe};
 use promiscuous_test::{MockPublisher, create_table, sqlite};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, ModelTrait,
-    QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    IntoActiveModel, ModelTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -66,7 +67,20 @@ mod publisher {
         }
 
         #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-        pub enum Relation {}
+        pub enum Relation {
+            #[sea_orm(
+                belongs_to = "crate::common::user::Entity",
+                from = "Column::UserId",
+                to = "crate::common::user::Column::Id"
+            )]
+            Owner,
+        }
+
+        impl Related<crate::common::user::Entity> for Entity {
+            fn to() -> RelationDef {
+                Relation::Owner.def()
+            }
+        }
     }
 }
 
@@ -509,26 +523,65 @@ fn pick<T: Clone>(rng: &mut SplitMix64, items: &[T]) -> Option<T> {
 
 /// One transaction of a publisher task: a few reads (tracked), then one write. Users are never
 /// destroyed, so a photo's owner always exists.
+/// The primary key of the workload's models.
+trait Id {
+    fn id(&self) -> i32;
+}
+
+impl Id for user::Model {
+    fn id(&self) -> i32 {
+        self.id
+    }
+}
+
+impl Id for friendship::Model {
+    fn id(&self) -> i32 {
+        self.id
+    }
+}
+
+impl Id for photo::Model {
+    fn id(&self) -> i32 {
+        self.id
+    }
+}
+
+/// Reads `m` in the transaction, a dependency of the context's next writes: transparently (a
+/// query through the tracked transaction) or explicitly (`track_read`), at random.
+async fn reread<E>(txn: &Tracked<DatabaseTransaction>, rng: &mut SplitMix64, m: &E::Model)
+where
+    E: EntityTrait,
+    E::PrimaryKey: sea_orm::PrimaryKeyTrait<ValueType = i32>,
+    E::Model: promiscuous::Published + Id,
+{
+    if rng.below(2) == 0 {
+        promiscuous::track_read(m, txn).await.unwrap();
+    } else {
+        E::find_by_id(m.id()).one(txn).await.unwrap();
+    }
+}
+
 async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: usize) {
-    let txn = db.begin().await.unwrap();
-    let users = user::Entity::find().all(&txn).await.unwrap();
-    let friendships = friendship::Entity::find().all(&txn).await.unwrap();
-    let photos = photo::Entity::find().all(&txn).await.unwrap();
+    let txn = promiscuous::tracked(db.begin().await.unwrap());
+    // Listing is not reading for causality: through the plain transaction.
+    let users = user::Entity::find().all(txn.inner()).await.unwrap();
+    let friendships = friendship::Entity::find().all(txn.inner()).await.unwrap();
+    let photos = photo::Entity::find().all(txn.inner()).await.unwrap();
     for _ in 0..rng.below(3) {
         match rng.below(3) {
             0 => {
                 if let Some(u) = pick(rng, &users) {
-                    promiscuous::track_read(&u, &txn).await.unwrap();
+                    reread::<user::Entity>(&txn, rng, &u).await;
                 }
             }
             1 => {
                 if let Some(f) = pick(rng, &friendships) {
-                    promiscuous::track_read(&f, &txn).await.unwrap();
+                    reread::<friendship::Entity>(&txn, rng, &f).await;
                 }
             }
             _ => {
                 if let Some(p) = pick(rng, &photos) {
-                    promiscuous::track_read(&p, &txn).await.unwrap();
+                    reread::<photo::Entity>(&txn, rng, &p).await;
                 }
             }
         }
@@ -536,15 +589,15 @@ async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: usize
     match rng.below(7) {
         1 if !users.is_empty() => {
             let u = pick(rng, &users).unwrap();
-            promiscuous::track_read(&u, &txn).await.unwrap();
+            reread::<user::Entity>(&txn, rng, &u).await;
             let mut am = u.into_active_model();
             am.name = Set(format!("name-{n}"));
             am.update(&txn).await.unwrap();
         }
         2 if users.len() >= 2 => {
             let (a, b) = (pick(rng, &users).unwrap(), pick(rng, &users).unwrap());
-            promiscuous::track_read(&a, &txn).await.unwrap();
-            promiscuous::track_read(&b, &txn).await.unwrap();
+            reread::<user::Entity>(&txn, rng, &a).await;
+            reread::<user::Entity>(&txn, rng, &b).await;
             friendship::ActiveModel {
                 user_id: Set(a.id),
                 friend_id: Set(b.id),
@@ -559,7 +612,7 @@ async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: usize
         }
         4 | 5 if !users.is_empty() => {
             let owner = pick(rng, &users).unwrap();
-            promiscuous::track_read(&owner, &txn).await.unwrap();
+            reread::<user::Entity>(&txn, rng, &owner).await;
             photo::ActiveModel {
                 user_id: Set(owner.id),
                 caption: Set(format!("photo-{n}")),
@@ -685,6 +738,124 @@ async fn a_context_never_depends_on_a_rolled_back_write() {
         }],
         "Yoda at the committed v1, not the rolled-back v2; the ghost not at all"
     );
+}
+
+/// The read dependencies of the newest outbox message.
+async fn last_reads(pdb: &DatabaseConnection) -> Vec<(String, u64)> {
+    use promiscuous::pipeline::tables::outbox;
+    let row = outbox::Entity::find()
+        .order_by_desc(outbox::Column::Id)
+        .one(pdb)
+        .await
+        .unwrap()
+        .unwrap();
+    let message = promiscuous::Message::decode(row.payload.as_bytes()).unwrap();
+    let mut reads: Vec<(String, u64)> = message
+        .dependencies
+        .read
+        .into_iter()
+        .map(|d| (d.key, d.version))
+        .collect();
+    reads.sort();
+    reads
+}
+
+fn person(name: &str) -> user::ActiveModel {
+    user::ActiveModel {
+        name: Set(name.into()),
+        email: Set(format!("{name}@example.org")),
+        password: Set("pw".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn reads_through_a_tracked_transaction_are_read_dependencies() {
+    use sea_orm::QuerySelect;
+    let pdb = publisher_db().await;
+    schema::setup_publisher(&pdb).await.unwrap();
+    let txn = pdb.begin().await.unwrap();
+    let yoda = person("Yoda").insert(&txn).await.unwrap();
+    let luke = person("Luke").insert(&txn).await.unwrap();
+    let swamp = photo::ActiveModel {
+        user_id: Set(yoda.id),
+        caption: Set("swamp".into()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .unwrap();
+    let mut am = yoda.clone().into_active_model();
+    am.name = Set("Master Yoda".into());
+    am.update(&txn).await.unwrap(); // Yoda v2
+    txn.commit().await.unwrap();
+
+    let post = |caption: &'static str| photo::ActiveModel {
+        user_id: Set(luke.id),
+        caption: Set(caption.into()),
+        ..Default::default()
+    };
+    promiscuous::context(async {
+        let txn = promiscuous::tracked(pdb.begin().await.unwrap());
+        user::Entity::find_by_id(luke.id).one(&txn).await.unwrap();
+        // A join: both sides are read.
+        let joined = photo::Entity::find()
+            .find_also_related(user::Entity)
+            .all(&txn)
+            .await
+            .unwrap();
+        assert_eq!(joined.len(), 1);
+        // Partial rows are not instances; other tables are not published: no dependency, no
+        // error.
+        let names: Vec<String> = user::Entity::find()
+            .select_only()
+            .column(user::Column::Name)
+            .into_tuple()
+            .all(&txn)
+            .await
+            .unwrap();
+        assert_eq!(names.len(), 2);
+        promiscuous::pipeline::tables::outbox::Entity::find()
+            .all(&txn)
+            .await
+            .unwrap();
+        post("x-wing").insert(&txn).await.unwrap();
+        txn.commit().await.unwrap();
+    })
+    .await;
+    assert_eq!(
+        last_reads(&pdb).await,
+        vec![
+            (format!("crowdtap/photo/{}", swamp.id), 1),
+            (format!("crowdtap/user/{}", yoda.id), 2),
+            (format!("crowdtap/user/{}", luke.id), 1),
+        ]
+    );
+
+    // Outside a context, a tracked transaction reads like any other.
+    let txn = promiscuous::tracked(pdb.begin().await.unwrap());
+    user::Entity::find().all(&txn).await.unwrap();
+    post("outside").insert(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(last_reads(&pdb).await, vec![]);
+}
+
+#[tokio::test]
+async fn a_tracked_connection_is_not_a_transaction() {
+    let pdb = publisher_db().await;
+    schema::setup_publisher(&pdb).await.unwrap();
+    let conn = promiscuous::tracked(pdb.clone());
+    let refused = person("Bare").insert(&conn).await.unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("must run inside a transaction"),
+        "{refused}"
+    );
+    let txn = conn.begin().await.unwrap();
+    person("Wrapped").insert(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(user::Entity::find().all(&pdb).await.unwrap().len(), 1);
 }
 
 /// One randomized run on the embedded broker; returns the checked history's outcome and the

@@ -130,6 +130,21 @@ pub fn expand(args: TokenStream, item: &ItemStruct) -> syn::Result<TokenStream> 
                 }
             }
 
+            // Lets `promiscuous::tracked` connections recognise rows of this model.
+            fn __promiscuous_table() -> &'static str {
+                __p::sea_orm::EntityName::table_name(&Entity)
+            }
+
+            fn __promiscuous_key(row: &__p::sea_orm::QueryResult, prefix: &str) -> ::core::option::Option<::std::string::String> {
+                let model = <Model as __p::sea_orm::FromQueryResult>::from_query_result(row, prefix).ok()?;
+                let id = __p::Published::publisher_id(&model).ok()?;
+                ::core::option::Option::Some(__p::instance_key(#endpoint, &id))
+            }
+
+            __p::inventory::submit! {
+                __p::PublishedEntity { table: __promiscuous_table, key_of: __promiscuous_key }
+            }
+
             #[__p::async_trait]
             impl __p::sea_orm::ActiveModelBehavior for ActiveModel {
                 async fn before_save<C>(self, db: &C, _insert: bool) -> ::core::result::Result<Self, DbErr>

@@ -2,9 +2,11 @@
 
 mod hooks;
 mod outbox;
+pub mod tracked;
 
 pub use hooks::{record_destroy, record_save, require_transaction, track_read};
 pub use outbox::SeaOrmOutbox;
+pub use tracked::{PublishedEntity, Tracked, tracked};
 
 use serde_json::{Map, Value};
 

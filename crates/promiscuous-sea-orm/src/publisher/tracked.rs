@@ -1,0 +1,232 @@
+//! Transparent read tracking: a connection wrapper that records, in the current
+//! `promiscuous::context`, every published instance a query reads, at its current version.
+//!
+//! ```ignore
+//! promiscuous::context(async {
+//!     let txn = promiscuous::tracked(db.begin().await?);
+//!     let parent = friendship::Entity::find_by_id(7).one(&txn).await?; // a read dependency
+//!     photo::ActiveModel { .. }.insert(&txn).await?;                  // depends on it
+//!     txn.commit().await
+//! })
+//! ```
+//!
+//! Which rows are instances of published models is known from a process-wide registry that
+//! `#[publish]` fills ([`PublishedEntity`], collected with `inventory`): for a `SELECT` that names
+//! a published table, each returned row that decodes as that model (plain `find`, `find_by_id`,
+//! and the `A_`/`B_`/`C_` prefixes of `find_also_related` and friends) is an instance read. Its
+//! version is looked up in `promiscuous_versions`, with one query per result. Rows that do not
+//! decode (a `select_only` of a few columns, an aggregate) are not tracked: use
+//! [`track_read`](super::track_read) for those. Outside a context nothing is looked up.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use promiscuous_core::publisher::context;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, ExecResult, QueryFilter, QueryResult, Statement, TransactionTrait,
+};
+
+use crate::tables::versions;
+
+/// A published entity, as registered by `#[publish]` (see the [module documentation](self)).
+pub struct PublishedEntity {
+    /// Its table's name.
+    pub table: fn() -> &'static str,
+    /// The instance key of a row read with column prefix `prefix`, if the row is a whole row of
+    /// this entity.
+    pub key_of: fn(&QueryResult, &str) -> Option<String>,
+}
+
+inventory::collect!(PublishedEntity);
+
+/// Column prefixes SeaORM gives the models of a joined select (`SelectA`, `SelectB`, `SelectC`).
+const PREFIXES: [&str; 4] = ["", "A_", "B_", "C_"];
+
+/// Published entities by table name.
+fn registry() -> &'static HashMap<&'static str, Vec<&'static PublishedEntity>> {
+    static REGISTRY: OnceLock<HashMap<&'static str, Vec<&'static PublishedEntity>>> =
+        OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut map: HashMap<&'static str, Vec<&'static PublishedEntity>> = HashMap::new();
+        for e in inventory::iter::<PublishedEntity> {
+            map.entry((e.table)()).or_default().push(e);
+        }
+        map
+    })
+}
+
+/// The published entities whose table a read statement names.
+fn read_entities(stmt: &Statement) -> Vec<&'static PublishedEntity> {
+    let sql = stmt.sql.trim_start();
+    let is_select = sql
+        .get(..6)
+        .is_some_and(|head| head.eq_ignore_ascii_case("select"))
+        || sql
+            .get(..4)
+            .is_some_and(|head| head.eq_ignore_ascii_case("with"));
+    if !is_select {
+        return Vec::new();
+    }
+    let (open, close) = match stmt.db_backend {
+        DbBackend::MySql => ('`', '`'),
+        _ => ('"', '"'),
+    };
+    registry()
+        .iter()
+        .filter(|(table, _)| sql.contains(&format!("{open}{table}{close}")))
+        .flat_map(|(_, entities)| entities.iter().copied())
+        .collect()
+}
+
+/// A connection (a transaction, usually) whose reads of published models are read
+/// dependencies of the current context's next writes. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Tracked<C> {
+    inner: C,
+}
+
+/// Wraps a connection or a transaction so that its reads are tracked.
+pub fn tracked<C: ConnectionTrait>(inner: C) -> Tracked<C> {
+    Tracked { inner }
+}
+
+impl<C> Tracked<C> {
+    pub fn new(inner: C) -> Self {
+        Self { inner }
+    }
+
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
+}
+
+impl Tracked<DatabaseConnection> {
+    /// Begins a transaction whose reads are tracked too.
+    pub async fn begin(&self) -> Result<Tracked<DatabaseTransaction>, DbErr> {
+        Ok(Tracked::new(self.inner.begin().await?))
+    }
+}
+
+impl Tracked<DatabaseTransaction> {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.inner.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.inner.rollback().await
+    }
+}
+
+impl<C: ConnectionTrait + Send> Tracked<C> {
+    /// Records the published instances among `rows` as read, at their current version.
+    async fn track(
+        &self,
+        entities: &[&PublishedEntity],
+        rows: &[QueryResult],
+    ) -> Result<(), DbErr> {
+        let keys: BTreeSet<String> = rows
+            .iter()
+            .flat_map(|row| {
+                entities.iter().flat_map(move |e| {
+                    PREFIXES
+                        .iter()
+                        .filter_map(move |prefix| (e.key_of)(row, prefix))
+                })
+            })
+            .collect();
+        let keys: Vec<String> = keys.into_iter().collect();
+        // Well under SQLite's limit of bound parameters per statement.
+        for chunk in keys.chunks(500) {
+            let found = versions::Entity::find()
+                .filter(versions::Column::Key.is_in(chunk.iter().cloned()))
+                .all(&self.inner)
+                .await
+                .map_err(|e| {
+                    DbErr::Custom(format!(
+                        "promiscuous: looking up the versions of {} instance(s) read in a \
+                         causal context: {e}",
+                        chunk.len()
+                    ))
+                })?;
+            for row in found {
+                context::record_read(&row.key, row.version as u64);
+            }
+        }
+        Ok(())
+    }
+
+    fn tracking(&self, stmt: &Statement) -> Vec<&'static PublishedEntity> {
+        if context::in_context() {
+            read_entities(stmt)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+#[async_trait]
+impl<C: ConnectionTrait + Send> ConnectionTrait for Tracked<C> {
+    fn get_database_backend(&self) -> DbBackend {
+        self.inner.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.inner.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.inner.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        let entities = self.tracking(&stmt);
+        let row = self.inner.query_one_raw(stmt).await?;
+        if let Some(row) = &row
+            && !entities.is_empty()
+        {
+            self.track(&entities, std::slice::from_ref(row)).await?;
+        }
+        Ok(row)
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let entities = self.tracking(&stmt);
+        let rows = self.inner.query_all_raw(stmt).await?;
+        if !entities.is_empty() && !rows.is_empty() {
+            self.track(&entities, &rows).await?;
+        }
+        Ok(rows)
+    }
+
+    fn support_returning(&self) -> bool {
+        self.inner.support_returning()
+    }
+
+    fn is_mock_connection(&self) -> bool {
+        self.inner.is_mock_connection()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(sql: &str) -> Statement {
+        Statement::from_string(DbBackend::Sqlite, sql)
+    }
+
+    #[test]
+    fn only_selects_are_reads() {
+        // No entity is registered in this crate's own tests: nothing matches, nothing panics.
+        assert!(read_entities(&stmt("SELECT \"users\".\"id\" FROM \"users\"")).is_empty());
+        assert!(read_entities(&stmt("INSERT INTO \"users\" VALUES (1)")).is_empty());
+        assert!(read_entities(&stmt("")).is_empty());
+        assert!(read_entities(&stmt("é")).is_empty());
+    }
+}
