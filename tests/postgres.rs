@@ -68,10 +68,8 @@ async fn publisher_and_subscriber_run_on_postgres() {
         .build()
         .await
         .unwrap();
-    let publisher = Publisher::new(pdb.clone(), broker.clone())
-        .start()
-        .await
-        .unwrap();
+    // The relay starts only once the outbox was read below: a running relay drains it.
+    schema::setup_publisher(&pdb).await.unwrap();
 
     // A write outside a transaction is refused; a rolled-back one publishes nothing.
     let yoda = user::ActiveModel {
@@ -111,6 +109,10 @@ async fn publisher_and_subscriber_run_on_postgres() {
         vec![(OperationKind::Create, 1), (OperationKind::Update, 2)]
     );
 
+    let publisher = Publisher::new(pdb.clone(), broker.clone())
+        .start()
+        .await
+        .unwrap();
     promiscuous_test::sync(&publisher, &sub).await.unwrap();
     let copy = member::Entity::find().one(&sdb).await.unwrap().unwrap();
     assert_eq!(
