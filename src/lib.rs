@@ -20,11 +20,13 @@ pub use promiscuous_core::transport::{self, InProcess, Transport};
 pub use promiscuous_core::{
     Change, Dependencies, Dependency, Error, ErrorNotifier, Message, Operation, OperationKind,
 };
-pub use promiscuous_derive::{publish, subscribe};
+pub use promiscuous_derive::{ephemeral, observer, publish, subscribe};
+pub use promiscuous_sea_orm::publisher::definitions;
 pub use promiscuous_sea_orm::publisher::{Tracked, track_read, tracked};
 pub use promiscuous_sea_orm::{
-    AttributeError, Callbacks, Ctx, Published, Publisher, PublisherHandle, Subscribed, Subscriber,
-    SubscriberHandle, SubscriberService,
+    AttributeError, Callbacks, Ctx, Endpoint, Ephemeral, Observed, Published, PublishedAttribute,
+    Publisher, PublisherHandle, Subscribed, Subscriber, SubscriberHandle, SubscriberService,
+    Subscription,
 };
 
 /// The lower layers, for custom pipelines: relay and outbox, subscriber runtime and applier.
@@ -45,10 +47,11 @@ pub mod __private {
     pub use inventory;
     pub use promiscuous_core::message::instance_key;
     pub use promiscuous_sea_orm::publisher::{
-        Published, PublishedEntity, record_destroy, record_save, require_transaction,
+        Definition, Endpoint, Ephemeral, Published, PublishedAttribute, PublishedEntity,
+        instance_keys, record_destroy, record_save, require_transaction,
     };
     pub use promiscuous_sea_orm::subscriber::{
-        AttributeError, Callbacks, Subscribed, attribute, publisher_id,
+        AttributeError, Callbacks, Observed, Subscribed, Subscription, attribute, publisher_id,
     };
     pub use sea_orm;
     pub use sea_orm::prelude::async_trait::async_trait;

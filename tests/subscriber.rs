@@ -299,5 +299,5 @@ async fn a_subscriber_without_models_is_refused() {
         .await
         .err()
         .unwrap();
-    assert!(err.to_string().contains("follows no model"), "{err}");
+    assert!(err.to_string().contains("follows nothing"), "{err}");
 }

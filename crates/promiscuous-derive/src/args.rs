@@ -143,3 +143,24 @@ pub fn missing(args: &proc_macro2::TokenStream, message: &str) -> syn::Error {
         syn::Error::new_spanned(args, message)
     }
 }
+
+/// Removes the other `#[macro_name(...)]` attributes stacked on `item` (`#[promiscuous::publish]`
+/// as well as a bare `#[publish]`) and returns their argument lists, in order.
+pub fn take_stacked(item: &mut syn::ItemStruct, macro_name: &str) -> Vec<proc_macro2::TokenStream> {
+    let mut stacked = Vec::new();
+    item.attrs.retain(|attr| {
+        let ours = attr
+            .path()
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == macro_name);
+        if ours {
+            stacked.push(match &attr.meta {
+                syn::Meta::List(list) => list.tokens.clone(),
+                _ => proc_macro2::TokenStream::new(),
+            });
+        }
+        !ours
+    });
+    stacked
+}

@@ -8,7 +8,10 @@
 //! so the user sees that one message and not a cascade.
 
 mod args;
+mod definitions;
+mod ephemeral;
 mod model;
+mod observer;
 mod publish;
 mod subscribe;
 
@@ -19,12 +22,15 @@ use quote::ToTokens;
 /// Publishes the model's writes: `#[publish(attr, ..., to = "app/model")]`.
 ///
 /// Attributes are fields of the struct or, for any other name, methods of the model
-/// (virtual attributes) returning a `Serialize` value. Options: `to` (required, the endpoint)
-/// and `as = "Type"` (the type name sent; defaults to the endpoint's model in UpperCamelCase).
+/// (virtual attributes) returning a `Serialize` value. Options: `to` (required, the endpoint),
+/// `as = "Type"` (the type name sent; defaults to the endpoint's model in UpperCamelCase) and
+/// `extends = "Parent, Grandparent"` (the rest of the type chain, for polymorphism). Stack
+/// several `#[publish(...)]` to publish the model to several endpoints (API versions), each
+/// with its own attributes.
 ///
 /// Generates `Published` for `Model` and the `ActiveModelBehavior` of `ActiveModel` (do not
 /// write your own): every insert, update, save and delete through an `ActiveModel` or `Model`
-/// writes its operation to the outbox in the caller's transaction.
+/// writes its operations to the outbox in the caller's transaction.
 #[proc_macro_attribute]
 pub fn publish(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(
@@ -41,8 +47,13 @@ pub fn publish(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `#[subscribe(attr, ..., from = "app/model", foreign_key = "column")]`.
 ///
 /// Attributes must be fields of the struct. Options: `from` (required), `foreign_key` (the
-/// column holding the publisher's id; defaults to the primary key) and `callbacks` (you
-/// implement `promiscuous::Callbacks` for `Model` yourself; otherwise an empty impl is made).
+/// column holding the publisher's id; defaults to the primary key), `as = "Type"` (follow one
+/// type of a polymorphic endpoint: an operation goes to the nearest type of its chain that is
+/// followed, else to the subscriptions without `as`), `definitions = "file.json"` (check at
+/// compile time that `from`, `as` and the attributes are published, against the publisher's
+/// exported definitions) and `callbacks` (you implement `promiscuous::Callbacks` for `Model`
+/// yourself; otherwise an empty impl is made). Stack several `#[subscribe(...)]` to follow
+/// several publishers into one model.
 #[proc_macro_attribute]
 pub fn subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(
@@ -55,35 +66,79 @@ pub fn subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
     .into()
 }
 
+/// Publishes a plain struct that is never stored by the publisher (an event):
+/// `#[ephemeral(attr, ..., to = "app/model", id = "field")]`.
+///
+/// Attributes are fields or methods, as with `#[publish]`; `id` names the field holding the
+/// instance's id (default `id`); `as` and `extends` name its type chain. Generates `Published`
+/// and `Ephemeral`: `event.publish(&txn).await?` writes a create to the outbox in the caller's
+/// transaction. Stack several to publish to several endpoints.
+#[proc_macro_attribute]
+pub fn ephemeral(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(
+        "ephemeral",
+        args.into(),
+        item.into(),
+        ephemeral::expand,
+        |_| TokenStream2::new(),
+    )
+    .into()
+}
+
+/// Runs callbacks for a publisher's operations without storing anything:
+/// `#[observer(attr, ..., from = "app/model", id = "field")]` on a plain struct.
+///
+/// Attributes must be fields; `id` names the field receiving the publisher's id (default
+/// `id`); `as` follows one type of the endpoint. Each operation builds the struct (fields it
+/// does not carry, and every field but the id on a destroy, come from `Default`) and calls its
+/// `promiscuous::Callbacks`, which you implement. Stack several to observe several endpoints.
+#[proc_macro_attribute]
+pub fn observer(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(
+        "observer",
+        args.into(),
+        item.into(),
+        observer::expand,
+        |_| TokenStream2::new(),
+    )
+    .into()
+}
+
 /// Parse → validate → generate with `generate`; on an error, the item unchanged, the error, and
 /// what `on_error` adds so that the error stays the only one.
+///
+/// Several attributes of the same macro may be stacked on one struct (a model published to
+/// several endpoints, or subscribed from several publishers): the first one expands them all,
+/// in order, and removes the others from the item.
 fn expand(
     macro_name: &str,
     args: TokenStream2,
     item: TokenStream2,
-    generate: fn(TokenStream2, &syn::ItemStruct) -> syn::Result<TokenStream2>,
+    generate: fn(Vec<TokenStream2>, &syn::ItemStruct) -> syn::Result<TokenStream2>,
     on_error: fn(&syn::ItemStruct) -> TokenStream2,
 ) -> TokenStream2 {
-    let parsed = match syn::parse2::<syn::Item>(item.clone()) {
+    let mut parsed = match syn::parse2::<syn::Item>(item.clone()) {
         Ok(syn::Item::Struct(s)) => s,
         Ok(other) => return dummy(item, model::not_a_struct(&other, macro_name)),
         Err(err) => return dummy(item, err),
     };
-    match generate(args, &parsed) {
+    let mut all_args = vec![args];
+    all_args.extend(args::take_stacked(&mut parsed, macro_name));
+    match generate(all_args, &parsed) {
         Ok(generated) => {
             let mut out = parsed.into_token_stream();
             out.extend(generated);
             out
         }
         Err(err) => {
-            let mut out = dummy(item, err);
+            let mut out = dummy(parsed.to_token_stream(), err);
             out.extend(on_error(&parsed));
             out
         }
     }
 }
 
-/// The item unchanged plus the error: one message, no cascade of "cannot find Model".
+/// The item plus the error: one message, no cascade of "cannot find Model".
 fn dummy(item: TokenStream2, err: syn::Error) -> TokenStream2 {
     let mut out = item;
     out.extend(err.to_compile_error());

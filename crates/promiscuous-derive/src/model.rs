@@ -10,10 +10,12 @@ pub struct Field {
     pub ty: Type,
 }
 
-/// A SeaORM `Model` struct with named fields and one primary-key field.
+/// A struct with named fields: a SeaORM `Model` with one primary-key field ([`entity`]), or a
+/// plain struct ([`named_struct`], for ephemerals and observers).
 pub struct Entity {
+    pub name: Ident,
     pub fields: Vec<Field>,
-    pub primary_key: usize,
+    pub primary_key: Option<usize>,
 }
 
 impl Entity {
@@ -22,8 +24,16 @@ impl Entity {
         self.fields.iter().find(|f| f.ident.unraw() == name)
     }
 
-    pub fn primary_key(&self) -> &Field {
-        &self.fields[self.primary_key]
+    /// The primary key field ([`entity`] makes sure there is one).
+    pub fn primary_key(&self) -> syn::Result<&Field> {
+        self.primary_key
+            .and_then(|i| self.fields.get(i))
+            .ok_or_else(|| {
+                syn::Error::new(
+                    self.name.span(),
+                    "a primary key is needed: mark one field with #[sea_orm(primary_key)]",
+                )
+            })
     }
 }
 
@@ -86,23 +96,13 @@ pub fn entity(item: &ItemStruct, macro_name: &str) -> syn::Result<Entity> {
             ),
         ));
     }
-    let Fields::Named(named) = &item.fields else {
-        let what = match item.fields {
-            Fields::Unnamed(_) => "a tuple struct",
-            _ => "a unit struct",
-        };
-        return Err(syn::Error::new(
-            item.ident.span(),
-            format!(
-                "#[{macro_name}] needs the `Model` struct of a SeaORM entity, with named fields; \
-                 found {what}"
-            ),
-        ));
-    };
+    let named = named_fields(item, macro_name, "the `Model` struct of a SeaORM entity")?;
     let mut fields = Vec::new();
     let mut primary_key = None;
     for f in &named.named {
-        let ident = f.ident.clone().expect("named fields have names");
+        let Some(ident) = f.ident.clone() else {
+            continue;
+        };
         if is_primary_key(f) {
             if primary_key.is_some() {
                 return Err(syn::Error::new(
@@ -130,7 +130,54 @@ pub fn entity(item: &ItemStruct, macro_name: &str) -> syn::Result<Entity> {
         ));
     };
     Ok(Entity {
+        name: item.ident.clone(),
         fields,
-        primary_key,
+        primary_key: Some(primary_key),
     })
+}
+
+fn named_fields<'a>(
+    item: &'a ItemStruct,
+    macro_name: &str,
+    what_is_needed: &str,
+) -> syn::Result<&'a syn::FieldsNamed> {
+    match &item.fields {
+        Fields::Named(named) => Ok(named),
+        other => {
+            let what = match other {
+                Fields::Unnamed(_) => "a tuple struct",
+                _ => "a unit struct",
+            };
+            Err(syn::Error::new(
+                item.ident.span(),
+                format!("#[{macro_name}] needs {what_is_needed}, with named fields; found {what}"),
+            ))
+        }
+    }
+}
+
+/// Any struct with named fields (no primary key needed).
+pub fn named_struct(item: &ItemStruct, macro_name: &str) -> syn::Result<Entity> {
+    let named = named_fields(item, macro_name, "a struct")?;
+    let fields = named
+        .named
+        .iter()
+        .filter_map(|f| {
+            f.ident.clone().map(|ident| Field {
+                ident,
+                ty: f.ty.clone(),
+            })
+        })
+        .collect();
+    Ok(Entity {
+        name: item.ident.clone(),
+        fields,
+        primary_key: None,
+    })
+}
+
+/// A type as written, without the spaces tokens add (`Option<String>`), for exported
+/// definitions.
+pub fn type_text(ty: &Type) -> String {
+    quote!(#ty).to_string().replace(' ', "")
 }

@@ -1,4 +1,9 @@
 //! `#[publish]`: parse → validate → generate `Published` and the `ActiveModelBehavior` hooks.
+//!
+//! One `#[publish(...)]` per endpoint; stacked ones publish the same model to several endpoints
+//! (API versions, other apps), each with its own attributes and type name.
+
+use std::collections::BTreeSet;
 
 use heck::ToUpperCamelCase;
 use proc_macro2::TokenStream;
@@ -9,69 +14,157 @@ use syn::{Ident, ItemStruct, LitStr};
 use crate::args::{self, Args};
 use crate::model::{self, Entity};
 
-/// A checked `#[publish]`.
-struct Publish {
-    endpoint: LitStr,
-    type_name: LitStr,
-    attributes: Vec<Attribute>,
-    entity: Entity,
+/// One checked `#[publish(...)]`: an endpoint and what is sent to it.
+pub struct Endpoint {
+    pub endpoint: LitStr,
+    /// The type chain, most specific first: `as` (or the endpoint's model in UpperCamelCase),
+    /// then `extends`.
+    pub types: Vec<LitStr>,
+    pub attributes: Vec<Attribute>,
 }
 
-enum Attribute {
-    Field(Ident),
+pub enum Attribute {
+    /// A field, with its type as written.
+    Field(Ident, String),
     /// Any other name: a method of the model.
     Virtual(Ident),
 }
 
-fn validate(args: TokenStream, item: &ItemStruct) -> syn::Result<Publish> {
+impl Attribute {
+    pub fn ident(&self) -> &Ident {
+        match self {
+            Attribute::Field(i, _) | Attribute::Virtual(i) => i,
+        }
+    }
+
+    pub fn name(&self) -> LitStr {
+        let i = self.ident();
+        LitStr::new(&i.unraw().to_string(), i.span())
+    }
+
+    /// The attribute's Rust type, for exported definitions ("" for a virtual attribute).
+    pub fn rust_type(&self) -> &str {
+        match self {
+            Attribute::Field(_, ty) => ty,
+            Attribute::Virtual(_) => "",
+        }
+    }
+}
+
+/// A type name option (`as`, `extends`): `Name`, `Name::Path`, letters, digits and `_`.
+fn type_names(lit: &LitStr, option: &str) -> syn::Result<Vec<LitStr>> {
+    let value = lit.value();
+    let names: Vec<&str> = value.split(',').map(str::trim).collect();
+    let valid = |n: &&str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    if !names.iter().all(valid) || (option == "as" && names.len() != 1) {
+        let expected = if option == "as" {
+            "a type name"
+        } else {
+            "type names separated by commas, nearest first"
+        };
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`{option}` must be {expected}, found {value:?}"),
+        ));
+    }
+    Ok(names
+        .into_iter()
+        .map(|n| LitStr::new(n, lit.span()))
+        .collect())
+}
+
+/// Parses and checks one `#[publish(...)]` (or `#[ephemeral(...)]`) argument list against the
+/// struct's fields; `extra` lists further options the caller handles.
+pub fn endpoint(
+    args: &TokenStream,
+    entity_fields: &dyn Fn(&str) -> Option<String>,
+    macro_name: &str,
+    extra: &[&str],
+) -> syn::Result<(Endpoint, args::Split)> {
     let parsed: Args = syn::parse2(args.clone())?;
-    let split = args::split(parsed, &["to", "as"], &[])?;
+    let mut options = vec!["to", "as", "extends"];
+    options.extend_from_slice(extra);
+    let split = args::split(parsed, &options, &[])?;
     let Some(to) = split.option("to").cloned() else {
         return Err(args::missing(
-            &args,
-            "#[publish] needs the endpoint to publish to: add `to = \"app/model\"`",
+            args,
+            &format!("#[{macro_name}] needs the endpoint to publish to: add `to = \"app/model\"`"),
         ));
     };
     let endpoint_value = args::endpoint(&to, "to")?;
-    let type_name = match split.option("as") {
-        Some(lit) => {
-            let v = lit.value();
-            if v.is_empty()
-                || !v
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-            {
-                return Err(syn::Error::new(
-                    lit.span(),
-                    format!("`as` must be a type name, found {v:?}"),
-                ));
-            }
-            lit.clone()
-        }
+    let mut types = match split.option("as") {
+        Some(lit) => type_names(lit, "as")?,
         None => {
             let model = endpoint_value.rsplit('/').next().unwrap_or_default();
-            LitStr::new(&model.to_upper_camel_case(), to.span())
+            vec![LitStr::new(&model.to_upper_camel_case(), to.span())]
         }
     };
-    let entity = model::entity(item, "publish")?;
+    if let Some(lit) = split.option("extends") {
+        for parent in type_names(lit, "extends")? {
+            if types.iter().any(|t| t.value() == parent.value()) {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!("type `{}` appears twice in the type chain", parent.value()),
+                ));
+            }
+            types.push(parent);
+        }
+    }
     let attributes = split
         .attributes
         .iter()
         .cloned()
-        .map(|name| {
-            if entity.field(&name.unraw().to_string()).is_some() {
-                Attribute::Field(name)
-            } else {
-                Attribute::Virtual(name)
-            }
+        .map(|name| match entity_fields(&name.unraw().to_string()) {
+            Some(ty) => Attribute::Field(name, ty),
+            None => Attribute::Virtual(name),
         })
         .collect();
-    Ok(Publish {
-        endpoint: to,
-        type_name,
-        attributes,
-        entity,
-    })
+    Ok((
+        Endpoint {
+            endpoint: to,
+            types,
+            attributes,
+        },
+        split,
+    ))
+}
+
+/// Checks that no endpoint is published twice.
+pub fn distinct(endpoints: &[Endpoint]) -> syn::Result<()> {
+    let mut seen = BTreeSet::new();
+    for e in endpoints {
+        if !seen.insert(e.endpoint.value()) {
+            return Err(syn::Error::new(
+                e.endpoint.span(),
+                format!(
+                    "endpoint {:?} is published twice by this model",
+                    e.endpoint.value()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A checked `#[publish]`, stacked ones included.
+struct Publish {
+    endpoints: Vec<Endpoint>,
+    entity: Entity,
+}
+
+fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Publish> {
+    let entity = model::entity(item, "publish")?;
+    let fields = |name: &str| entity.field(name).map(|f| model::type_text(&f.ty));
+    let mut endpoints = Vec::new();
+    for args in &all_args {
+        endpoints.push(endpoint(args, &fields, "publish", &[])?.0);
+    }
+    distinct(&endpoints)?;
+    Ok(Publish { endpoints, entity })
 }
 
 /// Emitted with an error: #[publish] owns the entity's `ActiveModelBehavior`, so without it the
@@ -86,63 +179,94 @@ pub fn on_error(item: &ItemStruct) -> TokenStream {
     }
 }
 
-pub fn expand(args: TokenStream, item: &ItemStruct) -> syn::Result<TokenStream> {
-    let p = validate(args, item)?;
-    let endpoint = &p.endpoint;
-    let type_name = &p.type_name;
-    let pk = &p.entity.primary_key().ident;
-    let names = p.attributes.iter().map(|a| match a {
-        Attribute::Field(i) | Attribute::Virtual(i) => {
-            LitStr::new(&i.unraw().to_string(), i.span())
+/// `Published::ENDPOINTS` and `Published::published_attributes` for `endpoints` of `ty`.
+pub fn published_impl(ty: &Ident, endpoints: &[Endpoint], id: &Ident) -> TokenStream {
+    let defs = endpoints.iter().map(|e| {
+        let endpoint = &e.endpoint;
+        let types = &e.types;
+        let attributes = e.attributes.iter().map(|a| {
+            let name = a.name();
+            let rust_type = a.rust_type();
+            quote! { __p::PublishedAttribute { name: #name, rust_type: #rust_type } }
+        });
+        quote! {
+            __p::Endpoint {
+                endpoint: #endpoint,
+                types: &[#(#types),*],
+                attributes: &[#(#attributes),*],
+            }
         }
     });
-    let inserts = p.attributes.iter().map(|a| match a {
-        Attribute::Field(i) => {
-            let name = LitStr::new(&i.unraw().to_string(), i.span());
-            quote! { attributes.insert(#name.to_string(), __p::serde_json::to_value(&self.#i)?); }
-        }
-        Attribute::Virtual(i) => {
-            let name = LitStr::new(&i.unraw().to_string(), i.span());
-            // `Model::name(self)`: an unknown name fails here, spanned at the attribute.
-            quote! { attributes.insert(#name.to_string(), __p::serde_json::to_value(&Model::#i(self))?); }
-        }
+    let arms = endpoints.iter().enumerate().map(|(n, e)| {
+        let inserts = e.attributes.iter().map(|a| {
+            let name = a.name();
+            match a {
+                Attribute::Field(i, _) => {
+                    quote! { attributes.insert(#name.to_string(), __p::serde_json::to_value(&self.#i)?); }
+                }
+                // `Type::name(self)`: an unknown name fails here, spanned at the attribute.
+                Attribute::Virtual(i) => {
+                    let ty = Ident::new(&ty.to_string(), i.span());
+                    quote! { attributes.insert(#name.to_string(), __p::serde_json::to_value(&#ty::#i(self))?); }
+                }
+            }
+        });
+        quote! { #n => { #(#inserts)* } }
     });
+    quote! {
+        impl __p::Published for #ty {
+            const ENDPOINTS: &'static [__p::Endpoint] = &[#(#defs),*];
+
+            fn publisher_id(&self) -> ::core::result::Result<__p::serde_json::Value, __p::serde_json::Error> {
+                __p::serde_json::to_value(&self.#id)
+            }
+
+            fn published_attributes(
+                &self,
+                endpoint: usize,
+            ) -> ::core::result::Result<__p::serde_json::Map<::std::string::String, __p::serde_json::Value>, __p::serde_json::Error> {
+                let mut attributes = __p::serde_json::Map::new();
+                match endpoint {
+                    #(#arms)*
+                    _ => {}
+                }
+                ::core::result::Result::Ok(attributes)
+            }
+        }
+    }
+}
+
+pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<TokenStream> {
+    let p = validate(all_args, item)?;
+    let pk = &p.entity.primary_key()?.ident;
+    let model = Ident::new("Model", item.ident.span());
+    let published = published_impl(&model, &p.endpoints, pk);
+    let first = &p.endpoints[0].endpoint;
     Ok(quote! {
         const _: () = {
             use ::promiscuous::__private as __p;
             use __p::sea_orm::{ConnectionTrait, DbErr};
 
-            impl __p::Published for Model {
-                const ENDPOINT: &'static str = #endpoint;
-                const TYPES: &'static [&'static str] = &[#type_name];
-                const ATTRIBUTES: &'static [&'static str] = &[#(#names),*];
-
-                fn publisher_id(&self) -> ::core::result::Result<__p::serde_json::Value, __p::serde_json::Error> {
-                    __p::serde_json::to_value(&self.#pk)
-                }
-
-                fn published_attributes(
-                    &self,
-                ) -> ::core::result::Result<__p::serde_json::Map<::std::string::String, __p::serde_json::Value>, __p::serde_json::Error> {
-                    let mut attributes = __p::serde_json::Map::new();
-                    #(#inserts)*
-                    ::core::result::Result::Ok(attributes)
-                }
-            }
+            #published
 
             // Lets `promiscuous::tracked` connections recognise rows of this model.
             fn __promiscuous_table() -> &'static str {
                 __p::sea_orm::EntityName::table_name(&Entity)
             }
 
-            fn __promiscuous_key(row: &__p::sea_orm::QueryResult, prefix: &str) -> ::core::option::Option<::std::string::String> {
-                let model = <Model as __p::sea_orm::FromQueryResult>::from_query_result(row, prefix).ok()?;
-                let id = __p::Published::publisher_id(&model).ok()?;
-                ::core::option::Option::Some(__p::instance_key(#endpoint, &id))
+            fn __promiscuous_keys(row: &__p::sea_orm::QueryResult, prefix: &str) -> ::std::vec::Vec<::std::string::String> {
+                match <Model as __p::sea_orm::FromQueryResult>::from_query_result(row, prefix) {
+                    ::core::result::Result::Ok(model) => __p::instance_keys(&model),
+                    ::core::result::Result::Err(_) => ::std::vec::Vec::new(),
+                }
             }
 
             __p::inventory::submit! {
-                __p::PublishedEntity { table: __promiscuous_table, key_of: __promiscuous_key }
+                __p::PublishedEntity { table: __promiscuous_table, keys_of: __promiscuous_keys }
+            }
+
+            __p::inventory::submit! {
+                __p::Definition { endpoints: <Model as __p::Published>::ENDPOINTS, ephemeral: false }
             }
 
             #[__p::async_trait]
@@ -151,7 +275,7 @@ pub fn expand(args: TokenStream, item: &ItemStruct) -> syn::Result<TokenStream> 
                 where
                     C: ConnectionTrait,
                 {
-                    __p::require_transaction(db, #endpoint)?;
+                    __p::require_transaction(db, #first)?;
                     ::core::result::Result::Ok(self)
                 }
 
@@ -167,7 +291,7 @@ pub fn expand(args: TokenStream, item: &ItemStruct) -> syn::Result<TokenStream> 
                 where
                     C: ConnectionTrait,
                 {
-                    __p::require_transaction(db, #endpoint)?;
+                    __p::require_transaction(db, #first)?;
                     ::core::result::Result::Ok(self)
                 }
 
@@ -177,11 +301,11 @@ pub fn expand(args: TokenStream, item: &ItemStruct) -> syn::Result<TokenStream> 
                 {
                     let id = match self.#pk.try_as_ref() {
                         ::core::option::Option::Some(v) => __p::serde_json::to_value(v)
-                            .map_err(|e| DbErr::Custom(::std::format!("promiscuous: {}: serializing the primary key: {}", #endpoint, e)))?,
+                            .map_err(|e| DbErr::Custom(::std::format!("promiscuous: {}: serializing the primary key: {}", #first, e)))?,
                         ::core::option::Option::None => {
                             return ::core::result::Result::Err(DbErr::Custom(::std::format!(
                                 "promiscuous: {}: cannot publish a delete whose ActiveModel has no primary key value",
-                                #endpoint
+                                #first
                             )));
                         }
                     };

@@ -1,5 +1,10 @@
 //! `#[subscribe]`: parse → validate → generate `Subscribed` (and empty `Callbacks` unless the
 //! user writes them).
+//!
+//! One `#[subscribe(...)]` per publisher endpoint (and type); stacked ones keep one model in
+//! sync from several publishers.
+
+use std::collections::BTreeSet;
 
 use heck::ToUpperCamelCase;
 use proc_macro2::TokenStream;
@@ -8,92 +13,239 @@ use syn::ext::IdentExt;
 use syn::{Ident, ItemStruct, LitStr, Type};
 
 use crate::args::{self, Args};
-use crate::model;
+use crate::definitions;
+use crate::model::{self, Entity};
 
-/// A checked `#[subscribe]`.
-struct Subscribe {
-    endpoint: LitStr,
+/// One checked `#[subscribe(...)]`.
+pub struct Subscription {
+    pub from: LitStr,
+    /// The type subscribed to (`as`); without it, any type published to `from`.
+    pub as_type: Option<LitStr>,
     /// (field, type) of each subscribed attribute.
-    attributes: Vec<(Ident, Type)>,
-    /// The column receiving the publisher's id.
-    key: (Ident, Type),
-    user_callbacks: bool,
+    pub attributes: Vec<(Ident, Type)>,
+    /// Generated code keeping the checked definitions file a dependency of the build.
+    pub checked: TokenStream,
 }
 
-fn validate(args: TokenStream, item: &ItemStruct) -> syn::Result<Subscribe> {
+/// The options every subscription takes; `key_option` is the one naming the field that holds
+/// the publisher's id (`foreign_key` for models, `id` for observers).
+pub fn subscription(
+    args: &TokenStream,
+    fields: &Entity,
+    macro_name: &str,
+    key_option: &str,
+    flags: &[&str],
+) -> syn::Result<(Subscription, args::Split)> {
     let parsed: Args = syn::parse2(args.clone())?;
-    let split = args::split(parsed, &["from", "foreign_key"], &["callbacks"])?;
-    let Some(from) = split.option("from") else {
+    let split = args::split(parsed, &["from", "as", key_option, "definitions"], flags)?;
+    let Some(from) = split.option("from").cloned() else {
         return Err(args::missing(
-            &args,
-            "#[subscribe] needs the publisher's endpoint: add `from = \"app/model\"`",
+            args,
+            &format!("#[{macro_name}] needs the publisher's endpoint: add `from = \"app/model\"`"),
         ));
     };
-    args::endpoint(from, "from")?;
-    let entity = model::entity(item, "subscribe")?;
-    let key = match split.option("foreign_key") {
-        None => entity.primary_key(),
-        // Compared as a string: the value need not be a valid identifier.
-        Some(lit) => entity.field(&lit.value()).ok_or_else(|| {
-            syn::Error::new(
-                lit.span(),
-                format!(
-                    "`foreign_key` names the field holding the publisher's id, but `Model` has no \
-                     field `{}`",
-                    lit.value()
-                ),
-            )
-        })?,
+    args::endpoint(&from, "from")?;
+    let as_type = match split.option("as") {
+        Some(lit) => {
+            let v = lit.value();
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!("`as` must be a type name, found {v:?}"),
+                ));
+            }
+            Some(lit.clone())
+        }
+        None => None,
     };
     let mut attributes = Vec::new();
     for name in &split.attributes {
-        let Some(field) = entity.field(&name.unraw().to_string()) else {
+        let Some(field) = fields.field(&name.unraw().to_string()) else {
             return Err(syn::Error::new(
                 name.span(),
                 format!(
-                    "`Model` has no field `{name}`: subscribed attributes must be fields of the model"
+                    "`{}` has no field `{name}`: subscribed attributes must be fields of the model",
+                    fields.name
                 ),
             ));
         };
-        if field.ident == key.ident {
-            return Err(syn::Error::new(
-                name.span(),
-                if split.option("foreign_key").is_some() {
-                    format!(
-                        "`{name}` is the `foreign_key`, which holds the publisher's id; it cannot \
-                         also be a subscribed attribute"
-                    )
-                } else {
-                    format!(
-                        "`{name}` is the primary key, which holds the publisher's id (there is no \
-                         `foreign_key`); it cannot also be a subscribed attribute"
-                    )
-                },
-            ));
-        }
         attributes.push((field.ident.clone(), field.ty.clone()));
     }
+    let checked = match split.option("definitions") {
+        Some(path) => definitions::check(path, &from, as_type.as_ref(), &split.attributes)?,
+        None => TokenStream::new(),
+    };
+    Ok((
+        Subscription {
+            from,
+            as_type,
+            attributes,
+            checked,
+        },
+        split,
+    ))
+}
+
+/// Checks that no `(from, as)` pair is subscribed twice.
+pub fn distinct(subscriptions: &[Subscription]) -> syn::Result<()> {
+    let mut seen = BTreeSet::new();
+    for s in subscriptions {
+        let as_type = s.as_type.as_ref().map(LitStr::value);
+        if !seen.insert((s.from.value(), as_type.clone())) {
+            let what = match as_type {
+                Some(t) => format!("{:?} as {t:?}", s.from.value()),
+                None => format!("{:?}", s.from.value()),
+            };
+            return Err(syn::Error::new(
+                s.from.span(),
+                format!("{what} is subscribed twice by this struct"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `Subscription` definitions, as generated code.
+pub fn definitions(subscriptions: &[Subscription]) -> Vec<TokenStream> {
+    subscriptions
+        .iter()
+        .map(|s| {
+            let from = &s.from;
+            let as_type = match &s.as_type {
+                Some(t) => quote!(::core::option::Option::Some(#t)),
+                None => quote!(::core::option::Option::None),
+            };
+            let names = s
+                .attributes
+                .iter()
+                .map(|(i, _)| LitStr::new(&i.unraw().to_string(), i.span()));
+            quote! {
+                __p::Subscription { from: #from, as_type: #as_type, attributes: &[#(#names),*] }
+            }
+        })
+        .collect()
+}
+
+/// A `match subscription { .. }` with one arm per subscription (the last one as `_`).
+pub fn per_subscription(
+    subscriptions: &[Subscription],
+    arm: impl Fn(&Subscription, usize) -> TokenStream,
+) -> TokenStream {
+    let last = subscriptions.len() - 1;
+    let arms = subscriptions.iter().enumerate().map(|(n, s)| {
+        let body = arm(s, n);
+        if n == last {
+            quote! { _ => { #body } }
+        } else {
+            quote! { #n => { #body } }
+        }
+    });
+    quote! { match subscription { #(#arms)* } }
+}
+
+/// A checked `#[subscribe]`, stacked ones included.
+struct Subscribe {
+    subscriptions: Vec<Subscription>,
+    /// The field receiving the publisher's id, per subscription.
+    keys: Vec<(Ident, Type)>,
+    user_callbacks: bool,
+}
+
+fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Subscribe> {
+    let entity = model::entity(item, "subscribe")?;
+    let mut subscriptions = Vec::new();
+    let mut keys = Vec::new();
+    let mut user_callbacks = false;
+    for args in &all_args {
+        let (s, split) = subscription(args, &entity, "subscribe", "foreign_key", &["callbacks"])?;
+        let key = match split.option("foreign_key") {
+            None => entity.primary_key()?,
+            // Compared as a string: the value need not be a valid identifier.
+            Some(lit) => entity.field(&lit.value()).ok_or_else(|| {
+                syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "`foreign_key` names the field holding the publisher's id, but `Model` \
+                         has no field `{}`",
+                        lit.value()
+                    ),
+                )
+            })?,
+        };
+        for name in &split.attributes {
+            if *name == key.ident {
+                return Err(syn::Error::new(
+                    name.span(),
+                    if split.option("foreign_key").is_some() {
+                        format!(
+                            "`{name}` is the `foreign_key`, which holds the publisher's id; it \
+                             cannot also be a subscribed attribute"
+                        )
+                    } else {
+                        format!(
+                            "`{name}` is the primary key, which holds the publisher's id (there \
+                             is no `foreign_key`); it cannot also be a subscribed attribute"
+                        )
+                    },
+                ));
+            }
+        }
+        user_callbacks |= split.flag("callbacks");
+        keys.push((key.ident.clone(), key.ty.clone()));
+        subscriptions.push(s);
+    }
+    distinct(&subscriptions)?;
     Ok(Subscribe {
-        endpoint: from.clone(),
-        attributes,
-        key: (key.ident.clone(), key.ty.clone()),
-        user_callbacks: split.flag("callbacks"),
+        subscriptions,
+        keys,
+        user_callbacks,
     })
 }
 
-pub fn expand(args: TokenStream, item: &ItemStruct) -> syn::Result<TokenStream> {
-    let s = validate(args, item)?;
-    let endpoint = &s.endpoint;
-    let (key, key_ty) = &s.key;
-    let key_column = format_ident!("{}", key.unraw().to_string().to_upper_camel_case());
-    let names: Vec<LitStr> = s
-        .attributes
-        .iter()
-        .map(|(i, _)| LitStr::new(&i.unraw().to_string(), i.span()))
-        .collect();
-    let fields: Vec<&Ident> = s.attributes.iter().map(|(i, _)| i).collect();
-    let types: Vec<&Type> = s.attributes.iter().map(|(_, t)| t).collect();
+pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<TokenStream> {
+    let s = validate(all_args, item)?;
+    let defs = definitions(&s.subscriptions);
+    let find = per_subscription(&s.subscriptions, |sub, n| {
+        let from = &sub.from;
+        let (key, key_ty) = &s.keys[n];
+        let key_column = format_ident!("{}", key.unraw().to_string().to_upper_camel_case());
+        quote! {
+            let id: #key_ty = __p::publisher_id(#from, id)?;
+            ::core::result::Result::Ok(<Entity as EntityTrait>::find().filter(Column::#key_column.eq(id)))
+        }
+    });
+    let new = per_subscription(&s.subscriptions, |sub, n| {
+        let from = &sub.from;
+        let (key, key_ty) = &s.keys[n];
+        let fields = sub.attributes.iter().map(|(i, _)| i);
+        let types = sub.attributes.iter().map(|(_, t)| t);
+        let names = sub
+            .attributes
+            .iter()
+            .map(|(i, _)| LitStr::new(&i.unraw().to_string(), i.span()));
+        quote! {
+            active.#key = __p::sea_orm::Set(__p::publisher_id::<#key_ty>(#from, id)?);
+            #( active.#fields = __p::sea_orm::Set(__p::attribute::<#types>(#from, attributes, #names)?); )*
+        }
+    });
+    let apply = per_subscription(&s.subscriptions, |sub, _| {
+        let from = &sub.from;
+        let fields = sub.attributes.iter().map(|(i, _)| i);
+        let types = sub.attributes.iter().map(|(_, t)| t);
+        let names = sub
+            .attributes
+            .iter()
+            .map(|(i, _)| LitStr::new(&i.unraw().to_string(), i.span()));
+        quote! {
+            #( active.#fields.set_if_not_equals(__p::attribute::<#types>(#from, attributes, #names)?); )*
+        }
+    });
     let callbacks = (!s.user_callbacks).then(|| quote! { impl __p::Callbacks for Model {} });
+    let checked = s.subscriptions.iter().map(|s| &s.checked);
     Ok(quote! {
         const _: () = {
             use ::promiscuous::__private as __p;
@@ -102,36 +254,37 @@ pub fn expand(args: TokenStream, item: &ItemStruct) -> syn::Result<TokenStream> 
             impl __p::Subscribed for Model {
                 type Table = Entity;
                 type Active = ActiveModel;
-                const FROM: &'static str = #endpoint;
-                const ATTRIBUTES: &'static [&'static str] = &[#(#names),*];
+                const SUBSCRIPTIONS: &'static [__p::Subscription] = &[#(#defs),*];
 
                 fn find_by_publisher_id(
+                    subscription: usize,
                     id: &__p::serde_json::Value,
                 ) -> ::core::result::Result<__p::sea_orm::Select<Entity>, __p::AttributeError> {
-                    let id: #key_ty = __p::publisher_id(#endpoint, id)?;
-                    ::core::result::Result::Ok(<Entity as EntityTrait>::find().filter(Column::#key_column.eq(id)))
+                    #find
                 }
 
                 fn new_active_model(
+                    subscription: usize,
                     id: &__p::serde_json::Value,
                     attributes: &__p::serde_json::Map<::std::string::String, __p::serde_json::Value>,
                 ) -> ::core::result::Result<ActiveModel, __p::AttributeError> {
                     let mut active = <ActiveModel as ActiveModelBehavior>::new();
-                    active.#key = __p::sea_orm::Set(__p::publisher_id::<#key_ty>(#endpoint, id)?);
-                    #( active.#fields = __p::sea_orm::Set(__p::attribute::<#types>(#endpoint, attributes, #names)?); )*
+                    #new
                     ::core::result::Result::Ok(active)
                 }
 
                 fn apply_attributes(
+                    subscription: usize,
                     active: &mut ActiveModel,
                     attributes: &__p::serde_json::Map<::std::string::String, __p::serde_json::Value>,
                 ) -> ::core::result::Result<(), __p::AttributeError> {
-                    #( active.#fields.set_if_not_equals(__p::attribute::<#types>(#endpoint, attributes, #names)?); )*
+                    #apply
                     ::core::result::Result::Ok(())
                 }
             }
 
             #callbacks
+            #(#checked)*
         };
     })
 }

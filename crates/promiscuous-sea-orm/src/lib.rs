@@ -13,7 +13,9 @@ pub mod service;
 pub mod subscriber;
 pub mod tables;
 
-pub use publisher::{Published, SeaOrmOutbox};
+pub use publisher::{Endpoint, Ephemeral, Published, PublishedAttribute, SeaOrmOutbox};
 pub use schema::{setup_publisher, setup_subscriber};
 pub use service::{Publisher, PublisherHandle, Subscriber, SubscriberHandle, SubscriberService};
-pub use subscriber::{AttributeError, Callbacks, Ctx, SeaOrmApplier, Subscribed};
+pub use subscriber::{
+    AttributeError, Callbacks, Ctx, Observed, SeaOrmApplier, Subscribed, Subscription,
+};

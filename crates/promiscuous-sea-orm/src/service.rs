@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::publisher::SeaOrmOutbox;
-use crate::subscriber::{SeaOrmApplier, Subscribed};
+use crate::subscriber::{Observed, SeaOrmApplier, Subscribed};
 
 fn db_error(what: &str, e: sea_orm::DbErr) -> Error {
     Error::Connection(format!("{what}: {e}"))
@@ -169,9 +169,15 @@ impl Subscriber {
         }
     }
 
-    /// Keeps model `M` in sync from `M::FROM`.
+    /// Keeps model `M` in sync from each of `M::SUBSCRIPTIONS`.
     pub fn subscribe<M: Subscribed>(mut self) -> Self {
         self.applier = self.applier.subscribe::<M>();
+        self
+    }
+
+    /// Runs the callbacks of observer `O` (`#[observer]`) for each operation it follows.
+    pub fn observe<O: Observed>(mut self) -> Self {
+        self.applier = self.applier.observe::<O>();
         self
     }
 
@@ -232,7 +238,8 @@ impl Subscriber {
     pub async fn build(self) -> Result<SubscriberService, Error> {
         if self.applier.endpoints().is_empty() {
             return Err(Error::Subscriber(format!(
-                "subscriber {} follows no model: call .subscribe::<Model>() first",
+                "subscriber {} follows nothing: call .subscribe::<Model>() or .observe::<Observer>() \
+                 first",
                 self.config.app
             )));
         }

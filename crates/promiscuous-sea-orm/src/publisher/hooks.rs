@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use serde_json::{Map, Value};
 
-use super::Published;
+use super::{Endpoint, Published};
 use crate::tables::{outbox, versions};
 
 /// Refuses a write to a published model outside a transaction: the outbox row must commit
@@ -37,71 +37,117 @@ fn custom(endpoint: &str, what: &str, e: impl std::fmt::Display) -> DbErr {
     DbErr::Custom(format!("promiscuous: {endpoint}: {what}: {e}"))
 }
 
-/// Records an insert (`insert == true`) or an update of `model`. An update that changes no
-/// published attribute publishes nothing.
+/// Records an insert (`insert == true`) or an update of `model`, on each of its endpoints. An
+/// update that changes no attribute published to an endpoint publishes nothing there.
 pub async fn record_save<M: Published, C: ConnectionTrait>(
     model: &M,
     db: &C,
     insert: bool,
 ) -> Result<(), DbErr> {
-    let endpoint = M::ENDPOINT;
-    let id = model
-        .publisher_id()
-        .map_err(|e| custom(endpoint, "serializing the primary key", e))?;
-    let attributes = model
-        .published_attributes()
-        .map_err(|e| custom(endpoint, "serializing published attributes", e))?;
-    let key = instance_key(endpoint, &id);
-    let previous = versions::Entity::find_by_id(key.clone()).one(db).await?;
-    let before: Option<Map<String, Value>> =
-        match previous.as_ref().and_then(|p| p.attributes.as_deref()) {
-            Some(text) => Some(
-                serde_json::from_str(text)
-                    .map_err(|e| custom(endpoint, "reading last published attributes", e))?,
-            ),
-            None => None,
+    let id = publisher_id(model)?;
+    for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
+        let attributes = model
+            .published_attributes(n)
+            .map_err(|e| custom(endpoint.endpoint, "serializing published attributes", e))?;
+        let kind = if insert {
+            OperationKind::Create
+        } else {
+            OperationKind::Update
         };
-    let (kind, changes) = match (insert, before) {
-        (true, _) => (OperationKind::Create, None),
-        (false, None) => (OperationKind::Update, None),
-        (false, Some(before)) => {
-            let changes = diff(&before, &attributes);
-            if changes.is_empty() {
-                return Ok(());
-            }
-            (OperationKind::Update, Some(changes))
-        }
-    };
-    let stored = serde_json::to_string(&attributes).map_err(|e| custom(endpoint, "encoding", e))?;
-    let version = bump(db, previous, key, Some(stored)).await?;
-    let op = Operation {
-        endpoint: endpoint.to_string(),
-        types: M::TYPES.iter().map(|t| t.to_string()).collect(),
-        id,
-        operation: kind,
-        version,
-        attributes: Some(attributes),
-        changes,
-    };
-    append(db, op).await
+        record(db, endpoint, &id, kind, Some(attributes), true).await?;
+    }
+    Ok(())
 }
 
-/// Records the destruction of the instance `id` of `M`.
+/// Records the destruction of the instance `id` of `M`, on each of its endpoints.
 pub async fn record_destroy<M: Published, C: ConnectionTrait>(
     id: Value,
     db: &C,
 ) -> Result<(), DbErr> {
-    let key = instance_key(M::ENDPOINT, &id);
+    for endpoint in M::ENDPOINTS {
+        record(db, endpoint, &id, OperationKind::Destroy, None, false).await?;
+    }
+    Ok(())
+}
+
+/// Publishes an ephemeral: a create of `model` on each of its endpoints, at the instance's next
+/// version, written to the outbox in the caller's transaction. Nothing else is stored.
+pub async fn record_ephemeral<M: Published, C: ConnectionTrait>(
+    model: &M,
+    db: &C,
+) -> Result<(), DbErr> {
+    let first = M::ENDPOINTS.first().map_or("ephemeral", |e| e.endpoint);
+    require_transaction(db, first)?;
+    let id = publisher_id(model)?;
+    for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
+        let attributes = model
+            .published_attributes(n)
+            .map_err(|e| custom(endpoint.endpoint, "serializing published attributes", e))?;
+        record(
+            db,
+            endpoint,
+            &id,
+            OperationKind::Create,
+            Some(attributes),
+            false,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn publisher_id<M: Published>(model: &M) -> Result<Value, DbErr> {
+    let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
+    model
+        .publisher_id()
+        .map_err(|e| custom(first, "serializing the primary key", e))
+}
+
+/// Bumps the version of `id` on `endpoint` and appends the operation to the outbox. With
+/// `keep_state`, the published attributes are kept to compute the `changes` of the next update,
+/// and an update that changes nothing publishes nothing.
+async fn record<C: ConnectionTrait>(
+    db: &C,
+    endpoint: &Endpoint,
+    id: &Value,
+    kind: OperationKind,
+    attributes: Option<Map<String, Value>>,
+    keep_state: bool,
+) -> Result<(), DbErr> {
+    let name = endpoint.endpoint;
+    let key = instance_key(name, id);
     let previous = versions::Entity::find_by_id(key.clone()).one(db).await?;
-    let version = bump(db, previous, key, None).await?;
+    let before: Option<Map<String, Value>> =
+        match previous.as_ref().and_then(|p| p.attributes.as_deref()) {
+            Some(text) if keep_state => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| custom(name, "reading last published attributes", e))?,
+            ),
+            _ => None,
+        };
+    let changes = match (kind, before, &attributes) {
+        (OperationKind::Update, Some(before), Some(after)) => {
+            let changes = diff(&before, after);
+            if changes.is_empty() {
+                return Ok(());
+            }
+            Some(changes)
+        }
+        _ => None,
+    };
+    let stored = match (&attributes, keep_state) {
+        (Some(a), true) => Some(serde_json::to_string(a).map_err(|e| custom(name, "encoding", e))?),
+        _ => None,
+    };
+    let version = bump(db, previous, key, stored).await?;
     let op = Operation {
-        endpoint: M::ENDPOINT.to_string(),
-        types: M::TYPES.iter().map(|t| t.to_string()).collect(),
-        id,
-        operation: OperationKind::Destroy,
+        endpoint: name.to_string(),
+        types: endpoint.types.iter().map(|t| t.to_string()).collect(),
+        id: id.clone(),
+        operation: kind,
         version,
-        attributes: None,
-        changes: None,
+        attributes,
+        changes,
     };
     append(db, op).await
 }
@@ -170,12 +216,12 @@ pub async fn track_read<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> 
     if !context::in_context() {
         return Ok(());
     }
-    let id = model
-        .publisher_id()
-        .map_err(|e| custom(M::ENDPOINT, "serializing the primary key", e))?;
-    let key = instance_key(M::ENDPOINT, &id);
-    if let Some(row) = versions::Entity::find_by_id(key.clone()).one(db).await? {
-        context::record_read(&key, row.version as u64);
+    let id = publisher_id(model)?;
+    for endpoint in M::ENDPOINTS {
+        let key = instance_key(endpoint.endpoint, &id);
+        if let Some(row) = versions::Entity::find_by_id(key.clone()).one(db).await? {
+            context::record_read(&key, row.version as u64);
+        }
     }
     Ok(())
 }

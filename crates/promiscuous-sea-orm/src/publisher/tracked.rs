@@ -34,9 +34,9 @@ use crate::tables::versions;
 pub struct PublishedEntity {
     /// Its table's name.
     pub table: fn() -> &'static str,
-    /// The instance key of a row read with column prefix `prefix`, if the row is a whole row of
-    /// this entity.
-    pub key_of: fn(&QueryResult, &str) -> Option<String>,
+    /// The instance keys (one per endpoint) of a row read with column prefix `prefix`, if the
+    /// row is a whole row of this entity.
+    pub keys_of: fn(&QueryResult, &str) -> Vec<String>,
 }
 
 inventory::collect!(PublishedEntity);
@@ -136,7 +136,7 @@ impl<C: ConnectionTrait + Send> Tracked<C> {
                 entities.iter().flat_map(move |e| {
                     PREFIXES
                         .iter()
-                        .filter_map(move |prefix| (e.key_of)(row, prefix))
+                        .flat_map(move |prefix| (e.keys_of)(row, prefix))
                 })
             })
             .collect();

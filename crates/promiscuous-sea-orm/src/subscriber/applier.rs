@@ -12,7 +12,7 @@ use sea_orm::{
     NotSet, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 
-use super::{AttributeError, Ctx, Subscribed};
+use super::{AttributeError, Ctx, Observed, Subscribed, Subscription};
 use crate::tables::{applied, dead_letters};
 
 /// Applies messages to a subscriber database: each message in one transaction, each operation
@@ -24,7 +24,8 @@ use crate::tables::{applied, dead_letters};
 #[derive(Clone)]
 pub struct SeaOrmApplier {
     db: DatabaseConnection,
-    handlers: HashMap<&'static str, Vec<Arc<dyn Handler>>>,
+    /// endpoint → what follows it, with the type it follows (if any).
+    handlers: HashMap<&'static str, Vec<Registered>>,
 }
 
 impl SeaOrmApplier {
@@ -35,13 +36,47 @@ impl SeaOrmApplier {
         }
     }
 
-    /// Follows `M::FROM` into model `M`.
+    /// Follows each of `M::SUBSCRIPTIONS` into model `M`.
     pub fn subscribe<M: Subscribed>(mut self) -> Self {
-        self.handlers
-            .entry(M::FROM)
-            .or_default()
-            .push(Arc::new(ModelHandler::<M>(PhantomData)));
+        for (n, s) in M::SUBSCRIPTIONS.iter().enumerate() {
+            self.register(s, Arc::new(ModelHandler::<M>::new(n)));
+        }
         self
+    }
+
+    /// Runs the callbacks of observer `O` for each operation of `O::SUBSCRIPTIONS`.
+    pub fn observe<O: Observed>(mut self) -> Self {
+        for (n, s) in O::SUBSCRIPTIONS.iter().enumerate() {
+            self.register(s, Arc::new(ObserverHandler::<O>::new(n)));
+        }
+        self
+    }
+
+    fn register(&mut self, s: &Subscription, handler: Arc<dyn Handler>) {
+        self.handlers.entry(s.from).or_default().push(Registered {
+            as_type: s.as_type,
+            handler,
+        });
+    }
+
+    /// What applies `op`: the handlers of the first type of its chain that something follows
+    /// on its endpoint, else those following the endpoint without a type (none: ignored).
+    fn handlers_for(&self, op: &Operation) -> Vec<&Arc<dyn Handler>> {
+        let Some(registered) = self.handlers.get(op.endpoint.as_str()) else {
+            return Vec::new();
+        };
+        let of = |as_type: Option<&str>| -> Vec<&Arc<dyn Handler>> {
+            registered
+                .iter()
+                .filter(|r| r.as_type == as_type)
+                .map(|r| &r.handler)
+                .collect()
+        };
+        op.types
+            .iter()
+            .map(|t| of(Some(t)))
+            .find(|found| !found.is_empty())
+            .unwrap_or_else(|| of(None))
     }
 
     /// Endpoints followed.
@@ -80,11 +115,12 @@ impl SeaOrmApplier {
                 outcome.skipped += 1;
                 continue;
             }
-            let Some(handlers) = self.handlers.get(op.endpoint.as_str()) else {
+            let handlers = self.handlers_for(op);
+            if handlers.is_empty() {
                 // Not followed: only its version is recorded, for the messages depending on it.
                 outcome.ignored += 1;
                 continue;
-            };
+            }
             for h in handlers {
                 h.apply(txn, message, op).await?;
             }
@@ -201,16 +237,53 @@ trait Handler: Send + Sync {
     ) -> Result<(), ApplyError>;
 }
 
-struct ModelHandler<M>(PhantomData<fn() -> M>);
+#[derive(Clone)]
+struct Registered {
+    as_type: Option<&'static str>,
+    handler: Arc<dyn Handler>,
+}
 
-fn callback_error<M: Subscribed>(op: &Operation, which: &str, e: BoxError) -> ApplyError {
+/// Applies one subscription of model `M`.
+struct ModelHandler<M> {
+    subscription: usize,
+    model: PhantomData<fn() -> M>,
+}
+
+impl<M> ModelHandler<M> {
+    fn new(subscription: usize) -> Self {
+        Self {
+            subscription,
+            model: PhantomData,
+        }
+    }
+}
+
+/// Runs the callbacks of one subscription of observer `O`.
+struct ObserverHandler<O> {
+    subscription: usize,
+    observer: PhantomData<fn() -> O>,
+}
+
+impl<O> ObserverHandler<O> {
+    fn new(subscription: usize) -> Self {
+        Self {
+            subscription,
+            observer: PhantomData,
+        }
+    }
+}
+
+fn callback_error(op: &Operation, which: &str, follower: &str, e: BoxError) -> ApplyError {
     ApplyError::Transient(format!(
-        "{} {} v{}: callback {which} of the model following {} failed: {e}",
+        "{} {} v{}: callback {which} of {follower} failed: {e}",
         op.operation,
         op.key(),
         op.version,
-        M::FROM
     ))
+}
+
+fn no_attributes(op: &Operation) -> ApplyError {
+    ApplyError::Permanent(format!("{} {}: no attributes", op.operation, op.key()))
 }
 
 #[async_trait]
@@ -221,29 +294,31 @@ impl<M: Subscribed> Handler for ModelHandler<M> {
         message: &Message,
         op: &Operation,
     ) -> Result<(), ApplyError> {
+        let sub = self.subscription;
         let ctx = Ctx {
             db: txn,
             message,
             operation: op,
         };
-        let existing = M::find_by_publisher_id(&op.id)
+        let failed = |which: &str, e: BoxError| {
+            let follower = format!(
+                "the model following {}",
+                M::SUBSCRIPTIONS.get(sub).map_or("?", |s| s.from)
+            );
+            callback_error(op, which, &follower, e)
+        };
+        let existing = M::find_by_publisher_id(sub, &op.id)
             .map_err(|e| attribute_error(op, e))?
             .one(txn)
             .await
             .map_err(|e| db_error(op, "finding the local row", e))?;
         match op.operation {
             OperationKind::Create | OperationKind::Update => {
-                let Some(attributes) = op.attributes.as_ref() else {
-                    return Err(ApplyError::Permanent(format!(
-                        "{} {}: no attributes",
-                        op.operation,
-                        op.key()
-                    )));
-                };
+                let attributes = op.attributes.as_ref().ok_or_else(|| no_attributes(op))?;
                 match existing {
                     Some(row) => {
                         let mut active: M::Active = row.clone().into_active_model();
-                        M::apply_attributes(&mut active, attributes)
+                        M::apply_attributes(sub, &mut active, attributes)
                             .map_err(|e| attribute_error(op, e))?;
                         let row = if active.is_changed() {
                             active
@@ -255,10 +330,10 @@ impl<M: Subscribed> Handler for ModelHandler<M> {
                         };
                         row.after_update(&ctx)
                             .await
-                            .map_err(|e| callback_error::<M>(op, "after_update", e))
+                            .map_err(|e| failed("after_update", e))
                     }
                     None => {
-                        let active = M::new_active_model(&op.id, attributes)
+                        let active = M::new_active_model(sub, &op.id, attributes)
                             .map_err(|e| attribute_error(op, e))?;
                         let row = active
                             .insert(txn)
@@ -266,7 +341,7 @@ impl<M: Subscribed> Handler for ModelHandler<M> {
                             .map_err(|e| db_error(op, "inserting", e))?;
                         row.after_create(&ctx)
                             .await
-                            .map_err(|e| callback_error::<M>(op, "after_create", e))
+                            .map_err(|e| failed("after_create", e))
                     }
                 }
             }
@@ -278,10 +353,59 @@ impl<M: Subscribed> Handler for ModelHandler<M> {
                         .map_err(|e| db_error(op, "deleting", e))?;
                     row.after_destroy(&ctx)
                         .await
-                        .map_err(|e| callback_error::<M>(op, "after_destroy", e))
+                        .map_err(|e| failed("after_destroy", e))
                 }
                 None => Ok(()),
             },
+        }
+    }
+}
+
+#[async_trait]
+impl<O: Observed> Handler for ObserverHandler<O> {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        message: &Message,
+        op: &Operation,
+    ) -> Result<(), ApplyError> {
+        let sub = self.subscription;
+        let ctx = Ctx {
+            db: txn,
+            message,
+            operation: op,
+        };
+        let failed = |which: &str, e: BoxError| {
+            let follower = format!(
+                "the observer of {}",
+                O::SUBSCRIPTIONS.get(sub).map_or("?", |s| s.from)
+            );
+            callback_error(op, which, &follower, e)
+        };
+        match op.operation {
+            OperationKind::Create | OperationKind::Update => {
+                let attributes = op.attributes.as_ref().ok_or_else(|| no_attributes(op))?;
+                let observed = O::from_operation(sub, &op.id, attributes)
+                    .map_err(|e| attribute_error(op, e))?;
+                if op.operation == OperationKind::Create {
+                    observed
+                        .after_create(&ctx)
+                        .await
+                        .map_err(|e| failed("after_create", e))
+                } else {
+                    observed
+                        .after_update(&ctx)
+                        .await
+                        .map_err(|e| failed("after_update", e))
+                }
+            }
+            OperationKind::Destroy => {
+                let observed = O::destroyed(sub, &op.id).map_err(|e| attribute_error(op, e))?;
+                observed
+                    .after_destroy(&ctx)
+                    .await
+                    .map_err(|e| failed("after_destroy", e))
+            }
         }
     }
 }

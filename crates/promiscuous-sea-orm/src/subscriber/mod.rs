@@ -15,7 +15,21 @@ use sea_orm::{
 };
 use serde_json::{Map, Value};
 
-/// A SeaORM model kept in sync from a publisher's endpoint. Implemented by `#[subscribe(...)]`.
+/// One publisher endpoint (and type) a model or observer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    /// The endpoint followed: `"app/model"`.
+    pub from: &'static str,
+    /// The type followed (`as`): an operation goes to the subscription of the first type of its
+    /// chain that something here follows; a subscription without a type takes any type no
+    /// other subscription of the endpoint takes.
+    pub as_type: Option<&'static str>,
+    /// Subscribed attribute names.
+    pub attributes: &'static [&'static str],
+}
+
+/// A SeaORM model kept in sync from one or more publisher endpoints. Implemented by
+/// `#[subscribe(...)]` (one [`Subscription`] per stacked attribute).
 pub trait Subscribed:
     ModelTrait<Entity = Self::Table>
     + IntoActiveModel<Self::Active>
@@ -28,20 +42,38 @@ pub trait Subscribed:
 {
     type Table: EntityTrait<Model = Self>;
     type Active: ActiveModelTrait<Entity = Self::Table> + ActiveModelBehavior + Send + Sync;
-    /// The endpoint it follows: `"app/model"`.
-    const FROM: &'static str;
-    /// Subscribed attribute names.
-    const ATTRIBUTES: &'static [&'static str];
-    /// The local row(s) replicating the publisher's instance `id`.
-    fn find_by_publisher_id(id: &Value) -> Result<Select<Self::Table>, AttributeError>;
+    /// What it follows: at least one subscription.
+    const SUBSCRIPTIONS: &'static [Subscription];
+    /// The local row(s) replicating the publisher's instance `id`, for `SUBSCRIPTIONS[subscription]`.
+    fn find_by_publisher_id(
+        subscription: usize,
+        id: &Value,
+    ) -> Result<Select<Self::Table>, AttributeError>;
     /// A new local row for the publisher's instance `id`.
     fn new_active_model(
+        subscription: usize,
         id: &Value,
         attributes: &Map<String, Value>,
     ) -> Result<Self::Active, AttributeError>;
     /// Copies subscribed attributes into an existing row (unchanged values stay unchanged).
     fn apply_attributes(
+        subscription: usize,
         active: &mut Self::Active,
         attributes: &Map<String, Value>,
     ) -> Result<(), AttributeError>;
+}
+
+/// A plain struct built from each operation of the endpoints it follows, never stored: only its
+/// callbacks run. Implemented by `#[observer(...)]`.
+pub trait Observed: Callbacks + Sized + Send + Sync + 'static {
+    /// What it follows: at least one subscription.
+    const SUBSCRIPTIONS: &'static [Subscription];
+    /// The observer of a create or update: the id and the subscribed attributes.
+    fn from_operation(
+        subscription: usize,
+        id: &Value,
+        attributes: &Map<String, Value>,
+    ) -> Result<Self, AttributeError>;
+    /// The observer of a destroy: the id, every other field at its default.
+    fn destroyed(subscription: usize, id: &Value) -> Result<Self, AttributeError>;
 }
