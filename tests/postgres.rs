@@ -216,3 +216,23 @@ async fn concurrent_applies_of_one_message_take_effect_once() {
         );
     }
 }
+
+/// The write guard on PostgreSQL: bypassing writes refused, permits private to their
+/// transaction (two writers at once neither wait for nor lend each other a permit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_bypass_the_hooks_are_refused_on_postgres() {
+    let Some(url) = postgres_url("postgres write guard") else {
+        return;
+    };
+    let pdb = fresh_database(&url, "guard").await;
+    promiscuous_test::create_table(&pdb, user::Entity)
+        .await
+        .unwrap();
+    let publisher = Publisher::new(pdb.clone(), InProcess::new())
+        .start()
+        .await
+        .unwrap();
+    common::guard::bypassing_writes_are_refused(&pdb).await;
+    common::guard::permits_are_private_to_their_transaction(&pdb).await;
+    publisher.shutdown().await.unwrap();
+}

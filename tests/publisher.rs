@@ -228,3 +228,26 @@ async fn writes_in_a_context_depend_on_what_it_read_and_wrote() {
         }]
     );
 }
+
+/// Multi-row and raw writes bypass the hooks: the write guard makes the database refuse them
+/// instead of letting them go unpublished.
+#[tokio::test]
+async fn writes_that_bypass_the_hooks_are_refused() {
+    let db = publisher_db().await;
+    let publisher = promiscuous::Publisher::new(db.clone(), promiscuous::InProcess::new())
+        .start()
+        .await
+        .unwrap();
+    common::guard::bypassing_writes_are_refused(&db).await;
+    publisher.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_guard_is_installed_idempotently_on_existing_published_tables() {
+    let db = publisher_db().await;
+    let first = promiscuous::guard::install(&db).await.unwrap();
+    let again = promiscuous::guard::install(&db).await.unwrap();
+    assert!(first.contains(&"users".to_string()), "{first:?}");
+    assert_eq!(first, again);
+    common::guard::bypassing_writes_are_refused(&db).await;
+}

@@ -249,7 +249,8 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
 
             #published
 
-            // Lets `promiscuous::tracked` connections recognise rows of this model.
+            // Lets `promiscuous::tracked` connections recognise rows of this model, and the write
+            // guard find its table.
             fn __promiscuous_table() -> &'static str {
                 __p::sea_orm::EntityName::table_name(&Entity)
             }
@@ -275,7 +276,7 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
                 where
                     C: ConnectionTrait,
                 {
-                    __p::require_transaction(db, #first)?;
+                    __p::before_write(db, #first, __promiscuous_table()).await?;
                     ::core::result::Result::Ok(self)
                 }
 
@@ -284,6 +285,7 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
                     C: ConnectionTrait,
                 {
                     __p::record_save(&model, db, insert).await?;
+                    __p::after_write(db, __promiscuous_table()).await?;
                     ::core::result::Result::Ok(model)
                 }
 
@@ -291,7 +293,7 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
                 where
                     C: ConnectionTrait,
                 {
-                    __p::require_transaction(db, #first)?;
+                    __p::before_write(db, #first, __promiscuous_table()).await?;
                     ::core::result::Result::Ok(self)
                 }
 
@@ -310,6 +312,7 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
                         }
                     };
                     __p::record_destroy::<Model, C>(id, db).await?;
+                    __p::after_write(db, __promiscuous_table()).await?;
                     ::core::result::Result::Ok(self)
                 }
             }

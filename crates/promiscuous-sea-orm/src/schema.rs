@@ -11,10 +11,13 @@ async fn create<E: EntityTrait, C: ConnectionTrait>(db: &C, entity: E) -> Result
     db.execute(&stmt).await.map(drop)
 }
 
-/// Tables a publisher needs: the outbox and the per-instance versions.
+/// Tables a publisher needs: the outbox, the per-instance versions and the write permits of the
+/// [write guard](crate::publisher::guard) (installed on the published tables by
+/// `Publisher::start`, or [`guard::install`](crate::publisher::guard::install)).
 pub async fn setup_publisher<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     create(db, outbox::Entity).await?;
-    create(db, versions::Entity).await
+    create(db, versions::Entity).await?;
+    crate::publisher::guard::create_permits(db).await
 }
 
 /// Tables a subscriber needs: applied versions and dead letters.

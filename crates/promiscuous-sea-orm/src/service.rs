@@ -58,11 +58,14 @@ impl Publisher {
         self
     }
 
-    /// Creates promiscuous' tables and starts the relay in the background.
+    /// Creates promiscuous' tables, guards the published tables that exist (a write bypassing
+    /// the hooks is refused: see [`guard`](crate::publisher::guard)) and starts the relay in the
+    /// background.
     pub async fn start(self) -> Result<PublisherHandle, Error> {
         crate::schema::setup_publisher(&self.db)
             .await
             .map_err(|e| db_error("creating the publisher tables", e))?;
+        crate::publisher::guard::install(&self.db).await?;
         let outbox = SeaOrmOutbox::new(self.db);
         let relay = Arc::new(Relay::with_config(
             Arc::new(outbox.clone()),

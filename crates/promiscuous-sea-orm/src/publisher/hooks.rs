@@ -33,6 +33,23 @@ pub fn require_transaction<C: ConnectionTrait>(db: &C, endpoint: &str) -> Result
     )))
 }
 
+/// What the generated `before_save`/`before_delete` run: refuse a write outside a transaction,
+/// then let this transaction change one row of `table` (see [`guard`](super::guard)).
+pub async fn before_write<C: ConnectionTrait>(
+    db: &C,
+    endpoint: &str,
+    table: &str,
+) -> Result<(), DbErr> {
+    require_transaction(db, endpoint)?;
+    super::guard::permit(db, table).await
+}
+
+/// What the generated `after_save`/`after_delete` run once the operation is recorded: withdraw
+/// the permit of [`before_write`].
+pub async fn after_write<C: ConnectionTrait>(db: &C, table: &str) -> Result<(), DbErr> {
+    super::guard::release(db, table).await
+}
+
 fn custom(endpoint: &str, what: &str, e: impl std::fmt::Display) -> DbErr {
     DbErr::Custom(format!("promiscuous: {endpoint}: {what}: {e}"))
 }
@@ -289,6 +306,44 @@ async fn append<C: ConnectionTrait>(db: &C, op: Operation) -> Result<(), DbErr> 
     .insert(db)
     .await?;
     wake::outbox_written();
+    Ok(())
+}
+
+/// Records an update of `model` carrying every attribute published to each of its endpoints,
+/// even when nothing changed since the last published state: the initial sync
+/// (`promiscuous publish <model>`) of rows written before a subscriber (or promiscuous) existed.
+/// Like every write, run it inside a transaction. The update carries no `changes`; the next
+/// regular update computes its `changes` against what this one sent.
+pub async fn record_sync<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> Result<(), DbErr> {
+    let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
+    require_transaction(db, first)?;
+    let id = publisher_id(model)?;
+    for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
+        let name = endpoint.endpoint;
+        let attributes = model
+            .published_attributes(n)
+            .map_err(|e| custom(name, "serializing published attributes", e))?;
+        let state = serde_json::to_string(&attributes).map_err(|e| custom(name, "encoding", e))?;
+        // Without kept state `record` always publishes, and forgets the last published
+        // attributes: store them again for the `changes` of the next update.
+        record(
+            db,
+            endpoint,
+            &id,
+            OperationKind::Update,
+            Some(attributes),
+            false,
+        )
+        .await?;
+        versions::Entity::update_many()
+            .col_expr(
+                versions::Column::Attributes,
+                sea_orm::sea_query::Expr::value(state),
+            )
+            .filter(versions::Column::Key.eq(instance_key(name, &id)))
+            .exec(db)
+            .await?;
+    }
     Ok(())
 }
 

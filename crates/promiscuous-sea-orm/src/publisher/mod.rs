@@ -1,12 +1,17 @@
 //! Publisher side: what `#[publish]` generates calls into, and the outbox the relay reads.
 
 pub mod definitions;
+pub mod guard;
 mod hooks;
 mod outbox;
 pub mod tracked;
 
 pub use definitions::Definition;
-pub use hooks::{record_destroy, record_ephemeral, record_save, require_transaction, track_read};
+pub use hooks::record_sync;
+pub use hooks::{
+    after_write, before_write, record_destroy, record_ephemeral, record_save, require_transaction,
+    track_read,
+};
 pub use outbox::SeaOrmOutbox;
 pub use tracked::{PublishedEntity, Tracked, tracked};
 
