@@ -20,14 +20,16 @@ pub use promiscuous_core::transport::{self, InProcess, Transport};
 pub use promiscuous_core::{
     Change, Dependencies, Dependency, Error, ErrorNotifier, Message, Operation, OperationKind,
 };
-pub use promiscuous_derive::{ephemeral, observer, publish, subscribe};
-pub use promiscuous_sea_orm::publisher::definitions;
+pub use promiscuous_derive::{define, ephemeral, observer, publish, subscribe};
 pub use promiscuous_sea_orm::publisher::{Tracked, track_read, tracked};
+pub use promiscuous_sea_orm::publisher::{definitions, guard};
 pub use promiscuous_sea_orm::{
     AttributeError, Callbacks, Ctx, Endpoint, Ephemeral, Observed, Published, PublishedAttribute,
     Publisher, PublisherHandle, Subscribed, Subscriber, SubscriberHandle, SubscriberService,
     Subscription,
 };
+
+pub mod cli;
 
 /// The lower layers, for custom pipelines: relay and outbox, subscriber runtime and applier.
 pub mod pipeline {
@@ -48,7 +50,7 @@ pub mod __private {
     pub use promiscuous_core::message::instance_key;
     pub use promiscuous_sea_orm::publisher::{
         Definition, Endpoint, Ephemeral, Published, PublishedAttribute, PublishedEntity,
-        instance_keys, record_destroy, record_save, require_transaction,
+        after_write, before_write, instance_keys, record_destroy, record_save, require_transaction,
     };
     pub use promiscuous_sea_orm::subscriber::{
         AttributeError, Callbacks, Observed, Subscribed, Subscription, attribute, publisher_id,

@@ -229,3 +229,68 @@ mod ephemeral_and_observer {
         assert_eq!((gone.id, gone.name.as_str()), (4, ""));
     }
 }
+
+mod checked_against_definitions {
+    // Subscriptions checked at compile time against a publisher's exported definitions: the
+    // path relative to this crate's Cargo.toml, or (the observer) to this source file.
+    pub mod staff {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+        #[sea_orm(table_name = "staff")]
+        #[promiscuous::subscribe(
+            name,
+            level,
+            from = "crowdtap/user",
+            as = "Admin",
+            foreign_key = "crowdtap_id",
+            definitions = "tests/ui/definitions/crowdtap.json"
+        )]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i32,
+            pub crowdtap_id: i32,
+            pub name: String,
+            pub level: i32,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    #[derive(Default)]
+    #[promiscuous::observer(
+        page,
+        from = "crowdtap/page_view",
+        definitions = "ui/definitions/crowdtap.json"
+    )]
+    pub struct PageViews {
+        pub id: String,
+        pub page: String,
+    }
+
+    impl promiscuous::Callbacks for PageViews {}
+
+    #[test]
+    fn checked_subscriptions_compile() {
+        use promiscuous::{Observed, Subscribed};
+        assert_eq!(
+            <staff::Model as Subscribed>::SUBSCRIPTIONS[0].as_type,
+            Some("Admin")
+        );
+        assert_eq!(
+            <PageViews as Observed>::SUBSCRIPTIONS[0].attributes,
+            &["page"]
+        );
+        let attributes = serde_json::json!({"page": "/"});
+        let view = PageViews::from_operation(
+            0,
+            &serde_json::json!("v-1"),
+            attributes.as_object().unwrap(),
+        )
+        .unwrap();
+        assert_eq!((view.id.as_str(), view.page.as_str()), ("v-1", "/"));
+    }
+}

@@ -8,6 +8,8 @@ use syn::{Ident, LitStr, Token};
 pub enum Arg {
     /// A bare name: an attribute, or a flag option.
     Name(Ident),
+    /// `name()`: an attribute read by calling the model's method `name` (a virtual attribute).
+    Method(Ident),
     /// `key = "value"`.
     Option(Ident, LitStr),
 }
@@ -35,6 +37,16 @@ impl Parse for Arg {
                 )
             })?
         };
+        if input.peek(syn::token::Paren) {
+            let content;
+            syn::parenthesized!(content in input);
+            if !content.is_empty() {
+                return Err(content.error(format!(
+                    "a virtual attribute is written `{name}()`, without arguments"
+                )));
+            }
+            return Ok(Arg::Method(name));
+        }
         if input.peek(Token![=]) {
             input.parse::<Token![=]>()?;
             let value: LitStr = input.parse().map_err(|e| {
@@ -54,6 +66,8 @@ impl Parse for Arg {
 /// macro accepts.
 pub struct Split {
     pub attributes: Vec<Ident>,
+    /// The attributes written `name()`: virtual for sure.
+    pub methods: Vec<Ident>,
     pub options: Vec<(Ident, LitStr)>,
     pub flags: Vec<Ident>,
 }
@@ -61,6 +75,7 @@ pub struct Split {
 pub fn split(args: Args, options: &[&str], flags: &[&str]) -> syn::Result<Split> {
     let mut out = Split {
         attributes: Vec::new(),
+        methods: Vec::new(),
         options: Vec::new(),
         flags: Vec::new(),
     };
@@ -90,15 +105,17 @@ pub fn split(args: Args, options: &[&str], flags: &[&str]) -> syn::Result<Split>
                 out.options.push((key, value));
             }
             Arg::Name(name) if flags.contains(&name.to_string().as_str()) => out.flags.push(name),
-            Arg::Name(name) => {
-                if out.attributes.contains(&name) {
-                    return Err(syn::Error::new(
-                        name.span(),
-                        format!("attribute `{name}` is listed twice"),
-                    ));
-                }
+            Arg::Name(name) | Arg::Method(name) if out.attributes.contains(&name) => {
+                return Err(syn::Error::new(
+                    name.span(),
+                    format!("attribute `{name}` is listed twice"),
+                ));
+            }
+            Arg::Method(name) => {
+                out.methods.push(name.clone());
                 out.attributes.push(name);
             }
+            Arg::Name(name) => out.attributes.push(name),
         }
     }
     Ok(out)

@@ -10,6 +10,10 @@ use quote::quote;
 use serde_json::Value;
 use syn::{Ident, LitStr};
 
+/// The format version of definitions files this macro reads (`promiscuous_definitions`; the
+/// same as `promiscuous::definitions::DEFINITIONS_VERSION`).
+const DEFINITIONS_VERSION: u64 = 1;
+
 /// The endpoints of a definitions file: (endpoint, types, attribute names) per entry.
 struct Entry {
     endpoint: String,
@@ -31,18 +35,37 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn load(path: &LitStr) -> syn::Result<(PathBuf, Vec<Entry>)> {
+/// The file `path` names: relative to `CARGO_MANIFEST_DIR` if it exists there, else to the
+/// directory of the source file the literal is in. Absolute when found (it is also given to
+/// `include_bytes!`, which would read a relative path from the source file's directory).
+fn resolve(path: &LitStr) -> PathBuf {
     let base = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_default();
     let full = base.join(path.value());
+    if full.exists() || !proc_macro::is_available() {
+        return full;
+    }
+    path.span()
+        .unwrap()
+        .local_file()
+        .and_then(|file| Some(file.parent()?.join(path.value())))
+        .and_then(|beside| std::fs::canonicalize(beside).ok())
+        .unwrap_or(full)
+}
+
+fn load(path: &LitStr) -> syn::Result<(PathBuf, Vec<Entry>)> {
+    let full = resolve(path);
     let error = |what: String| syn::Error::new(path.span(), what);
     let shown = path.value();
     let text = std::fs::read_to_string(&full).map_err(|e| {
-        let kind = e.kind();
+        let kind = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            kind => kind.to_string(),
+        };
         error(format!(
-            "cannot read publisher definitions {shown:?} (relative to this crate's Cargo.toml): \
-             {kind}"
+            "cannot read publisher definitions {shown:?} (relative to this crate's Cargo.toml, \
+             or to this source file): {kind}"
         ))
     })?;
     let json: Value = serde_json::from_str(&text).map_err(|e| {
@@ -50,6 +73,15 @@ fn load(path: &LitStr) -> syn::Result<(PathBuf, Vec<Entry>)> {
             "publisher definitions {shown:?} are not valid JSON: {e}"
         ))
     })?;
+    let version = json.get("promiscuous_definitions").and_then(Value::as_u64);
+    if version != Some(DEFINITIONS_VERSION) {
+        let found = version.map_or_else(|| "none".to_string(), |v| v.to_string());
+        return Err(error(format!(
+            "publisher definitions {shown:?} are not in a format this version understands \
+             (`promiscuous_definitions` is {found}, expected {DEFINITIONS_VERSION}): export them \
+             again with `promiscuous mocks -o FILE`"
+        )));
+    }
     let Some(endpoints) = json.get("endpoints").and_then(Value::as_array) else {
         return Err(error(format!(
             "publisher definitions {shown:?} have no `endpoints` list (export them with \
@@ -128,10 +160,7 @@ pub fn check(
     };
     for a in attributes {
         let name = syn::ext::IdentExt::unraw(a).to_string();
-        if !matching
-            .iter()
-            .any(|e| e.attributes.contains(&name))
-        {
+        if !matching.iter().any(|e| e.attributes.contains(&name)) {
             let mut published: Vec<&str> = matching
                 .iter()
                 .flat_map(|e| e.attributes.iter().map(String::as_str))

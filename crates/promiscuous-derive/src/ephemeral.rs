@@ -37,6 +37,15 @@ pub fn id_field(
     }
 }
 
+/// Stacked attributes naming different `id` fields: spanned at the `id` of the later one.
+pub fn stacked_ids(split: &crate::args::Split, args: &TokenStream, macro_name: &str) -> syn::Error {
+    let message = format!("stacked #[{macro_name}] attributes must name the same `id` field");
+    match split.option("id") {
+        Some(lit) => syn::Error::new(lit.span(), message),
+        None => crate::args::missing(args, &message),
+    }
+}
+
 fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<EphemeralModel> {
     let entity = model::named_struct(item, "ephemeral")?;
     let fields = |name: &str| entity.field(name).map(|f| model::type_text(&f.ty));
@@ -46,10 +55,7 @@ fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Epheme
         let (endpoint, split) = publish::endpoint(args, &fields, "ephemeral", &["id"])?;
         let this = id_field(&entity, split.option("id"), "ephemeral")?;
         if id.as_ref().is_some_and(|i: &Ident| *i != this) {
-            return Err(syn::Error::new(
-                this.span(),
-                "stacked #[ephemeral] attributes must name the same `id` field",
-            ));
+            return Err(stacked_ids(&split, args, "ephemeral"));
         }
         id = Some(this);
         endpoints.push(endpoint);
@@ -68,7 +74,7 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
     }
     let e = validate(all_args, item)?;
     let ty = &item.ident;
-    let published = publish::published_impl(ty, &e.endpoints, &e.id);
+    let published = publish::published_impl(&syn::Path::from(ty.clone()), &e.endpoints, &e.id);
     Ok(quote! {
         const _: () = {
             use ::promiscuous::__private as __p;

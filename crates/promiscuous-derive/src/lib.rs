@@ -8,6 +8,7 @@
 //! so the user sees that one message and not a cascade.
 
 mod args;
+mod define;
 mod definitions;
 mod ephemeral;
 mod model;
@@ -102,6 +103,25 @@ pub fn observer(args: TokenStream, item: TokenStream) -> TokenStream {
         |_| TokenStream2::new(),
     )
     .into()
+}
+
+/// The define-style alternative to the attributes: every publish and subscribe definition of a
+/// service in one place, away from the entity structs.
+///
+/// ```ignore
+/// promiscuous::define! {
+///     publish(name, email, full_name(), to = "crowdtap/user") for user::Model;
+///     subscribe(name, email, from = "crowdtap/user", foreign_key = "crowdtap_id") for member::Model;
+/// }
+/// ```
+///
+/// Each line takes the options of the matching attribute. The macro does not see the structs:
+/// virtual attributes are written `name()`, other names are fields (an unknown one is a compile
+/// error at its name), and `key = "field"` names a published model's primary key (default
+/// `id`). Several lines for one model stack like the attributes do.
+#[proc_macro]
+pub fn define(input: TokenStream) -> TokenStream {
+    define::expand(input.into()).into()
 }
 
 /// Parse → validate → generate with `generate`; on an error, the item unchanged, the error, and

@@ -65,9 +65,11 @@ pub fn derives_entity_model(item: &ItemStruct) -> bool {
 
 /// The error for an item that is not a struct, spanned at its keyword and name.
 pub fn not_a_struct(item: &Item, macro_name: &str) -> syn::Error {
-    let message = |what: &str| {
-        format!("#[{macro_name}] goes on the `Model` struct of a SeaORM entity, not on {what}")
+    let target = match macro_name {
+        "publish" | "subscribe" => "the `Model` struct of a SeaORM entity",
+        _ => "a struct with named fields",
     };
+    let message = |what: &str| format!("#[{macro_name}] goes on {target}, not on {what}");
     match item {
         Item::Enum(e) => {
             let (keyword, name) = (&e.enum_token, &e.ident);

@@ -6,7 +6,7 @@ use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::{Ident, ItemStruct, LitStr, Type};
 
-use crate::ephemeral::id_field;
+use crate::ephemeral::{id_field, stacked_ids};
 use crate::model;
 use crate::subscribe::{self, Subscription};
 
@@ -25,20 +25,15 @@ fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Observ
     for args in &all_args {
         let (s, split) = subscribe::subscription(args, &entity, "observer", "id", &[])?;
         let this = id_field(&entity, split.option("id"), "observer")?;
-        if let Some(a) = s.attributes.iter().find(|(a, _)| *a == this) {
+        // Spanned at the attribute as written in the argument list.
+        if let Some(a) = split.attributes.iter().find(|a| a.unraw() == this.unraw()) {
             return Err(syn::Error::new(
-                a.0.span(),
-                format!(
-                    "`{}` holds the publisher's id; it cannot also be a subscribed attribute",
-                    a.0
-                ),
+                a.span(),
+                format!("`{a}` holds the publisher's id; it cannot also be a subscribed attribute"),
             ));
         }
         if id.as_ref().is_some_and(|i| *i != this) {
-            return Err(syn::Error::new(
-                this.span(),
-                "stacked #[observer] attributes must name the same `id` field",
-            ));
+            return Err(stacked_ids(&split, args, "observer"));
         }
         id = Some(this);
         subscriptions.push(s);

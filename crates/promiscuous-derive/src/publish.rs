@@ -118,9 +118,14 @@ pub fn endpoint(
         .attributes
         .iter()
         .cloned()
-        .map(|name| match entity_fields(&name.unraw().to_string()) {
-            Some(ty) => Attribute::Field(name, ty),
-            None => Attribute::Virtual(name),
+        .map(|name| {
+            if split.methods.contains(&name) {
+                return Attribute::Virtual(name);
+            }
+            match entity_fields(&name.unraw().to_string()) {
+                Some(ty) => Attribute::Field(name, ty),
+                None => Attribute::Virtual(name),
+            }
         })
         .collect();
     Ok((
@@ -179,8 +184,17 @@ pub fn on_error(item: &ItemStruct) -> TokenStream {
     }
 }
 
+/// `path` with its last segment spanned at `span`: `Type::method(self)` errors point there.
+fn respanned(path: &syn::Path, span: proc_macro2::Span) -> syn::Path {
+    let mut path = path.clone();
+    if let Some(last) = path.segments.last_mut() {
+        last.ident.set_span(span);
+    }
+    path
+}
+
 /// `Published::ENDPOINTS` and `Published::published_attributes` for `endpoints` of `ty`.
-pub fn published_impl(ty: &Ident, endpoints: &[Endpoint], id: &Ident) -> TokenStream {
+pub fn published_impl(ty: &syn::Path, endpoints: &[Endpoint], id: &Ident) -> TokenStream {
     let defs = endpoints.iter().map(|e| {
         let endpoint = &e.endpoint;
         let types = &e.types;
@@ -206,7 +220,7 @@ pub fn published_impl(ty: &Ident, endpoints: &[Endpoint], id: &Ident) -> TokenSt
                 }
                 // `Type::name(self)`: an unknown name fails here, spanned at the attribute.
                 Attribute::Virtual(i) => {
-                    let ty = Ident::new(&ty.to_string(), i.span());
+                    let ty = respanned(ty, i.span());
                     quote! { attributes.insert(#name.to_string(), __p::serde_json::to_value(&#ty::#i(self))?); }
                 }
             }
@@ -239,10 +253,18 @@ pub fn published_impl(ty: &Ident, endpoints: &[Endpoint], id: &Ident) -> TokenSt
 pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<TokenStream> {
     let p = validate(all_args, item)?;
     let pk = &p.entity.primary_key()?.ident;
-    let model = Ident::new("Model", item.ident.span());
-    let published = published_impl(&model, &p.endpoints, pk);
-    let first = &p.endpoints[0].endpoint;
-    Ok(quote! {
+    Ok(generate(&TokenStream::new(), &p.endpoints, pk))
+}
+
+/// The code for a model published to `endpoints`: `Published`, its registrations (read tracking,
+/// write guard, exported definitions) and the `ActiveModelBehavior` hooks. `module` is the path
+/// prefix of the entity's module (`user::`, or nothing for `#[publish]` on the struct itself);
+/// `pk` its primary key field.
+pub fn generate(module: &TokenStream, endpoints: &[Endpoint], pk: &Ident) -> TokenStream {
+    let model: syn::Path = syn::parse_quote!(#module Model);
+    let published = published_impl(&model, endpoints, pk);
+    let first = &endpoints[0].endpoint;
+    quote! {
         const _: () = {
             use ::promiscuous::__private as __p;
             use __p::sea_orm::{ConnectionTrait, DbErr};
@@ -252,11 +274,11 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
             // Lets `promiscuous::tracked` connections recognise rows of this model, and the write
             // guard find its table.
             fn __promiscuous_table() -> &'static str {
-                __p::sea_orm::EntityName::table_name(&Entity)
+                __p::sea_orm::EntityName::table_name(&#module Entity)
             }
 
             fn __promiscuous_keys(row: &__p::sea_orm::QueryResult, prefix: &str) -> ::std::vec::Vec<::std::string::String> {
-                match <Model as __p::sea_orm::FromQueryResult>::from_query_result(row, prefix) {
+                match <#module Model as __p::sea_orm::FromQueryResult>::from_query_result(row, prefix) {
                     ::core::result::Result::Ok(model) => __p::instance_keys(&model),
                     ::core::result::Result::Err(_) => ::std::vec::Vec::new(),
                 }
@@ -267,11 +289,11 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
             }
 
             __p::inventory::submit! {
-                __p::Definition { endpoints: <Model as __p::Published>::ENDPOINTS, ephemeral: false }
+                __p::Definition { endpoints: <#module Model as __p::Published>::ENDPOINTS, ephemeral: false }
             }
 
             #[__p::async_trait]
-            impl __p::sea_orm::ActiveModelBehavior for ActiveModel {
+            impl __p::sea_orm::ActiveModelBehavior for #module ActiveModel {
                 async fn before_save<C>(self, db: &C, _insert: bool) -> ::core::result::Result<Self, DbErr>
                 where
                     C: ConnectionTrait,
@@ -280,7 +302,7 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
                     ::core::result::Result::Ok(self)
                 }
 
-                async fn after_save<C>(model: Model, db: &C, insert: bool) -> ::core::result::Result<Model, DbErr>
+                async fn after_save<C>(model: #module Model, db: &C, insert: bool) -> ::core::result::Result<#module Model, DbErr>
                 where
                     C: ConnectionTrait,
                 {
@@ -311,11 +333,11 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
                             )));
                         }
                     };
-                    __p::record_destroy::<Model, C>(id, db).await?;
+                    __p::record_destroy::<#module Model, C>(id, db).await?;
                     __p::after_write(db, __promiscuous_table()).await?;
                     ::core::result::Result::Ok(self)
                 }
             }
         };
-    })
+    }
 }

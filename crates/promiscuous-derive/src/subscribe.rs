@@ -68,8 +68,13 @@ pub fn subscription(
             return Err(syn::Error::new(
                 name.span(),
                 format!(
-                    "`{}` has no field `{name}`: subscribed attributes must be fields of the model",
-                    fields.name
+                    "`{}` has no field `{name}`: subscribed attributes must be fields of the {}",
+                    fields.name,
+                    if macro_name == "subscribe" {
+                        "model"
+                    } else {
+                        "struct"
+                    }
                 ),
             ));
         };
@@ -148,20 +153,29 @@ pub fn per_subscription(
 }
 
 /// A checked `#[subscribe]`, stacked ones included.
-struct Subscribe {
-    subscriptions: Vec<Subscription>,
+pub struct Subscribe {
+    pub subscriptions: Vec<Subscription>,
     /// The field receiving the publisher's id, per subscription.
-    keys: Vec<(Ident, Type)>,
-    user_callbacks: bool,
+    pub keys: Vec<(Ident, Type)>,
+    pub user_callbacks: bool,
 }
 
 fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Subscribe> {
     let entity = model::entity(item, "subscribe")?;
+    validate_entity(&all_args, &entity, "subscribe")
+}
+
+/// Checks the argument lists of one subscriber model against its fields.
+pub fn validate_entity(
+    all_args: &[TokenStream],
+    entity: &Entity,
+    macro_name: &str,
+) -> syn::Result<Subscribe> {
     let mut subscriptions = Vec::new();
     let mut keys = Vec::new();
     let mut user_callbacks = false;
-    for args in &all_args {
-        let (s, split) = subscription(args, &entity, "subscribe", "foreign_key", &["callbacks"])?;
+    for args in all_args {
+        let (s, split) = subscription(args, entity, macro_name, "foreign_key", &["callbacks"])?;
         let key = match split.option("foreign_key") {
             None => entity.primary_key()?,
             // Compared as a string: the value need not be a valid identifier.
@@ -208,14 +222,33 @@ fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Subscr
 
 pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<TokenStream> {
     let s = validate(all_args, item)?;
+    Ok(generate(&TokenStream::new(), &s))
+}
+
+/// The code of a checked subscriber model: `Subscribed` (and empty `Callbacks` unless the user
+/// writes them). `module` is the path prefix of the entity's module (`member::`, or nothing for
+/// `#[subscribe]` on the struct itself). Types written `_` are inferred from the fields.
+pub fn generate(module: &TokenStream, s: &Subscribe) -> TokenStream {
     let defs = definitions(&s.subscriptions);
     let find = per_subscription(&s.subscriptions, |sub, n| {
         let from = &sub.from;
         let (key, key_ty) = &s.keys[n];
         let key_column = format_ident!("{}", key.unraw().to_string().to_upper_camel_case());
-        quote! {
-            let id: #key_ty = __p::publisher_id(#from, id)?;
-            ::core::result::Result::Ok(<Entity as EntityTrait>::find().filter(Column::#key_column.eq(id)))
+        if matches!(key_ty, Type::Infer(_)) {
+            // The key's type is only known to the model: let a scratch ActiveModel infer it.
+            quote! {
+                let mut probe = <#module ActiveModel as ActiveModelBehavior>::new();
+                probe.#key = __p::sea_orm::Set(__p::publisher_id(#from, id)?);
+                let id = __p::sea_orm::ActiveModelTrait::get(&probe, #module Column::#key_column)
+                    .into_value()
+                    .unwrap_or(__p::sea_orm::Value::Int(::core::option::Option::None));
+                ::core::result::Result::Ok(<#module Entity as EntityTrait>::find().filter(#module Column::#key_column.eq(id)))
+            }
+        } else {
+            quote! {
+                let id: #key_ty = __p::publisher_id(#from, id)?;
+                ::core::result::Result::Ok(<#module Entity as EntityTrait>::find().filter(#module Column::#key_column.eq(id)))
+            }
         }
     });
     let new = per_subscription(&s.subscriptions, |sub, n| {
@@ -244,22 +277,23 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
             #( active.#fields.set_if_not_equals(__p::attribute::<#types>(#from, attributes, #names)?); )*
         }
     });
-    let callbacks = (!s.user_callbacks).then(|| quote! { impl __p::Callbacks for Model {} });
+    let callbacks =
+        (!s.user_callbacks).then(|| quote! { impl __p::Callbacks for #module Model {} });
     let checked = s.subscriptions.iter().map(|s| &s.checked);
-    Ok(quote! {
+    quote! {
         const _: () = {
             use ::promiscuous::__private as __p;
             use __p::sea_orm::{ActiveModelBehavior, ColumnTrait, EntityTrait, QueryFilter};
 
-            impl __p::Subscribed for Model {
-                type Table = Entity;
-                type Active = ActiveModel;
+            impl __p::Subscribed for #module Model {
+                type Table = #module Entity;
+                type Active = #module ActiveModel;
                 const SUBSCRIPTIONS: &'static [__p::Subscription] = &[#(#defs),*];
 
                 fn find_by_publisher_id(
                     subscription: usize,
                     id: &__p::serde_json::Value,
-                ) -> ::core::result::Result<__p::sea_orm::Select<Entity>, __p::AttributeError> {
+                ) -> ::core::result::Result<__p::sea_orm::Select<#module Entity>, __p::AttributeError> {
                     #find
                 }
 
@@ -267,15 +301,15 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
                     subscription: usize,
                     id: &__p::serde_json::Value,
                     attributes: &__p::serde_json::Map<::std::string::String, __p::serde_json::Value>,
-                ) -> ::core::result::Result<ActiveModel, __p::AttributeError> {
-                    let mut active = <ActiveModel as ActiveModelBehavior>::new();
+                ) -> ::core::result::Result<#module ActiveModel, __p::AttributeError> {
+                    let mut active = <#module ActiveModel as ActiveModelBehavior>::new();
                     #new
                     ::core::result::Result::Ok(active)
                 }
 
                 fn apply_attributes(
                     subscription: usize,
-                    active: &mut ActiveModel,
+                    active: &mut #module ActiveModel,
                     attributes: &__p::serde_json::Map<::std::string::String, __p::serde_json::Value>,
                 ) -> ::core::result::Result<(), __p::AttributeError> {
                     #apply
@@ -286,5 +320,5 @@ pub fn expand(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Toke
             #callbacks
             #(#checked)*
         };
-    })
+    }
 }

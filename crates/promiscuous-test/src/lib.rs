@@ -9,8 +9,24 @@
 //!   history, with a seeded workload generator; [`chaos`]: seeded fault injection (duplicate
 //!   publishes, lost consumer connections, delayed applies) to drive it.
 
+//! - [`Definitions`]: a publisher's exported definitions, read back; from them,
+//!   [`MockPublisher::from_definitions`] (a [`DefinedPublisher`]: only what the publisher
+//!   publishes, full attribute maps, type chains), [`Factory`] (attribute maps with plausible
+//!   defaults) and [`validate_subscriber`] / [`validate_observer`] (is everything followed
+//!   published?).
+
 pub mod chaos;
+pub mod definitions;
+pub mod factory;
 pub mod history;
+pub mod mock;
+
+pub use definitions::{
+    AttributeDefinition, Definitions, DefinitionsError, EndpointDefinition, validate_observer,
+    validate_subscriber,
+};
+pub use factory::Factory;
+pub use mock::{DefinedPublisher, MockError};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -3,11 +3,30 @@ use std::time::Duration;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tracing::Instrument;
+
 use super::lease::Lease;
 use super::outbox::Outbox;
 use super::wake;
 use crate::error::{Error, ErrorNotifier, log_errors};
 use crate::transport::{Outgoing, Transport};
+
+/// Counter: outbox rows published (confirmed by the broker) and removed.
+const PUBLISHED: &str = "promiscuous_outbox_published_total";
+/// Histogram: one batch that moved rows, from reading the outbox to removing the rows.
+const BATCH_SECONDS: &str = "promiscuous_relay_batch_seconds";
+
+fn describe_metrics() {
+    metrics::describe_counter!(
+        PUBLISHED,
+        "Outbox rows the relay published (confirmed by the broker)"
+    );
+    metrics::describe_histogram!(
+        BATCH_SECONDS,
+        metrics::Unit::Seconds,
+        "Time of one relay batch: read the outbox, publish with confirms, remove the rows"
+    );
+}
 
 /// Tuning of a [`Relay`].
 #[derive(Clone)]
@@ -57,6 +76,7 @@ impl Relay {
         transport: Arc<dyn Transport>,
         config: RelayConfig,
     ) -> Self {
+        describe_metrics();
         Self {
             outbox,
             transport,
@@ -86,6 +106,7 @@ impl Relay {
         {
             return Ok(0);
         }
+        let started = std::time::Instant::now();
         let entries = self
             .outbox
             .fetch(self.config.batch_size)
@@ -94,6 +115,15 @@ impl Relay {
         if entries.is_empty() {
             return Ok(0);
         }
+        let span = tracing::debug_span!("promiscuous.relay", rows = entries.len());
+        let moved = self.publish_entries(&entries).instrument(span).await?;
+        metrics::counter!(PUBLISHED).increment(moved as u64);
+        metrics::histogram!(BATCH_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(moved)
+    }
+
+    /// Publishes fetched rows (confirmed), then removes them from the outbox.
+    async fn publish_entries(&self, entries: &[super::OutboxEntry]) -> Result<usize, Error> {
         let outgoing: Vec<Outgoing> = entries
             .iter()
             .map(|e| Outgoing {

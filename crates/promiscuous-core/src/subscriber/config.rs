@@ -80,6 +80,13 @@ pub struct Stats {
     pub waited: usize,
     /// Messages applied without some dependency, after the dependency timeout (recovery).
     pub recovered: usize,
+    /// Messages waiting for a dependency now (held by the synchronizer).
+    pub waiting: usize,
+    /// Deliveries received and not yet acknowledged now (waiting, ready or being applied).
+    pub in_flight: usize,
+    /// Commit-to-applied lag of the last message applied or skipped: when it was processed
+    /// minus its timestamp (clamped at 0).
+    pub last_lag: Option<Duration>,
 }
 
 impl Stats {

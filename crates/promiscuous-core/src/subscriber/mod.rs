@@ -6,6 +6,7 @@
 
 mod applier;
 mod config;
+mod metrics;
 mod runtime;
 mod session;
 pub mod synchronizer;

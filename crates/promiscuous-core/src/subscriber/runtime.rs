@@ -5,6 +5,7 @@ use tokio::sync::watch;
 
 use super::applier::{Applied, Applier, ApplyError, DeadLetter};
 use super::config::{Ordering, Stats, SubscriberConfig};
+use super::metrics::{Metrics, Outcome, lag_since};
 use super::session::{Job, Session};
 use crate::error::Error;
 use crate::message::Message;
@@ -22,6 +23,8 @@ pub(super) struct Inner {
     pub applier: Arc<dyn Applier>,
     pub config: SubscriberConfig,
     pub stats: watch::Sender<Stats>,
+    /// Reported through the `metrics` facade, labelled with the app.
+    pub metrics: Metrics,
     connected: watch::Sender<bool>,
     /// The queue's binding patterns (publisher apps).
     bindings: Vec<String>,
@@ -46,6 +49,7 @@ impl SubscriberRuntime {
             inner: Arc::new(Inner {
                 transport,
                 applier,
+                metrics: Metrics::new(&config.app),
                 config,
                 stats: watch::Sender::new(Stats::default()),
                 connected: watch::Sender::new(false),
@@ -206,8 +210,9 @@ impl Inner {
         (self.config.error_notifier)(e);
     }
 
-    /// Applies a message (with retries), or stores it as a dead letter.
-    pub async fn process(&self, job: &Job) -> Processed {
+    /// Applies a message (with retries), or stores it as a dead letter. Records its outcome
+    /// and attempts on `span` (its `promiscuous.apply` span) and in the metrics.
+    pub async fn process(&self, job: &Job, span: &tracing::Span) -> Processed {
         let versions = |m: &Message| -> Vec<(String, u64)> {
             m.operations
                 .iter()
@@ -216,16 +221,33 @@ impl Inner {
         };
         let (error, attempts) = match &job.message {
             Err(e) => (e.to_string(), 1),
-            Ok(message) => match self.apply_with_retries(message).await {
-                Ok(applied) => {
-                    self.stats.send_modify(|s| s.add(&applied));
-                    return Processed {
-                        versions: versions(message),
-                        requeue: false,
-                    };
+            Ok(message) => {
+                let started = std::time::Instant::now();
+                let result = self.apply_with_retries(message, span).await;
+                self.metrics.apply_time(started.elapsed());
+                match result {
+                    Ok(applied) => {
+                        let lag = lag_since(message.timestamp);
+                        self.metrics.lag(lag);
+                        let outcome = if applied.applied > 0 {
+                            Outcome::Applied
+                        } else {
+                            Outcome::Skipped
+                        };
+                        self.metrics.outcome(outcome);
+                        span.record("outcome", outcome.as_str());
+                        self.stats.send_modify(|s| {
+                            s.add(&applied);
+                            s.last_lag = Some(lag);
+                        });
+                        return Processed {
+                            versions: versions(message),
+                            requeue: false,
+                        };
+                    }
+                    Err((e, attempts)) => (format!("message {}: {e}", message.id), attempts),
                 }
-                Err((e, attempts)) => (format!("message {}: {e}", message.id), attempts),
-            },
+            }
         };
         let delivery = &job.delivery;
         self.notify(&Error::Subscriber(format!(
@@ -242,6 +264,8 @@ impl Inner {
         };
         match self.applier.dead_letter(letter).await {
             Ok(()) => {
+                self.metrics.outcome(Outcome::DeadLettered);
+                span.record("outcome", Outcome::DeadLettered.as_str());
                 self.stats.send_modify(|s| s.dead_lettered += 1);
                 // Dead-lettered counts as processed: what depends on it must not wait forever.
                 Processed {
@@ -250,6 +274,8 @@ impl Inner {
                 }
             }
             Err(e) => {
+                self.metrics.outcome(Outcome::Requeued);
+                span.record("outcome", Outcome::Requeued.as_str());
                 self.notify(&Error::Subscriber(format!(
                     "could not store a dead letter ({e}); the message is requeued"
                 )));
@@ -286,16 +312,22 @@ impl Inner {
         }
     }
 
-    async fn apply_with_retries(&self, message: &Message) -> Result<Applied, (ApplyError, u32)> {
+    async fn apply_with_retries(
+        &self,
+        message: &Message,
+        span: &tracing::Span,
+    ) -> Result<Applied, (ApplyError, u32)> {
         let mut delay = self.config.retry_delay;
         let mut attempt = 1;
         loop {
+            span.record("attempt", attempt);
             match self.applier.apply(message).await {
                 Ok(a) => return Ok(a),
                 Err(e @ ApplyError::Permanent(_)) => return Err((e, attempt)),
                 Err(e) if attempt >= self.config.max_attempts.max(1) => return Err((e, attempt)),
                 Err(e) => {
                     tracing::warn!(message = %message.id, attempt, error = %e, "apply failed, retrying");
+                    self.metrics.retry();
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                     attempt += 1;

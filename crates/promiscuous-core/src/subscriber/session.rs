@@ -15,8 +15,11 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::config::Ordering;
+use super::metrics::Outcome;
 use super::runtime::Inner;
 use super::synchronizer::{Released, Requirements, Submitted, Synchronizer};
 use crate::error::Error;
@@ -97,6 +100,14 @@ impl Session {
 
     /// Hands released messages to the runners.
     fn dispatch(&self, released: Vec<Released<Job>>) {
+        // Those that waited leave the synchronizer's waiting room.
+        let waited = released.iter().filter(|r| r.waited.is_some()).count();
+        if waited > 0 {
+            self.inner.metrics.waiting(-(waited as f64));
+            self.inner
+                .stats
+                .send_modify(|s| s.waiting = s.waiting.saturating_sub(waited));
+        }
         for r in released {
             if self.ready.try_send(r).is_err() {
                 // The session is over: dropped unacknowledged, the broker redelivers it.
@@ -108,19 +119,30 @@ impl Session {
     /// A delivery arrived: decode it and submit it to the synchronizer.
     pub fn submit(self: &Arc<Self>, delivery: Delivery) {
         self.outstanding.fetch_add(1, Atomic::SeqCst);
+        self.inner.metrics.in_flight(1.0);
+        self.inner.stats.send_modify(|s| s.in_flight += 1);
         let message = Message::decode(&delivery.payload);
         let requirements = match (&message, self.inner.config.ordering) {
             (Ok(m), Ordering::Causal) => Requirements::causal(m, |app| self.inner.follows_app(app)),
             _ => Requirements::default(),
         };
         let job = Job { delivery, message };
-        let submitted = self.sync().submit(job, requirements, Instant::now());
+        let submitted = {
+            let mut sync = self.sync();
+            let submitted = sync.submit(job, requirements, Instant::now());
+            if let Submitted::Parked { .. } = submitted {
+                // Counted before the lock is released: whoever releases it counts it out.
+                self.inner.metrics.waiting(1.0);
+                self.inner.stats.send_modify(|s| {
+                    s.waiting += 1;
+                    s.waited += 1;
+                });
+            }
+            submitted
+        };
         match submitted {
             Submitted::Ready(r) => self.dispatch(vec![r]),
-            Submitted::Parked { lookup } => {
-                self.inner.stats.send_modify(|s| s.waited += 1);
-                self.spawn_lookup(lookup);
-            }
+            Submitted::Parked { lookup } => self.spawn_lookup(lookup),
         }
     }
 
@@ -176,8 +198,26 @@ impl Session {
     }
 
     /// Applies one released message on runner `worker`, then lets the synchronizer release
-    /// what waited on it.
+    /// what waited on it; in a `promiscuous.apply` span (debug level: free when disabled).
     async fn run(&self, released: Released<Job>, worker: usize) {
+        let message = released.job.message.as_ref().ok();
+        let span = tracing::debug_span!(
+            "promiscuous.apply",
+            app = %self.inner.config.app,
+            message = message.map(|m| m.id.as_str()),
+            operations = message.map(|m| m.operations.len()),
+            worker,
+            waited_ms = released.waited.map(|w| w.as_millis() as u64),
+            attempt = Empty,
+            outcome = Empty,
+            recovered = Empty,
+        );
+        self.run_in(released, worker, &span)
+            .instrument(span.clone())
+            .await;
+    }
+
+    async fn run_in(&self, released: Released<Job>, worker: usize, span: &tracing::Span) {
         let Released {
             job,
             skipped,
@@ -188,6 +228,8 @@ impl Session {
             && let Ok(message) = &job.message
         {
             let missing: Vec<String> = skipped.iter().map(|(k, v)| format!("{k} v{v}")).collect();
+            self.inner.metrics.outcome(Outcome::Recovered);
+            span.record("recovered", true);
             self.inner.stats.send_modify(|s| s.recovered += 1);
             self.notify(&Error::Recover(format!(
                 "queue {}: message {} is applied without {} (not processed within {:?}; \
@@ -199,7 +241,7 @@ impl Session {
             )));
         }
         tracing::trace!(worker, waited = ?waited, "runner takes a message");
-        let processed = self.inner.process(&job).await;
+        let processed = self.inner.process(&job, span).await;
         let released = self.sync().finish(&writes, &processed.versions);
         self.dispatch(released);
         self.inner.settle(&job, processed).await;
@@ -207,6 +249,10 @@ impl Session {
     }
 
     fn done(&self) {
+        self.inner.metrics.in_flight(-1.0);
+        self.inner
+            .stats
+            .send_modify(|s| s.in_flight = s.in_flight.saturating_sub(1));
         if self.outstanding.fetch_sub(1, Atomic::SeqCst) == 1 {
             self.idle.notify_waiters();
         }
@@ -291,6 +337,13 @@ impl Running {
             h.abort();
         }
         let waiting = session.sync().drain();
+        if !waiting.is_empty() {
+            session.inner.metrics.waiting(-(waiting.len() as f64));
+            session
+                .inner
+                .stats
+                .send_modify(|s| s.waiting = s.waiting.saturating_sub(waiting.len()));
+        }
         for _ in waiting {
             session.done();
         }

@@ -127,6 +127,16 @@ impl Transport for InProcess {
         Ok(())
     }
 
+    async fn queue_depth(&self, queue: &str) -> Result<Option<u64>, TransportError> {
+        let st = self.inner.lock();
+        match st.queues.get(queue) {
+            Some(q) => Ok(Some(q.ready.len() as u64)),
+            None => Err(TransportError::Rejected(format!(
+                "queue {queue:?} does not exist (no subscriber declared it on this broker)"
+            ))),
+        }
+    }
+
     async fn consume(&self, spec: &QueueSpec) -> Result<Box<dyn Consumer>, TransportError> {
         if spec.prefetch == 0 {
             return Err(TransportError::Rejected(format!(

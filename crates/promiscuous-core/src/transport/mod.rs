@@ -63,6 +63,13 @@ pub trait Transport: Send + Sync + 'static {
     fn healthy(&self) -> bool {
         true
     }
+    /// Messages waiting in `queue`, ready to be delivered (not counting those delivered and not
+    /// yet acknowledged); `None` when the transport cannot tell (the default). A queue that does
+    /// not exist is an error.
+    async fn queue_depth(&self, queue: &str) -> Result<Option<u64>, TransportError> {
+        let _ = queue;
+        Ok(None)
+    }
 }
 
 /// A stream of deliveries from one queue.

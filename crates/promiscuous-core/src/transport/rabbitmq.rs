@@ -535,6 +535,34 @@ impl Transport for RabbitMq {
     fn healthy(&self) -> bool {
         lock(&self.inner.publish_health).ok() && lock(&self.inner.consume_health).ok()
     }
+
+    /// A passive declare: the broker's count of ready messages, without creating the queue
+    /// (a missing queue is a `Rejected` NOT_FOUND error).
+    async fn queue_depth(&self, queue: &str) -> Result<Option<u64>, TransportError> {
+        let inner = &*self.inner;
+        let name = short("queue name", queue)?;
+        let connection = inner.consumer_connection().await?;
+        let channel = inner.open_channel(&connection, queue).await?;
+        let declared = inner
+            .op(
+                || format!("checking queue {queue:?} (passive declare)"),
+                channel.queue_declare(
+                    name,
+                    QueueDeclareOptions {
+                        passive: true,
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                ),
+            )
+            .await;
+        // A failed passive declare already closed the channel on the broker's side.
+        if declared.is_ok() {
+            let _ = channel.close(200, "checked".into()).await;
+        }
+        declared.map(|q| Some(u64::from(q.message_count())))
+    }
 }
 
 /// Deliveries of one queue, on a channel of its own.

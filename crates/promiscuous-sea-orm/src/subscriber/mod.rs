@@ -4,6 +4,7 @@
 mod applier;
 mod attributes;
 mod callbacks;
+pub mod dead_letters;
 
 pub use applier::SeaOrmApplier;
 pub use attributes::{AttributeError, attribute, publisher_id};

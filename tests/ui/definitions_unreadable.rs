@@ -1,0 +1,26 @@
+mod member {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "members")]
+    #[promiscuous::subscribe(
+        name,
+        from = "crowdtap/user",
+        foreign_key = "crowdtap_id",
+        definitions = "definitions/missing.json"
+    )]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub crowdtap_id: i32,
+        pub name: String,
+        pub level: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+fn main() {}

@@ -1,0 +1,17 @@
+#[derive(Default)]
+#[promiscuous::observer(
+    name,
+    greeted,
+    from = "crowdtap/user",
+    id = "crowdtap_id",
+    definitions = "definitions/crowdtap.json"
+)]
+pub struct Greeter {
+    pub crowdtap_id: i64,
+    pub name: String,
+    pub greeted: bool,
+}
+
+impl promiscuous::Callbacks for Greeter {}
+
+fn main() {}

@@ -1,0 +1,11 @@
+#[derive(Default)]
+#[promiscuous::observer(name, id = "crowdtap_id")]
+pub struct Greeter {
+    pub crowdtap_id: i64,
+    pub name: String,
+    pub greeted: bool,
+}
+
+impl promiscuous::Callbacks for Greeter {}
+
+fn main() {}
