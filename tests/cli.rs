@@ -262,6 +262,74 @@ async fn initial_sync_replicates_existing_rows_to_a_subscriber() {
     );
 }
 
+/// A subscriber deployed after an instance's versions 1 and 2 were published never receives
+/// them: the synced version 3 (flagged `sync`) is applied at once, with no dependency wait and
+/// no recovery, and the next regular update follows it in order.
+#[tokio::test]
+async fn a_subscriber_deployed_late_applies_the_synced_state_without_waiting() {
+    use sea_orm::{ActiveModelTrait, IntoActiveModel, Set, TransactionTrait};
+    let dir = TempDir::new("late");
+    let (pub_url, sub_url) = (dir.db_url("publisher.db"), dir.db_url("subscriber.db"));
+    let pdb = open(&pub_url, Some(user::Entity)).await;
+    let broker = InProcess::new();
+    let publisher = promiscuous::Publisher::new(pdb.clone(), broker.clone())
+        .start()
+        .await
+        .unwrap();
+    let txn = pdb.begin().await.unwrap();
+    let yoda = user::ActiveModel {
+        id: Set(1),
+        name: Set("Yoda".into()),
+        email: Set("y@dagobah".into()),
+    }
+    .insert(&txn)
+    .await
+    .unwrap();
+    let mut am = yoda.into_active_model();
+    am.name = Set("Master Yoda".into());
+    let yoda = am.update(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    publisher.flush().await.unwrap(); // v1, v2: routed nowhere, no queue exists yet
+
+    let sdb = open(&sub_url, Some(member::Entity)).await;
+    let late = Subscriber::new("clitest_late", sdb.clone(), broker.clone())
+        .subscribe::<member::Model>()
+        .dependency_timeout(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let printed = cli("clitest_late", &broker)
+        .run_with(args(&["--database-url", &pub_url, "publish", "users"]))
+        .await
+        .unwrap();
+    assert!(printed.contains("synced 1 rows of users"), "{printed}");
+    let txn = pdb.begin().await.unwrap();
+    let mut am = yoda.into_active_model();
+    am.email = Set("yoda@dagobah.org".into());
+    am.update(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    publisher.flush().await.unwrap(); // v4, a regular update: needs v3
+
+    // Had v3 waited for v2, it would be released only by recovery, after the 60 s timeout.
+    let stats = late
+        .run_until_idle(Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!((stats.recovered, stats.dead_lettered), (0, 0), "{stats:?}");
+    assert_eq!(
+        names(&sdb).await,
+        vec![(1, "Master Yoda".to_string(), "yoda@dagobah.org".to_string())]
+    );
+    assert_eq!(
+        late.applier()
+            .applied_version("clitest/user/1")
+            .await
+            .unwrap(),
+        Some(4)
+    );
+    publisher.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn unknown_models_and_bad_filters_are_clear_errors() {
     let dir = TempDir::new("unknown");

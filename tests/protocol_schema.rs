@@ -179,6 +179,13 @@ async fn every_message_of_the_real_publisher_is_valid() {
     let yoda = renamed.update(&txn).await.unwrap();
     txn.commit().await.unwrap();
 
+    // An initial sync resends the whole state, flagged `sync`.
+    let txn = db.begin().await.unwrap();
+    promiscuous::pipeline::record_sync(&yoda, &txn)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+
     let txn = db.begin().await.unwrap();
     let id = yoda.id;
     yoda.delete(&txn).await.unwrap();
@@ -189,7 +196,7 @@ async fn every_message_of_the_real_publisher_is_valid() {
         .all(&db)
         .await
         .unwrap();
-    assert_eq!(rows.len(), 3, "one outbox row per write");
+    assert_eq!(rows.len(), 4, "one outbox row per write");
 
     let validator = validator();
     let mut seen = Vec::new();
@@ -214,10 +221,14 @@ async fn every_message_of_the_real_publisher_is_valid() {
         vec![
             (OperationKind::Create, 1),
             (OperationKind::Update, 2),
-            (OperationKind::Destroy, 3)
+            (OperationKind::Update, 3),
+            (OperationKind::Destroy, 4)
         ]
     );
-    let (create, update, destroy) = (&seen[0].2, &seen[1].2, &seen[2].2);
+    let (create, update, synced, destroy) = (&seen[0].2, &seen[1].2, &seen[2].2, &seen[3].2);
+    assert!(!create.sync && !update.sync && !destroy.sync);
+    assert!(synced.sync && synced.changes.is_none());
+    assert_eq!(synced.attributes, update.attributes, "the whole state");
     assert_eq!(
         create.attributes.clone().map(Value::Object),
         Some(json!({

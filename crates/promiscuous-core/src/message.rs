@@ -89,6 +89,11 @@ pub struct Operation {
     /// On update: the published attributes that changed, before and after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<BTreeMap<String, Change>>,
+    /// A resend of the instance's whole current state (initial sync, `promiscuous publish`):
+    /// applied as soon as it arrives if newer than what the subscriber has, without waiting for
+    /// the previous version, which a subscriber deployed later never received.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync: bool,
 }
 
 /// The value of one attribute before and after an update.

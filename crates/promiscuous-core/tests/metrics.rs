@@ -226,6 +226,7 @@ fn message(message_id: &str, id: i64, version: u64, age: Duration) -> Outgoing {
                 serde_json::Value::from(format!("user {id} v{version}")),
             )])),
             changes: None,
+            sync: false,
         }],
     };
     Outgoing {

@@ -539,7 +539,7 @@ pub fn random_workload(
             },
             operations: vec![Operation {
                 endpoint: endpoint.into(),
-                types: vec![endpoint.rsplit('/').next().unwrap_or(endpoint).into()],
+                types: vec![crate::type_name(endpoint)],
                 id,
                 operation: if version == 1 {
                     OperationKind::Create
@@ -549,6 +549,7 @@ pub fn random_workload(
                 version,
                 attributes: Some(attributes),
                 changes: None,
+                sync: false,
             }],
         });
         contexts[p].clear();
@@ -601,6 +602,7 @@ mod tests {
                 version,
                 attributes: Some(Map::new()),
                 changes: None,
+                sync: false,
             }],
         }
     }

@@ -146,12 +146,13 @@ impl MockPublisher {
             },
             operations: vec![Operation {
                 endpoint: endpoint.to_string(),
-                types: vec![endpoint.rsplit('/').next().unwrap_or(endpoint).to_string()],
+                types: vec![type_name(endpoint)],
                 id,
                 operation: kind,
                 version,
                 attributes,
                 changes,
+                sync: false,
             }],
         }
     }
@@ -199,4 +200,31 @@ impl MockPublisher {
 
 fn uuid_like(key: &str, version: u64) -> String {
     format!("mock:{key}@{version}")
+}
+
+/// The type the real publisher sends by default: the endpoint's model in UpperCamelCase
+/// (`crowdtap/page_view` → `PageView`).
+pub fn type_name(endpoint: &str) -> String {
+    endpoint
+        .rsplit('/')
+        .next()
+        .unwrap_or(endpoint)
+        .split(['_', '-'])
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or(String::new(), |first| {
+                first.to_uppercase().chain(chars).collect::<String>()
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn type_names_are_the_publishers() {
+        assert_eq!(super::type_name("crowdtap/user"), "User");
+        assert_eq!(super::type_name("crowdtap/page_view"), "PageView");
+        assert_eq!(super::type_name("odd"), "Odd");
+    }
 }

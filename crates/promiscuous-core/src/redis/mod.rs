@@ -17,7 +17,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use lease::RedisLease;
 pub use versions::RedisVersions;
 
-use crate::error::Error;
+use crate::error::{Error, redact_url};
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -51,13 +51,13 @@ impl Redis {
     /// No I/O happens here: the first command connects.
     pub fn new(url: &str, config: RedisConfig) -> Result<Self, Error> {
         let client = redis::Client::open(url)
-            .map_err(|e| Error::Connection(format!("redis URL {url:?}: {e}")))?;
+            .map_err(|e| Error::Connection(format!("redis URL {:?}: {e}", redact_url(url))))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.connection_timeout))
             .set_number_of_retries(2);
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(|e| Error::Connection(format!("redis {url:?}: {e}")))?;
+            .map_err(|e| Error::Connection(format!("redis {:?}: {e}", redact_url(url))))?;
         Ok(Self {
             client,
             manager,

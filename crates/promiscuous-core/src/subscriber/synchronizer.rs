@@ -45,13 +45,18 @@ impl Requirements {
     /// message also writes are covered by that and left out.
     pub fn causal(message: &Message, follows_app: impl Fn(&str) -> bool) -> Self {
         let mut lowest: BTreeMap<String, u64> = BTreeMap::new();
+        // A resend of the whole state (`sync`) waits for no previous version.
+        let mut resent: Vec<String> = Vec::new();
         for op in &message.operations {
             let v = lowest.entry(op.key()).or_insert(op.version);
             *v = (*v).min(op.version);
+            if op.sync {
+                resent.push(op.key());
+            }
         }
         let mut needs: BTreeMap<String, u64> = BTreeMap::new();
         for (key, version) in &lowest {
-            if *version > 1 && follows_app(app_of(key)) {
+            if *version > 1 && follows_app(app_of(key)) && !resent.contains(key) {
                 needs.insert(key.clone(), version - 1);
             }
         }
@@ -467,6 +472,7 @@ mod tests {
                         version: *version,
                         attributes: Some(Map::new()),
                         changes: None,
+                        sync: false,
                     }
                 })
                 .collect(),
@@ -514,6 +520,14 @@ mod tests {
             "previous version of each written instance (v1 needs nothing), reads of followed \
              apps only, a read of a written instance covered by its write"
         );
+    }
+
+    #[test]
+    fn a_resent_state_waits_for_no_previous_version() {
+        let mut m = message(&[("a/user/1", 7)], &[("a/friend/5", 2)]);
+        m.operations[0].sync = true;
+        let r = Requirements::causal(&m, |_| true);
+        assert_eq!(r, req(&[("a/friend/5", 2)], &["a/user/1"]));
     }
 
     #[test]

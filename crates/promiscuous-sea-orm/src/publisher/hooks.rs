@@ -71,7 +71,7 @@ pub async fn record_save<M: Published, C: ConnectionTrait>(
         } else {
             OperationKind::Update
         };
-        record(db, endpoint, &id, kind, Some(attributes), true).await?;
+        record(db, endpoint, &id, kind, Some(attributes), State::Keep).await?;
     }
     Ok(())
 }
@@ -82,7 +82,15 @@ pub async fn record_destroy<M: Published, C: ConnectionTrait>(
     db: &C,
 ) -> Result<(), DbErr> {
     for endpoint in M::ENDPOINTS {
-        record(db, endpoint, &id, OperationKind::Destroy, None, false).await?;
+        record(
+            db,
+            endpoint,
+            &id,
+            OperationKind::Destroy,
+            None,
+            State::Forget,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -106,7 +114,7 @@ pub async fn record_ephemeral<M: Published, C: ConnectionTrait>(
             &id,
             OperationKind::Create,
             Some(attributes),
-            false,
+            State::Forget,
         )
         .await?;
     }
@@ -120,17 +128,28 @@ fn publisher_id<M: Published>(model: &M) -> Result<Value, DbErr> {
         .map_err(|e| custom(first, "serializing the primary key", e))
 }
 
-/// Bumps the version of `id` on `endpoint` and appends the operation to the outbox. With
-/// `keep_state`, the published attributes are kept to compute the `changes` of the next update,
-/// and an update that changes nothing publishes nothing.
+/// How [`record`] treats the instance's last published state.
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    /// A model's write: the published attributes are kept to compute the `changes` of the next
+    /// update, and an update that changes nothing publishes nothing.
+    Keep,
+    /// A destroy or an ephemeral: nothing is kept.
+    Forget,
+    /// An initial sync: always published, flagged `sync`, and kept like a write.
+    Resend,
+}
+
+/// Bumps the version of `id` on `endpoint` and appends the operation to the outbox.
 async fn record<C: ConnectionTrait>(
     db: &C,
     endpoint: &Endpoint,
     id: &Value,
     kind: OperationKind,
     attributes: Option<Map<String, Value>>,
-    keep_state: bool,
+    state: State,
 ) -> Result<(), DbErr> {
+    let keep_state = state == State::Keep;
     let name = endpoint.endpoint;
     let key = instance_key(name, id);
     let previous = versions::Entity::find_by_id(key.clone()).one(db).await?;
@@ -152,8 +171,10 @@ async fn record<C: ConnectionTrait>(
         }
         _ => None,
     };
-    let stored = match (&attributes, keep_state) {
-        (Some(a), true) => Some(serde_json::to_string(a).map_err(|e| custom(name, "encoding", e))?),
+    let stored = match (&attributes, state) {
+        (Some(a), State::Keep | State::Resend) => {
+            Some(serde_json::to_string(a).map_err(|e| custom(name, "encoding", e))?)
+        }
         _ => None,
     };
     let version = bump(db, previous, key, stored).await?;
@@ -165,6 +186,7 @@ async fn record<C: ConnectionTrait>(
         version,
         attributes,
         changes,
+        sync: state == State::Resend,
     };
     append(db, op).await
 }
@@ -312,37 +334,26 @@ async fn append<C: ConnectionTrait>(db: &C, op: Operation) -> Result<(), DbErr> 
 /// Records an update of `model` carrying every attribute published to each of its endpoints,
 /// even when nothing changed since the last published state: the initial sync
 /// (`promiscuous publish <model>`) of rows written before a subscriber (or promiscuous) existed.
-/// Like every write, run it inside a transaction. The update carries no `changes`; the next
-/// regular update computes its `changes` against what this one sent.
+/// Like every write, run it inside a transaction. The update is flagged `sync` (subscribers apply
+/// it without waiting for the previous version, which one deployed later never received) and
+/// carries no `changes`; the next regular update computes its `changes` against what it sent.
 pub async fn record_sync<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> Result<(), DbErr> {
     let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
     require_transaction(db, first)?;
     let id = publisher_id(model)?;
     for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
-        let name = endpoint.endpoint;
         let attributes = model
             .published_attributes(n)
-            .map_err(|e| custom(name, "serializing published attributes", e))?;
-        let state = serde_json::to_string(&attributes).map_err(|e| custom(name, "encoding", e))?;
-        // Without kept state `record` always publishes, and forgets the last published
-        // attributes: store them again for the `changes` of the next update.
+            .map_err(|e| custom(endpoint.endpoint, "serializing published attributes", e))?;
         record(
             db,
             endpoint,
             &id,
             OperationKind::Update,
             Some(attributes),
-            false,
+            State::Resend,
         )
         .await?;
-        versions::Entity::update_many()
-            .col_expr(
-                versions::Column::Attributes,
-                sea_orm::sea_query::Expr::value(state),
-            )
-            .filter(versions::Column::Key.eq(instance_key(name, &id)))
-            .exec(db)
-            .await?;
     }
     Ok(())
 }
