@@ -375,6 +375,12 @@ impl<'a> Setup<'a> {
                 self.seed ^ (worker as u64 + 1),
                 self.delay,
             );
+            // Odd seeds apply what is ready together, in one transaction per batch.
+            let delayed = if self.seed % 2 == 1 {
+                delayed.batching()
+            } else {
+                delayed
+            };
             let runtime = Arc::new(SubscriberRuntime::new(
                 Arc::new(transport.clone()),
                 Arc::new(delayed),
@@ -413,6 +419,7 @@ impl Workers {
             total.dead_lettered += s.dead_lettered;
             total.waited += s.waited;
             total.recovered += s.recovered;
+            total.batched += s.batched;
         }
         total
     }
@@ -924,6 +931,9 @@ async fn randomized_histories_keep_every_guarantee() {
             stats.waited > 0,
             "seed {seed}: nothing ever waited: {stats:?}"
         );
+        if seed % 2 == 1 {
+            assert!(stats.batched > 0, "seed {seed}: no batch formed: {stats:?}");
+        }
     }
 }
 

@@ -301,3 +301,64 @@ async fn a_subscriber_without_models_is_refused() {
         .unwrap();
     assert!(err.to_string().contains("follows nothing"), "{err}");
 }
+
+/// Ready messages are applied together, one transaction per batch; a batch holding a bad
+/// message is applied again one message at a time, so the bad one alone is dead-lettered and
+/// every good one takes effect once (their callbacks may run twice: at least once).
+#[tokio::test]
+async fn batches_apply_together_and_a_bad_message_only_fails_itself() {
+    let broker = InProcess::new();
+    let db = promiscuous_test::sqlite().await.unwrap();
+    promiscuous_test::create_table(&db, member::Entity)
+        .await
+        .unwrap();
+    let sub = promiscuous::Subscriber::new("members", db.clone(), broker.clone())
+        .subscribe::<member::Model>()
+        .workers(1)
+        .retries(2, Duration::from_millis(1))
+        .error_notifier(std::sync::Arc::new(|_| {}))
+        .build()
+        .await
+        .unwrap();
+    let mut publisher = MockPublisher::new("crowdtap", broker.clone());
+    for id in 100..120 {
+        let name = format!("Batched-{id}");
+        publisher
+            .create(USER, json!(id), json!({"name": name, "email": "b@t"}))
+            .await
+            .unwrap();
+    }
+    let stats = sub.run_until_idle(IDLE).await.unwrap();
+    assert_eq!((stats.operations_applied, stats.dead_lettered), (20, 0));
+    assert!(stats.batched >= 2, "all were ready at once: {stats:?}");
+
+    for id in 120..130 {
+        let name = format!("Batched-{id}");
+        publisher
+            .create(USER, json!(id), json!({"name": name, "email": "b@t"}))
+            .await
+            .unwrap();
+        if id == 125 {
+            // No email: a permanent error, in the middle of the batch.
+            publisher
+                .create(USER, json!(999), json!({"name": "Batched-bad"}))
+                .await
+                .unwrap();
+        }
+    }
+    let stats = sub.run_until_idle(IDLE).await.unwrap();
+    assert_eq!((stats.operations_applied, stats.dead_lettered), (30, 1));
+    for id in 100..130 {
+        let m = member_of(&db, id)
+            .await
+            .unwrap_or_else(|| panic!("member {id}"));
+        assert_eq!(m.name, format!("Batched-{id}"));
+        assert!(!events_of(&format!("create Batched-{id}")).is_empty());
+    }
+    assert!(member_of(&db, 999).await.is_none());
+    let rows = member::Entity::find().all(&db).await.unwrap();
+    assert_eq!(rows.len(), 30, "each good message took effect once");
+    let letters = sub.applier().dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].error.contains("email"), "{}", letters[0].error);
+}

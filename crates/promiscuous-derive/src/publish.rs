@@ -306,8 +306,7 @@ pub fn generate(module: &TokenStream, endpoints: &[Endpoint], pk: &Ident) -> Tok
                 where
                     C: ConnectionTrait,
                 {
-                    __p::record_save(&model, db, insert).await?;
-                    __p::after_write(db, __promiscuous_table()).await?;
+                    __p::record_save(&model, db, insert, __promiscuous_table()).await?;
                     ::core::result::Result::Ok(model)
                 }
 
@@ -333,8 +332,7 @@ pub fn generate(module: &TokenStream, endpoints: &[Endpoint], pk: &Ident) -> Tok
                             )));
                         }
                     };
-                    __p::record_destroy::<#module Model, C>(id, db).await?;
-                    __p::after_write(db, __promiscuous_table()).await?;
+                    __p::record_destroy::<#module Model, C>(id, db, __promiscuous_table()).await?;
                     ::core::result::Result::Ok(self)
                 }
             }

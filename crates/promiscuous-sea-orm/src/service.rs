@@ -184,6 +184,13 @@ impl Subscriber {
         self
     }
 
+    /// Most messages a runner applies in one transaction (64 by default): the independent
+    /// messages ready at once. `1` applies each message in its own transaction.
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.config.batch = batch.max(1);
+        self
+    }
+
     /// Unacknowledged deliveries in flight (1,000 by default). Messages waiting for a
     /// dependency count, so keep it well above how far out of order messages may arrive.
     pub fn prefetch(mut self, prefetch: u16) -> Self {

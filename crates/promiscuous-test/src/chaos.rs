@@ -225,6 +225,7 @@ pub struct Delayed<A> {
     worker: usize,
     dice: Dice,
     delay: Box<DelayFn>,
+    batches: bool,
 }
 
 impl<A: Applier> Delayed<A> {
@@ -245,7 +246,15 @@ impl<A: Applier> Delayed<A> {
             worker,
             dice: Dice::new(seed),
             delay: Box::new(delay),
+            batches: false,
         }
+    }
+
+    /// Lets runners hand it several messages at once when the inner applier takes batches
+    /// (one wait, the longest of the batch's delays, before the whole batch).
+    pub fn batching(mut self) -> Self {
+        self.batches = true;
+        self
     }
 }
 
@@ -261,6 +270,27 @@ impl<A: Applier> Applier for Delayed<A> {
             tokio::time::sleep(pause).await;
         }
         WORKER.scope(self.worker, self.inner.apply(message)).await
+    }
+
+    fn batches(&self) -> bool {
+        self.batches && self.inner.batches()
+    }
+
+    async fn apply_batch(&self, messages: &[&Message]) -> Option<Result<Vec<Applied>, ApplyError>> {
+        if !self.batches() {
+            return None;
+        }
+        let pause = messages
+            .iter()
+            .map(|m| (self.delay)(m, &self.dice))
+            .max()
+            .unwrap_or_default();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        WORKER
+            .scope(self.worker, self.inner.apply_batch(messages))
+            .await
     }
 
     async fn versions(&self, keys: &[String]) -> Result<Vec<u64>, BoxError> {

@@ -51,6 +51,19 @@ pub trait Applier: Send + Sync + 'static {
     /// Applies every operation of `message` atomically, skipping versions already applied, and
     /// records the version of every operation, ignored ones included.
     async fn apply(&self, message: &Message) -> Result<Applied, ApplyError>;
+    /// Whether [`Applier::apply_batch`] is implemented: only then does a runner take several
+    /// ready messages at once (otherwise they are left to the other runners, in parallel).
+    fn batches(&self) -> bool {
+        false
+    }
+    /// Applies several messages, which write different instances, in one transaction: all of
+    /// them or none. `None` when the applier cannot (the default): the runner applies them one
+    /// by one. On an error the runner applies them one by one too (with retries, dead letters),
+    /// so callbacks that ran in the failed batch run again (they are at least once).
+    async fn apply_batch(&self, messages: &[&Message]) -> Option<Result<Vec<Applied>, ApplyError>> {
+        let _ = messages;
+        None
+    }
     /// The recorded version of each instance key (0 when none), as committed in storage.
     async fn versions(&self, keys: &[String]) -> Result<Vec<u64>, BoxError>;
     /// Stores a message that could not be applied.

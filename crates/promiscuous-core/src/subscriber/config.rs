@@ -32,6 +32,9 @@ pub struct SubscriberConfig {
     /// Runners applying messages concurrently (messages writing one instance never run
     /// together); 4 by default.
     pub workers: usize,
+    /// Most messages a runner applies in one transaction (those ready at once, independent of
+    /// each other); 64 by default, 1 for one transaction per message.
+    pub batch: usize,
     pub ordering: Ordering,
     /// Recovery: how long a message waits for its dependencies before it is applied without
     /// them (reported as [`Error::Recover`](crate::Error::Recover)); 10 s by default. A missing
@@ -56,6 +59,7 @@ impl SubscriberConfig {
             app: app.into(),
             prefetch: 1000,
             workers: 4,
+            batch: 64,
             ordering: Ordering::Causal,
             dependency_timeout: Duration::from_secs(10),
             recheck_interval: Duration::from_secs(1),
@@ -80,6 +84,8 @@ pub struct Stats {
     pub waited: usize,
     /// Messages applied without some dependency, after the dependency timeout (recovery).
     pub recovered: usize,
+    /// Messages applied together with others, in one transaction (see `batch`).
+    pub batched: usize,
     /// Messages waiting for a dependency now (held by the synchronizer).
     pub waiting: usize,
     /// Deliveries received and not yet acknowledged now (waiting, ready or being applied).

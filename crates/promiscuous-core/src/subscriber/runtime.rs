@@ -224,28 +224,14 @@ impl Inner {
             Ok(message) => {
                 let started = std::time::Instant::now();
                 let result = self.apply_with_retries(message, span).await;
-                self.metrics.apply_time(started.elapsed());
                 match result {
                     Ok(applied) => {
-                        let lag = lag_since(message.timestamp);
-                        self.metrics.lag(lag);
-                        let outcome = if applied.applied > 0 {
-                            Outcome::Applied
-                        } else {
-                            Outcome::Skipped
-                        };
-                        self.metrics.outcome(outcome);
-                        span.record("outcome", outcome.as_str());
-                        self.stats.send_modify(|s| {
-                            s.add(&applied);
-                            s.last_lag = Some(lag);
-                        });
-                        return Processed {
-                            versions: versions(message),
-                            requeue: false,
-                        };
+                        return self.applied(message, &applied, started.elapsed(), span);
                     }
-                    Err((e, attempts)) => (format!("message {}: {e}", message.id), attempts),
+                    Err((e, attempts)) => {
+                        self.metrics.apply_time(started.elapsed());
+                        (format!("message {}: {e}", message.id), attempts)
+                    }
                 }
             }
         };
@@ -287,17 +273,60 @@ impl Inner {
         }
     }
 
+    /// Records that `message` was applied (in `took`, retries or its batch included): metrics,
+    /// stats, its span; returns what it processed.
+    pub fn applied(
+        &self,
+        message: &Message,
+        applied: &Applied,
+        took: std::time::Duration,
+        span: &tracing::Span,
+    ) -> Processed {
+        self.metrics.apply_time(took);
+        let lag = lag_since(message.timestamp);
+        self.metrics.lag(lag);
+        let outcome = if applied.applied > 0 {
+            Outcome::Applied
+        } else {
+            Outcome::Skipped
+        };
+        self.metrics.outcome(outcome);
+        span.record("outcome", outcome.as_str());
+        self.stats.send_modify(|s| {
+            s.add(applied);
+            s.last_lag = Some(lag);
+        });
+        Processed {
+            versions: message
+                .operations
+                .iter()
+                .map(|op| (op.key(), op.version))
+                .collect(),
+            requeue: false,
+        }
+    }
+
     /// Publishes progress to the shared version store, then acks (or requeues). The database
     /// stays the truth, so a failure of the store is reported, not fatal.
     pub async fn settle(&self, job: &Job, processed: Processed) {
+        self.advance(&processed.versions).await;
+        self.acknowledge(job, processed.requeue).await;
+    }
+
+    /// Publishes processed versions to the shared version store (one round trip for all).
+    pub async fn advance(&self, versions: &[(String, u64)]) {
         if let Some(store) = &self.config.versions
             && self.config.ordering == Ordering::Causal
-            && !processed.versions.is_empty()
-            && let Err(e) = store.advance(&processed.versions).await
+            && !versions.is_empty()
+            && let Err(e) = store.advance(versions).await
         {
             self.notify(&e);
         }
-        let settled = if processed.requeue {
+    }
+
+    /// Acks the delivery, or gives it back to the broker with `requeue`.
+    pub async fn acknowledge(&self, job: &Job, requeue: bool) {
+        let settled = if requeue {
             job.delivery.nack(true).await
         } else {
             job.delivery.ack().await
@@ -306,7 +335,7 @@ impl Inner {
             // The effect is stored with its version, so the redelivery this causes is skipped.
             self.notify(&Error::Connection(format!(
                 "{} on queue {}: {e}",
-                if processed.requeue { "nack" } else { "ack" },
+                if requeue { "nack" } else { "ack" },
                 self.config.app
             )));
         }

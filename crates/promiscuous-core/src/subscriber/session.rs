@@ -65,13 +65,28 @@ impl Session {
             .map(|worker| {
                 let (session, queue) = (session.clone(), queue.clone());
                 tokio::spawn(async move {
-                    while let Ok(released) = queue.recv().await {
+                    while let Ok(first) = queue.recv().await {
+                        // What else is ready goes with it, in one transaction.
+                        let mut batch = vec![first];
+                        let most = if session.inner.applier.batches() {
+                            session.inner.config.batch.max(1)
+                        } else {
+                            1
+                        };
+                        while batch.len() < most {
+                            match queue.try_recv() {
+                                Ok(more) => batch.push(more),
+                                Err(_) => break,
+                            }
+                        }
                         if session.stopping.load(Atomic::SeqCst) {
-                            // Not started: dropped unacknowledged, the broker redelivers it.
-                            session.done();
+                            // Not started: dropped unacknowledged, the broker redelivers them.
+                            for _ in batch {
+                                session.done();
+                            }
                             continue;
                         }
-                        session.run(released, worker).await;
+                        session.run_batch(batch, worker).await;
                     }
                 })
             })
@@ -215,6 +230,76 @@ impl Session {
         self.run_in(released, worker, &span)
             .instrument(span.clone())
             .await;
+    }
+
+    /// Applies released messages (independent of each other: the synchronizer releases no two
+    /// writing one instance) in one transaction when the applier can, else one by one. Messages
+    /// that did not decode or that recovery released go alone; so do all of them if the batch
+    /// fails (each then gets its retries and, if need be, its dead letter).
+    async fn run_batch(&self, batch: Vec<Released<Job>>, worker: usize) {
+        let (together, alone): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|r| r.job.message.is_ok() && r.skipped.is_empty());
+        for r in alone {
+            self.run(r, worker).await;
+        }
+        if together.len() < 2 {
+            for r in together {
+                self.run(r, worker).await;
+            }
+            return;
+        }
+        let messages: Vec<&Message> = together
+            .iter()
+            .filter_map(|r| r.job.message.as_ref().ok())
+            .collect();
+        let started = std::time::Instant::now();
+        let outcomes = match self.inner.applier.apply_batch(&messages).await {
+            Some(Ok(outcomes)) if outcomes.len() == messages.len() => outcomes,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, size = messages.len(), "batch failed, applying one by one");
+                for r in together {
+                    self.run(r, worker).await;
+                }
+                return;
+            }
+            _ => {
+                for r in together {
+                    self.run(r, worker).await;
+                }
+                return;
+            }
+        };
+        let took = started.elapsed();
+        self.inner
+            .stats
+            .send_modify(|s| s.batched += messages.len());
+        let span = tracing::debug_span!(
+            "promiscuous.apply_batch",
+            app = %self.inner.config.app,
+            messages = messages.len(),
+            worker,
+        );
+        let processed: Vec<_> = messages
+            .iter()
+            .zip(&outcomes)
+            .map(|(m, applied)| self.inner.applied(m, applied, took, &span))
+            .collect();
+        let released = {
+            let mut sync = self.sync();
+            let mut released = Vec::new();
+            for (r, p) in together.iter().zip(&processed) {
+                released.extend(sync.finish(&r.writes, &p.versions));
+            }
+            released
+        };
+        self.dispatch(released);
+        let versions: Vec<(String, u64)> = processed.into_iter().flat_map(|p| p.versions).collect();
+        self.inner.advance(&versions).await;
+        for r in &together {
+            self.inner.acknowledge(&r.job, false).await;
+            self.done();
+        }
     }
 
     async fn run_in(&self, released: Released<Job>, worker: usize, span: &tracing::Span) {

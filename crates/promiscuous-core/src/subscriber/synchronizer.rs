@@ -215,11 +215,17 @@ impl<T> Synchronizer<T> {
         if blocked.is_empty() {
             return Submitted::Ready(self.release(job, requirements, Vec::new(), None));
         }
+        // Unknown versions are looked up, but not those of instances a released message is
+        // writing here: its end tells (and the periodic recheck covers the rest).
         let lookup: Vec<String> = requirements
             .needs
             .iter()
             .map(|(k, _)| k)
-            .filter(|k| self.known.get(k).is_none() && self.looking_up.insert((*k).clone()))
+            .filter(|k| {
+                self.known.get(k).is_none()
+                    && !self.writing.contains_key(*k)
+                    && self.looking_up.insert((*k).clone())
+            })
             .cloned()
             .collect();
         let id = self.next_id;

@@ -79,6 +79,12 @@ pub async fn release<C: ConnectionTrait>(db: &C, table: &str) -> Result<(), DbEr
         .map(drop)
 }
 
+/// The statement of [`release`], for a batch (`None` where there is no guard).
+pub fn release_sql(backend: DbBackend, table: &str) -> Option<String> {
+    matches!(backend, DbBackend::Sqlite | DbBackend::Postgres)
+        .then(|| format!("DELETE FROM {PERMITS} WHERE tbl = {}", literal(table)))
+}
+
 /// Creates the permits table (idempotent).
 pub async fn create_permits<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     if !supported(db) {

@@ -10,9 +10,10 @@ use promiscuous_core::publisher::{context, wake};
 use promiscuous_core::{
     Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms,
 };
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, NotSet, QueryFilter, Set,
+use sea_orm::sea_query::{
+    MysqlQueryBuilder, PostgresQueryBuilder, Query, QueryStatementWriter, SqliteQueryBuilder,
 };
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter};
 use serde_json::{Map, Value};
 
 use super::{Endpoint, Published};
@@ -44,24 +45,23 @@ pub async fn before_write<C: ConnectionTrait>(
     super::guard::permit(db, table).await
 }
 
-/// What the generated `after_save`/`after_delete` run once the operation is recorded: withdraw
-/// the permit of [`before_write`].
-pub async fn after_write<C: ConnectionTrait>(db: &C, table: &str) -> Result<(), DbErr> {
-    super::guard::release(db, table).await
-}
-
 fn custom(endpoint: &str, what: &str, e: impl std::fmt::Display) -> DbErr {
     DbErr::Custom(format!("promiscuous: {endpoint}: {what}: {e}"))
 }
 
 /// Records an insert (`insert == true`) or an update of `model`, on each of its endpoints. An
 /// update that changes no attribute published to an endpoint publishes nothing there.
+///
+/// `table` is the model's table: its write permit (see [`before_write`]) is withdrawn in the same
+/// round trip as the versions and outbox writes.
 pub async fn record_save<M: Published, C: ConnectionTrait>(
     model: &M,
     db: &C,
     insert: bool,
+    table: &str,
 ) -> Result<(), DbErr> {
     let id = publisher_id(model)?;
+    let mut writes = Writes::new(db);
     for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
         let attributes = model
             .published_attributes(n)
@@ -71,19 +71,33 @@ pub async fn record_save<M: Published, C: ConnectionTrait>(
         } else {
             OperationKind::Update
         };
-        record(db, endpoint, &id, kind, Some(attributes), State::Keep).await?;
+        record(
+            db,
+            &mut writes,
+            endpoint,
+            &id,
+            kind,
+            Some(attributes),
+            State::Keep,
+        )
+        .await?;
     }
-    Ok(())
+    writes.release(table);
+    writes.send(db).await
 }
 
-/// Records the destruction of the instance `id` of `M`, on each of its endpoints.
+/// Records the destruction of the instance `id` of `M`, on each of its endpoints, and withdraws
+/// the write permit of `table`.
 pub async fn record_destroy<M: Published, C: ConnectionTrait>(
     id: Value,
     db: &C,
+    table: &str,
 ) -> Result<(), DbErr> {
+    let mut writes = Writes::new(db);
     for endpoint in M::ENDPOINTS {
         record(
             db,
+            &mut writes,
             endpoint,
             &id,
             OperationKind::Destroy,
@@ -92,7 +106,8 @@ pub async fn record_destroy<M: Published, C: ConnectionTrait>(
         )
         .await?;
     }
-    Ok(())
+    writes.release(table);
+    writes.send(db).await
 }
 
 /// Publishes an ephemeral: a create of `model` on each of its endpoints, at the instance's next
@@ -104,12 +119,14 @@ pub async fn record_ephemeral<M: Published, C: ConnectionTrait>(
     let first = M::ENDPOINTS.first().map_or("ephemeral", |e| e.endpoint);
     require_transaction(db, first)?;
     let id = publisher_id(model)?;
+    let mut writes = Writes::new(db);
     for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
         let attributes = model
             .published_attributes(n)
             .map_err(|e| custom(endpoint.endpoint, "serializing published attributes", e))?;
         record(
             db,
+            &mut writes,
             endpoint,
             &id,
             OperationKind::Create,
@@ -118,7 +135,7 @@ pub async fn record_ephemeral<M: Published, C: ConnectionTrait>(
         )
         .await?;
     }
-    Ok(())
+    writes.send(db).await
 }
 
 fn publisher_id<M: Published>(model: &M) -> Result<Value, DbErr> {
@@ -143,6 +160,7 @@ enum State {
 /// Bumps the version of `id` on `endpoint` and appends the operation to the outbox.
 async fn record<C: ConnectionTrait>(
     db: &C,
+    writes: &mut Writes,
     endpoint: &Endpoint,
     id: &Value,
     kind: OperationKind,
@@ -177,7 +195,7 @@ async fn record<C: ConnectionTrait>(
         }
         _ => None,
     };
-    let version = bump(db, previous, key, stored).await?;
+    let version = writes.bump(previous, key, stored)?;
     let op = Operation {
         endpoint: name.to_string(),
         types: endpoint.types.iter().map(|t| t.to_string()).collect(),
@@ -188,7 +206,7 @@ async fn record<C: ConnectionTrait>(
         changes,
         sync: state == State::Resend,
     };
-    append(db, op).await
+    append(db, writes, op).await
 }
 
 /// The attributes whose value changed, before and after.
@@ -206,35 +224,117 @@ fn diff(before: &Map<String, Value>, after: &Map<String, Value>) -> BTreeMap<Str
         .collect()
 }
 
-/// Stores the instance's next version (1 for a new instance) and returns it.
-async fn bump<C: ConnectionTrait>(
-    db: &C,
-    previous: Option<versions::Model>,
-    key: String,
-    attributes: Option<String>,
-) -> Result<u64, DbErr> {
-    match previous {
-        None => {
-            versions::ActiveModel {
-                key: Set(key),
-                version: Set(1),
-                attributes: Set(attributes),
-            }
-            .insert(db)
-            .await?;
-            Ok(1)
+/// The statements that end a write (versions, outbox, the write permit), sent to the database
+/// in one round trip: each round trip costs about as much as the statement itself on SQLite.
+/// Values are written into the SQL by sea-query's builder for the connection's backend.
+struct Writes {
+    backend: DbBackend,
+    /// Not a mock connection: the write guard's permit is withdrawn.
+    guarded: bool,
+    statements: Vec<String>,
+    outbox_rows: usize,
+}
+
+impl Writes {
+    fn new<C: ConnectionTrait>(db: &C) -> Self {
+        Self {
+            backend: db.get_database_backend(),
+            guarded: !db.is_mock_connection(),
+            statements: Vec::new(),
+            outbox_rows: 0,
         }
-        Some(p) => {
-            let version = p.version + 1;
-            versions::ActiveModel {
-                key: Set(p.key),
-                version: Set(version),
-                attributes: Set(attributes),
+    }
+
+    fn push(&mut self, statement: &impl QueryStatementWriter) {
+        let sql = match self.backend {
+            DbBackend::Postgres => statement.to_string(PostgresQueryBuilder),
+            DbBackend::MySql => statement.to_string(MysqlQueryBuilder),
+            _ => statement.to_string(SqliteQueryBuilder),
+        };
+        self.statements.push(sql);
+    }
+
+    /// Stores the instance's next version (1 for a new instance) and returns it.
+    fn bump(
+        &mut self,
+        previous: Option<versions::Model>,
+        key: String,
+        attributes: Option<String>,
+    ) -> Result<u64, DbErr> {
+        let invalid = |e: sea_orm::sea_query::error::Error| DbErr::Custom(e.to_string());
+        match previous {
+            None => {
+                let mut insert = Query::insert();
+                insert
+                    .into_table(versions::Entity)
+                    .columns([
+                        versions::Column::Key,
+                        versions::Column::Version,
+                        versions::Column::Attributes,
+                    ])
+                    .values([key.into(), 1i64.into(), attributes.into()])
+                    .map_err(invalid)?;
+                self.push(&insert);
+                Ok(1)
             }
-            .update(db)
-            .await?;
-            Ok(version as u64)
+            Some(p) => {
+                let version = p.version + 1;
+                let mut update = Query::update();
+                update
+                    .table(versions::Entity)
+                    .values([
+                        (versions::Column::Version, version.into()),
+                        (versions::Column::Attributes, attributes.into()),
+                    ])
+                    .and_where(versions::Column::Key.eq(p.key));
+                self.push(&update);
+                Ok(version as u64)
+            }
         }
+    }
+
+    /// Appends an encoded message to the outbox.
+    fn outbox(
+        &mut self,
+        routing_key: String,
+        payload: String,
+        created_at_ms: i64,
+    ) -> Result<(), DbErr> {
+        let mut insert = Query::insert();
+        insert
+            .into_table(outbox::Entity)
+            .columns([
+                outbox::Column::RoutingKey,
+                outbox::Column::Payload,
+                outbox::Column::CreatedAtMs,
+            ])
+            .values([routing_key.into(), payload.into(), created_at_ms.into()])
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+        self.push(&insert);
+        self.outbox_rows += 1;
+        Ok(())
+    }
+
+    /// Withdraws the write permit of `table` (see [`guard`](super::guard)).
+    fn release(&mut self, table: &str) {
+        if !self.guarded {
+            return;
+        }
+        if let Some(sql) = super::guard::release_sql(self.backend, table) {
+            self.statements.push(sql);
+        }
+    }
+
+    /// Runs the statements, in order, in one round trip; wakes the relay if a message was added.
+    async fn send<C: ConnectionTrait>(self, db: &C) -> Result<(), DbErr> {
+        if self.statements.is_empty() {
+            return Ok(());
+        }
+        db.execute_unprepared(&self.statements.join(";\n")).await?;
+        if self.outbox_rows > 0 {
+            wake::outbox_written();
+        }
+        Ok(())
     }
 }
 
@@ -298,7 +398,11 @@ async fn committed<C: ConnectionTrait>(
         .collect())
 }
 
-async fn append<C: ConnectionTrait>(db: &C, op: Operation) -> Result<(), DbErr> {
+async fn append<C: ConnectionTrait>(
+    db: &C,
+    writes: &mut Writes,
+    op: Operation,
+) -> Result<(), DbErr> {
     let app = app_of(&op.endpoint).to_string();
     let (read, current_user_id) = context::record_write(&op.key(), op.version);
     let read = committed(db, read).await?;
@@ -319,16 +423,7 @@ async fn append<C: ConnectionTrait>(db: &C, op: Operation) -> Result<(), DbErr> 
         operations: vec![op],
     };
     let payload = String::from_utf8(message.encode()).expect("JSON is UTF-8");
-    outbox::ActiveModel {
-        id: NotSet,
-        routing_key: Set(app),
-        payload: Set(payload),
-        created_at_ms: Set(message.timestamp),
-    }
-    .insert(db)
-    .await?;
-    wake::outbox_written();
-    Ok(())
+    writes.outbox(app, payload, message.timestamp)
 }
 
 /// Records an update of `model` carrying every attribute published to each of its endpoints,
@@ -341,12 +436,14 @@ pub async fn record_sync<M: Published, C: ConnectionTrait>(model: &M, db: &C) ->
     let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
     require_transaction(db, first)?;
     let id = publisher_id(model)?;
+    let mut writes = Writes::new(db);
     for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
         let attributes = model
             .published_attributes(n)
             .map_err(|e| custom(endpoint.endpoint, "serializing published attributes", e))?;
         record(
             db,
+            &mut writes,
             endpoint,
             &id,
             OperationKind::Update,
@@ -355,7 +452,7 @@ pub async fn record_sync<M: Published, C: ConnectionTrait>(model: &M, db: &C) ->
         )
         .await?;
     }
-    Ok(())
+    writes.send(db).await
 }
 
 #[cfg(test)]

@@ -9,8 +9,7 @@ pub mod tracked;
 pub use definitions::Definition;
 pub use hooks::record_sync;
 pub use hooks::{
-    after_write, before_write, record_destroy, record_ephemeral, record_save, require_transaction,
-    track_read,
+    before_write, record_destroy, record_ephemeral, record_save, require_transaction, track_read,
 };
 pub use outbox::SeaOrmOutbox;
 pub use tracked::{PublishedEntity, Tracked, tracked};

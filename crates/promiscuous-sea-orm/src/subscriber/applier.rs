@@ -194,6 +194,30 @@ impl Applier for SeaOrmApplier {
         Ok(outcome)
     }
 
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn apply_batch(&self, messages: &[&Message]) -> Option<Result<Vec<Applied>, ApplyError>> {
+        Some(
+            async {
+                let txn =
+                    self.db.begin().await.map_err(|e| {
+                        ApplyError::Transient(format!("beginning a transaction: {e}"))
+                    })?;
+                let mut outcomes = Vec::with_capacity(messages.len());
+                for message in messages {
+                    outcomes.push(self.apply_in(&txn, message).await?);
+                }
+                txn.commit()
+                    .await
+                    .map_err(|e| ApplyError::Transient(format!("committing: {e}")))?;
+                Ok(outcomes)
+            }
+            .await,
+        )
+    }
+
     async fn versions(&self, keys: &[String]) -> Result<Vec<u64>, BoxError> {
         let mut found: HashMap<String, u64> = HashMap::new();
         // Well under SQLite's limit of bound parameters per statement.

@@ -1,0 +1,655 @@
+//! End-to-end replication against the raw broker, in one run, on the real RabbitMQ and Redis
+//! (`scripts/services.sh up` starts them):
+//!
+//! ```text
+//! eval "$(scripts/services.sh env)"
+//! cargo bench --bench replication                       # defaults below
+//! cargo bench --bench replication -- --ops 40000 --rate 2000 --latency-secs 10
+//! ```
+//!
+//! 1. raw: lapin publishes `--raw` persistent 400-byte messages with publisher confirms (in
+//!    windows of `--window`) to a durable queue, while a consumer (prefetch `--prefetch`)
+//!    acknowledges each one; msg/s from the first publish to the last ack.
+//! 2. promiscuous: `--ops` SeaORM writes (creates and updates of users, `--writers` concurrent
+//!    writers, each write its own transaction) on a SQLite publisher → outbox → relay →
+//!    RabbitMQ → causal subscriber (`--workers` runners, Redis shared versions and wake-ups) →
+//!    SQLite; ops/s from the first commit to the last applied operation.
+//! 3. latency: writes offered at `--rate` ops/s for `--latency-secs`; commit-to-applied
+//!    (commit returned → the subscriber's callback ran) p50/p99/max.
+//!
+//! The last line is the ratio of (2) to (1). Both SQLite databases are files in WAL mode with
+//! `synchronous=NORMAL`, in a temporary directory.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use promiscuous::transport::{RabbitMq, RabbitMqConfig};
+use promiscuous::{
+    BoxError, Callbacks, Ctx, Publisher, PublisherHandle, Redis, RedisConfig, RedisLease,
+    RedisVersions, Subscriber, SubscriberHandle,
+};
+use sea_orm::{
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, EntityTrait,
+    IntoActiveModel, Schema, Set, TransactionTrait,
+};
+
+#[derive(Parser, Debug)]
+#[command(about = "promiscuous end-to-end replication vs. the raw broker")]
+struct Args {
+    /// Messages in the raw broker run.
+    #[arg(long, default_value_t = 30_000)]
+    raw: usize,
+    /// Raw run: messages published per confirm window.
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    /// Operations in the promiscuous throughput run.
+    #[arg(long, default_value_t = 30_000)]
+    ops: usize,
+    /// Concurrent writers on the publisher.
+    #[arg(long, default_value_t = 4)]
+    writers: usize,
+    /// Connections of each SQLite pool (SQLite has one writer at a time: more connections
+    /// contend for its lock, in SQLite's sleeping busy handler).
+    #[arg(long, default_value_t = 1)]
+    pool: u32,
+    /// Subscriber runners.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Unacknowledged deliveries (raw consumer and subscriber).
+    #[arg(long, default_value_t = 1000)]
+    prefetch: u16,
+    /// Offered rate of the latency run, in ops/s.
+    #[arg(long, default_value_t = 2000)]
+    rate: u32,
+    /// Duration of the latency run.
+    #[arg(long, default_value_t = 5)]
+    latency_secs: u64,
+    /// Skip the raw run (promiscuous only; no ratio).
+    #[arg(long)]
+    no_raw: bool,
+    /// Measure each stage alone (commits, relay, subscriber), one after the other, and exit.
+    #[arg(long)]
+    stages: bool,
+    /// Measure the publisher's write path alone (no relay, no subscriber) and exit.
+    #[arg(long)]
+    probe: bool,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+mod user {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    #[promiscuous::publish(name, email, to = "benchpub/user")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub name: String,
+        pub email: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+}
+
+mod member {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "members")]
+    #[promiscuous::subscribe(
+        name,
+        email,
+        from = "benchpub/user",
+        foreign_key = "user_id",
+        callbacks
+    )]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        #[sea_orm(unique)]
+        pub user_id: i32,
+        pub name: String,
+        pub email: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Commit and apply instants of the latency run, by operation number (the `name` written).
+struct Clock {
+    committed: Vec<Mutex<Option<Instant>>>,
+    applied: Vec<Mutex<Option<Instant>>>,
+}
+
+static CLOCK: OnceLock<Clock> = OnceLock::new();
+static APPLIED: AtomicUsize = AtomicUsize::new(0);
+
+fn op_number(name: &str) -> Option<usize> {
+    name.strip_prefix("op ")?.parse().ok()
+}
+
+impl Callbacks for member::Model {
+    async fn after_create(&self, _ctx: &Ctx<'_>) -> Result<(), BoxError> {
+        applied(&self.name);
+        Ok(())
+    }
+    async fn after_update(&self, _ctx: &Ctx<'_>) -> Result<(), BoxError> {
+        applied(&self.name);
+        Ok(())
+    }
+}
+
+fn applied(name: &str) {
+    APPLIED.fetch_add(1, AtomicOrdering::Relaxed);
+    if let (Some(clock), Some(n)) = (CLOCK.get(), op_number(name))
+        && let Some(slot) = clock.applied.get(n)
+    {
+        slot.lock().unwrap().get_or_insert_with(Instant::now);
+    }
+}
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn grouped(n: f64) -> String {
+    let s = format!("{:.0}", n);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// (1) The raw broker: persistent 400-byte messages, confirms, manual acks.
+async fn raw_broker(url: &str, args: &Args) -> Result<f64, BoxError> {
+    let queue = "promiscuous_bench_raw";
+    let publisher = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = publisher.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(queue.into(), durable, FieldTable::default())
+        .await?;
+    channel
+        .queue_purge(queue.into(), QueuePurgeOptions::default())
+        .await?;
+
+    let consumer_connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let consumer_channel = consumer_connection.create_channel().await?;
+    consumer_channel
+        .basic_qos(args.prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = consumer_channel
+        .basic_consume(
+            queue.into(),
+            "bench".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let total = args.raw;
+    let payload = vec![b'x'; 400];
+    let properties = BasicProperties::default().with_delivery_mode(2);
+    let started = Instant::now();
+    let consuming = tokio::spawn(async move {
+        let mut received = 0;
+        while received < total {
+            match consumer.next().await {
+                Some(Ok(delivery)) => {
+                    delivery.ack(BasicAckOptions::default()).await?;
+                    received += 1;
+                }
+                Some(Err(e)) => return Err::<(), BoxError>(e.into()),
+                None => return Err("the consumer stopped".into()),
+            }
+        }
+        Ok(())
+    });
+    let mut sent = 0;
+    while sent < total {
+        let n = args.window.min(total - sent);
+        let mut confirms = Vec::with_capacity(n);
+        for _ in 0..n {
+            confirms.push(
+                channel
+                    .basic_publish(
+                        "".into(),
+                        queue.into(),
+                        BasicPublishOptions::default(),
+                        &payload,
+                        properties.clone(),
+                    )
+                    .await?,
+            );
+        }
+        for confirm in confirms {
+            confirm.await?;
+        }
+        sent += n;
+    }
+    consuming.await??;
+    let elapsed = started.elapsed();
+    channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await?;
+    Ok(total as f64 / elapsed.as_secs_f64())
+}
+
+async fn sqlite(path: &std::path::Path, pool: u32) -> Result<DatabaseConnection, BoxError> {
+    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+    let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
+    options
+        .max_connections(pool)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        });
+    Ok(Database::connect(options).await?)
+}
+
+async fn create<E: EntityTrait>(db: &DatabaseConnection, entity: E) -> Result<(), BoxError> {
+    let schema = Schema::new(db.get_database_backend());
+    let mut table = schema.create_table_from_entity(entity);
+    table.if_not_exists();
+    db.execute(&table).await?;
+    Ok(())
+}
+
+/// Each stage alone on a full input: commits with no relay running, the relay draining the
+/// outbox, the subscriber draining its queue.
+async fn stages(amqp: &str, redis: &str, args: &Args) -> Result<(), BoxError> {
+    let parts = parts(amqp, redis, args, "stages").await?;
+    APPLIED.store(0, AtomicOrdering::Relaxed);
+    let per_writer = args.ops / args.writers;
+    let total = per_writer * args.writers;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..args.writers {
+        let db = parts.pdb.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..per_writer {
+                write(&db, w * per_writer + i, &mut mine).await?;
+            }
+            Ok::<(), BoxError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let commits = total as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let publisher = parts.publisher.start().await?;
+    while publisher.pending().await? > 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let relay = total as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let subscriber = parts.subscriber.start();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while APPLIED.load(AtomicOrdering::Relaxed) < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let apply = total as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "stages ({total} ops, each stage alone): commits {} ops/s ({} writers, no relay); \
+         relay {} msg/s (outbox → RabbitMQ, confirmed, rows removed); subscriber {} msg/s \
+         (queue → SQLite, {} runners, batches of up to 64)",
+        grouped(commits),
+        args.writers,
+        grouped(relay),
+        grouped(apply),
+        args.workers
+    );
+    publisher.shutdown().await?;
+    subscriber.shutdown().await?;
+    Ok(())
+}
+
+/// The parts of a pipeline, not started.
+struct Parts {
+    pdb: DatabaseConnection,
+    publisher: Publisher,
+    subscriber: promiscuous::SubscriberService,
+    _dir: TempDir,
+}
+
+async fn parts(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Parts, BoxError> {
+    let dir = std::env::temp_dir().join(format!("promiscuous-bench-{}-{run}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let pdb = sqlite(&dir.join("publisher.db"), args.pool).await?;
+    let sdb = sqlite(&dir.join("subscriber.db"), args.pool).await?;
+    create(&pdb, user::Entity).await?;
+    create(&sdb, member::Entity).await?;
+    promiscuous::pipeline::schema::setup_publisher(&pdb).await?;
+    promiscuous::guard::install(&pdb).await?;
+    let exchange = format!("promiscuous_bench_{run}");
+    let config = RabbitMqConfig {
+        exchange: exchange.clone(),
+        connection_name: format!("promiscuous bench {run}"),
+        ..RabbitMqConfig::default()
+    };
+    let rabbit = RabbitMq::new(amqp, config);
+    let redis = Redis::new(redis, RedisConfig::default())?;
+    let app = format!("promiscuous_bench_{run}_{}", std::process::id());
+    let subscriber = Subscriber::new(app.clone(), sdb, rabbit.clone())
+        .subscribe::<member::Model>()
+        .workers(args.workers)
+        .prefetch(args.prefetch)
+        .versions(Arc::new(RedisVersions::new(redis.clone(), &app)))
+        .build()
+        .await?;
+    let publisher = Publisher::new(pdb.clone(), rabbit).lease(Arc::new(RedisLease::new(
+        redis,
+        &format!("{app}:outbox"),
+        Duration::from_secs(10),
+    )));
+    Ok(Parts {
+        pdb,
+        publisher,
+        subscriber,
+        _dir: TempDir(dir),
+    })
+}
+
+/// A publisher and a subscriber on fresh SQLite files, RabbitMQ and Redis.
+struct Pipeline {
+    pdb: DatabaseConnection,
+    publisher: PublisherHandle,
+    subscriber: SubscriberHandle,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn pipeline(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Pipeline, BoxError> {
+    let parts = parts(amqp, redis, args, run).await?;
+    let subscriber = parts.subscriber.start();
+    let publisher = parts.publisher.start().await?;
+    Ok(Pipeline {
+        pdb: parts.pdb,
+        publisher,
+        subscriber,
+        _dir: parts._dir,
+    })
+}
+
+/// Operation `n` of a writer owning users: a create every 4th operation, else an update of one
+/// of its users.
+async fn write(
+    db: &DatabaseConnection,
+    n: usize,
+    mine: &mut Vec<user::Model>,
+) -> Result<(), BoxError> {
+    let name = format!("op {n}");
+    let txn = db.begin().await?;
+    if mine.is_empty() || n.is_multiple_of(4) {
+        let created = user::ActiveModel {
+            name: Set(name),
+            email: Set(format!("user{n}@bench.example")),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        mine.push(created);
+    } else {
+        let i = n % mine.len();
+        let mut am = mine[i].clone().into_active_model();
+        am.name = Set(name);
+        let updated = am.update(&txn).await?;
+        txn.commit().await?;
+        mine[i] = updated;
+    }
+    Ok(())
+}
+
+/// Waits until `target` operations were applied (callbacks ran).
+async fn applied_all(p: &Pipeline, target: usize, limit: Duration) -> Result<(), BoxError> {
+    let deadline = Instant::now() + limit;
+    while APPLIED.load(AtomicOrdering::Relaxed) < target {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {} of {target} operations applied after {limit:?}; stats: {:?}",
+                APPLIED.load(AtomicOrdering::Relaxed),
+                p.subscriber.service().stats().borrow().clone()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+/// (2) Throughput: `--ops` writes as fast as `--writers` writers go.
+async fn throughput(amqp: &str, redis: &str, args: &Args) -> Result<f64, BoxError> {
+    let p = pipeline(amqp, redis, args, "throughput").await?;
+    APPLIED.store(0, AtomicOrdering::Relaxed);
+    let started = Instant::now();
+    let per_writer = args.ops / args.writers;
+    let total = per_writer * args.writers;
+    let mut tasks = Vec::new();
+    for w in 0..args.writers {
+        let db = p.pdb.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..per_writer {
+                write(&db, w * per_writer + i, &mut mine).await?;
+            }
+            Ok::<(), BoxError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let committed = started.elapsed();
+    applied_all(&p, total, Duration::from_secs(300)).await?;
+    let elapsed = started.elapsed();
+    let stats = p.subscriber.service().stats().borrow().clone();
+    println!(
+        "promiscuous: {total} ops committed in {:.2}s ({} ops/s), applied in {:.2}s; \
+         {} messages, {} waited, {} recovered, {} dead-lettered",
+        committed.as_secs_f64(),
+        grouped(total as f64 / committed.as_secs_f64()),
+        elapsed.as_secs_f64(),
+        stats.messages,
+        stats.waited,
+        stats.recovered,
+        stats.dead_lettered
+    );
+    p.publisher.shutdown().await?;
+    p.subscriber.shutdown().await?;
+    Ok(total as f64 / elapsed.as_secs_f64())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// (3) Latency at a fixed offered rate.
+async fn latency(amqp: &str, redis: &str, args: &Args) -> Result<(), BoxError> {
+    let total = args.rate as usize * args.latency_secs as usize;
+    // Numbered after the throughput run's operations: their callbacks find no slot.
+    let base = args.ops + 1;
+    let clock = CLOCK.get_or_init(|| Clock {
+        committed: (0..base + total).map(|_| Mutex::new(None)).collect(),
+        applied: (0..base + total).map(|_| Mutex::new(None)).collect(),
+    });
+    let p = pipeline(amqp, redis, args, "latency").await?;
+    APPLIED.store(0, AtomicOrdering::Relaxed);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
+    let started = tokio::time::Instant::now();
+    // Writers take operations in turn; each write is timed from its scheduled start.
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..args.writers {
+        let (db, next) = (p.pdb.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                if i >= total {
+                    return Ok::<(), BoxError>(());
+                }
+                tokio::time::sleep_until(started + interval * i as u32).await;
+                write(&db, base + i, &mut mine).await?;
+                *clock.committed[base + i].lock().unwrap() = Some(Instant::now());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let offered = started.elapsed();
+    applied_all(&p, total, Duration::from_secs(120)).await?;
+    let mut latencies: Vec<Duration> = (base..base + total)
+        .filter_map(|n| {
+            let committed = (*clock.committed[n].lock().unwrap())?;
+            let applied = (*clock.applied[n].lock().unwrap())?;
+            Some(applied.saturating_duration_since(committed))
+        })
+        .collect();
+    latencies.sort();
+    if latencies.is_empty() {
+        return Err("no latency measured".into());
+    }
+    println!(
+        "latency at {} ops/s offered ({total} ops in {:.2}s): commit-to-applied p50 {:.1} ms, \
+         p99 {:.1} ms, max {:.1} ms ({} measured)",
+        grouped(f64::from(args.rate)),
+        offered.as_secs_f64(),
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies[latencies.len() - 1].as_secs_f64() * 1e3,
+        latencies.len()
+    );
+    p.publisher.shutdown().await?;
+    p.subscriber.shutdown().await?;
+    Ok(())
+}
+
+/// The publisher's write path alone: a plain SeaORM insert per transaction on an unpublished
+/// table, then published creates and updates (hooks, outbox), with no relay running.
+async fn probe(args: &Args) -> Result<(), BoxError> {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("promiscuous-probe-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0)?;
+    let db = sqlite(&dir.0.join("probe.db"), args.pool).await?;
+    create(&db, user::Entity).await?;
+    create(&db, member::Entity).await?;
+    promiscuous::pipeline::schema::setup_publisher(&db).await?;
+    promiscuous::guard::install(&db).await?;
+    let n = args.ops.min(5000);
+    let started = Instant::now();
+    for i in 0..n {
+        let txn = db.begin().await?;
+        member::ActiveModel {
+            user_id: Set(i as i32),
+            name: Set(format!("m{i}")),
+            email: Set("e".into()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+    }
+    let plain = started.elapsed() / n as u32;
+    let started = Instant::now();
+    let mut mine = Vec::new();
+    for i in 0..n {
+        write(&db, i, &mut mine).await?;
+    }
+    let published = started.elapsed() / n as u32;
+    let started = Instant::now();
+    for _ in 0..n {
+        db.execute_unprepared("SELECT 1").await?;
+    }
+    let statement = started.elapsed() / n as u32;
+    println!(
+        "probe: one statement {:?}; plain insert transaction {:?}; published write {:?}          ({} writes/s)",
+        statement,
+        plain,
+        published,
+        grouped(1.0 / published.as_secs_f64())
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let amqp = env(
+        "PROMISCUOUS_AMQP_URL",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+    );
+    let redis = env("PROMISCUOUS_REDIS_URL", "redis://127.0.0.1:6379/");
+    println!(
+        "replication bench: {} raw messages, {} ops ({} writers, {} workers, prefetch {}), \
+         latency at {} ops/s for {}s",
+        args.raw, args.ops, args.writers, args.workers, args.prefetch, args.rate, args.latency_secs
+    );
+    if args.probe {
+        return probe(&args).await;
+    }
+    if args.stages {
+        return stages(&amqp, &redis, &args).await;
+    }
+    let raw = if args.no_raw {
+        None
+    } else {
+        let raw = raw_broker(&amqp, &args).await?;
+        println!(
+            "raw broker: {} persistent confirmed 400-byte msg/s end to end",
+            grouped(raw)
+        );
+        Some(raw)
+    };
+    let ops = throughput(&amqp, &redis, &args).await?;
+    println!("promiscuous: {} ops/s end to end", grouped(ops));
+    latency(&amqp, &redis, &args).await?;
+    if let Some(raw) = raw {
+        println!(
+            "ratio {:.2} (promiscuous {} ops/s / raw {} msg/s)",
+            ops / raw,
+            grouped(ops),
+            grouped(raw)
+        );
+    }
+    Ok(())
+}
