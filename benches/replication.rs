@@ -58,10 +58,14 @@ struct Args {
     /// Concurrent writers on the publisher.
     #[arg(long, default_value_t = 4)]
     writers: usize,
-    /// Connections of each SQLite pool (SQLite has one writer at a time: more connections
-    /// contend for its lock, in SQLite's sleeping busy handler).
+    /// Connections of each SQLite pool. SQLite has one writer at a time: with more
+    /// connections, writers wait for its lock in SQLite's busy handler, which sleeps (1, 2, 5 …
+    /// ms) and makes the latency tail; with one, they queue in the pool (docs/PERFORMANCE.md).
     #[arg(long, default_value_t = 1)]
     pool: u32,
+    /// Most messages a subscriber runner applies in one transaction.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
     /// Subscriber runners.
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -321,21 +325,38 @@ async fn stages(amqp: &str, redis: &str, args: &Args) -> Result<(), BoxError> {
     println!(
         "stages ({total} ops, each stage alone): commits {} ops/s ({} writers, no relay); \
          relay {} msg/s (outbox → RabbitMQ, confirmed, rows removed); subscriber {} msg/s \
-         (queue → SQLite, {} runners, batches of up to 64)",
+         (queue → SQLite, {} runners, batches of up to {})",
         grouped(commits),
         args.writers,
         grouped(relay),
         grouped(apply),
-        args.workers
+        args.workers,
+        args.batch
     );
     publisher.shutdown().await?;
     subscriber.shutdown().await?;
+    parts.broker.delete().await?;
     Ok(())
+}
+
+/// The run's queue and exchange, deleted at the end of the run.
+struct Broker {
+    rabbit: RabbitMq,
+    queue: String,
+}
+
+impl Broker {
+    async fn delete(&self) -> Result<(), BoxError> {
+        self.rabbit.delete_queue(&self.queue).await?;
+        self.rabbit.delete_exchange().await?;
+        Ok(())
+    }
 }
 
 /// The parts of a pipeline, not started.
 struct Parts {
     pdb: DatabaseConnection,
+    broker: Broker,
     publisher: Publisher,
     subscriber: promiscuous::SubscriberService,
     _dir: TempDir,
@@ -351,7 +372,8 @@ async fn parts(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Parts,
     create(&sdb, member::Entity).await?;
     promiscuous::pipeline::schema::setup_publisher(&pdb).await?;
     promiscuous::guard::install(&pdb).await?;
-    let exchange = format!("promiscuous_bench_{run}");
+    // Named for this run: a queue left by an earlier run must not receive this run's messages.
+    let exchange = format!("promiscuous_bench_{run}_{}", std::process::id());
     let config = RabbitMqConfig {
         exchange: exchange.clone(),
         connection_name: format!("promiscuous bench {run}"),
@@ -360,9 +382,11 @@ async fn parts(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Parts,
     let rabbit = RabbitMq::new(amqp, config);
     let redis = Redis::new(redis, RedisConfig::default())?;
     let app = format!("promiscuous_bench_{run}_{}", std::process::id());
+    let rabbit_for_cleanup = rabbit.clone();
     let subscriber = Subscriber::new(app.clone(), sdb, rabbit.clone())
         .subscribe::<member::Model>()
         .workers(args.workers)
+        .batch(args.batch)
         .prefetch(args.prefetch)
         .versions(Arc::new(RedisVersions::new(redis.clone(), &app)))
         .build()
@@ -374,6 +398,10 @@ async fn parts(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Parts,
     )));
     Ok(Parts {
         pdb,
+        broker: Broker {
+            rabbit: rabbit_for_cleanup,
+            queue: app,
+        },
         publisher,
         subscriber,
         _dir: TempDir(dir),
@@ -383,6 +411,7 @@ async fn parts(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Parts,
 /// A publisher and a subscriber on fresh SQLite files, RabbitMQ and Redis.
 struct Pipeline {
     pdb: DatabaseConnection,
+    broker: Broker,
     publisher: PublisherHandle,
     subscriber: SubscriberHandle,
     _dir: TempDir,
@@ -402,6 +431,7 @@ async fn pipeline(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Pip
     let publisher = parts.publisher.start().await?;
     Ok(Pipeline {
         pdb: parts.pdb,
+        broker: parts.broker,
         publisher,
         subscriber,
         _dir: parts._dir,
@@ -493,6 +523,7 @@ async fn throughput(amqp: &str, redis: &str, args: &Args) -> Result<f64, BoxErro
     );
     p.publisher.shutdown().await?;
     p.subscriber.shutdown().await?;
+    p.broker.delete().await?;
     Ok(total as f64 / elapsed.as_secs_f64())
 }
 
@@ -560,6 +591,7 @@ async fn latency(amqp: &str, redis: &str, args: &Args) -> Result<(), BoxError> {
     );
     p.publisher.shutdown().await?;
     p.subscriber.shutdown().await?;
+    p.broker.delete().await?;
     Ok(())
 }
 
