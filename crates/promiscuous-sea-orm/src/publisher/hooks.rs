@@ -60,30 +60,33 @@ pub async fn record_save<M: Published, C: ConnectionTrait>(
     insert: bool,
     table: &str,
 ) -> Result<(), DbErr> {
-    let id = publisher_id(model)?;
+    let kind = if insert {
+        OperationKind::Create
+    } else {
+        OperationKind::Update
+    };
     let mut writes = Writes::new(db);
+    record_each(model, db, &mut writes, kind, State::Keep).await?;
+    writes.release(table);
+    writes.send(db).await
+}
+
+/// Records `kind` of `model`, with all its published attributes, on each of its endpoints.
+async fn record_each<M: Published, C: ConnectionTrait>(
+    model: &M,
+    db: &C,
+    writes: &mut Writes,
+    kind: OperationKind,
+    state: State,
+) -> Result<(), DbErr> {
+    let id = publisher_id(model)?;
     for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
         let attributes = model
             .published_attributes(n)
             .map_err(|e| custom(endpoint.endpoint, "serializing published attributes", e))?;
-        let kind = if insert {
-            OperationKind::Create
-        } else {
-            OperationKind::Update
-        };
-        record(
-            db,
-            &mut writes,
-            endpoint,
-            &id,
-            kind,
-            Some(attributes),
-            State::Keep,
-        )
-        .await?;
+        record(db, writes, endpoint, &id, kind, Some(attributes), state).await?;
     }
-    writes.release(table);
-    writes.send(db).await
+    Ok(())
 }
 
 /// Records the destruction of the instance `id` of `M`, on each of its endpoints, and withdraws
@@ -118,23 +121,8 @@ pub async fn record_ephemeral<M: Published, C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     let first = M::ENDPOINTS.first().map_or("ephemeral", |e| e.endpoint);
     require_transaction(db, first)?;
-    let id = publisher_id(model)?;
     let mut writes = Writes::new(db);
-    for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
-        let attributes = model
-            .published_attributes(n)
-            .map_err(|e| custom(endpoint.endpoint, "serializing published attributes", e))?;
-        record(
-            db,
-            &mut writes,
-            endpoint,
-            &id,
-            OperationKind::Create,
-            Some(attributes),
-            State::Forget,
-        )
-        .await?;
-    }
+    record_each(model, db, &mut writes, OperationKind::Create, State::Forget).await?;
     writes.send(db).await
 }
 
@@ -435,23 +423,8 @@ async fn append<C: ConnectionTrait>(
 pub async fn record_sync<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> Result<(), DbErr> {
     let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
     require_transaction(db, first)?;
-    let id = publisher_id(model)?;
     let mut writes = Writes::new(db);
-    for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
-        let attributes = model
-            .published_attributes(n)
-            .map_err(|e| custom(endpoint.endpoint, "serializing published attributes", e))?;
-        record(
-            db,
-            &mut writes,
-            endpoint,
-            &id,
-            OperationKind::Update,
-            Some(attributes),
-            State::Resend,
-        )
-        .await?;
-    }
+    record_each(model, db, &mut writes, OperationKind::Update, State::Resend).await?;
     writes.send(db).await
 }
 
