@@ -4,6 +4,9 @@
 //! The runtime spawns tasks, so the recorder is global (installed once for this test binary);
 //! tests run in parallel, so each one uses its own `app` label and reads only its own metrics.
 
+mod memory_outbox;
+use memory_outbox::MemoryOutbox;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -12,7 +15,7 @@ use async_trait::async_trait;
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use promiscuous_core::message::{Dependencies, Message, Operation, OperationKind};
-use promiscuous_core::publisher::{BoxError, Outbox, OutboxEntry, Relay, RelayConfig};
+use promiscuous_core::publisher::{BoxError, OutboxEntry, Relay, RelayConfig};
 use promiscuous_core::subscriber::{
     Applied, Applier, ApplyError, DeadLetter, Stats, SubscriberConfig, SubscriberRuntime,
 };
@@ -456,31 +459,6 @@ async fn a_message_left_waiting_at_shutdown_leaves_the_gauges() {
 
 // ---------------------------------------------------------------------------------------------
 // The relay.
-
-/// An outbox in memory.
-#[derive(Default)]
-struct MemoryOutbox {
-    rows: Mutex<Vec<OutboxEntry>>,
-}
-
-#[async_trait]
-impl Outbox for MemoryOutbox {
-    async fn fetch(&self, limit: usize) -> Result<Vec<OutboxEntry>, BoxError> {
-        Ok(self
-            .rows
-            .lock()
-            .unwrap()
-            .iter()
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-
-    async fn remove(&self, ids: &[i64]) -> Result<(), BoxError> {
-        self.rows.lock().unwrap().retain(|r| !ids.contains(&r.id));
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn the_relay_counts_published_rows_and_times_batches() {

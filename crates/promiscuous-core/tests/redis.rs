@@ -1,13 +1,14 @@
 //! Against a real Redis (PROMISCUOUS_REDIS_URL, started by scripts/services.sh). In CI a
 //! missing server fails these tests; elsewhere they say they were skipped.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+mod memory_outbox;
+use memory_outbox::MemoryOutbox;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::StreamExt;
-use promiscuous_core::publisher::{BoxError, Lease, Outbox, OutboxEntry, Relay, RelayConfig};
+use promiscuous_core::publisher::{Lease, OutboxEntry, Relay, RelayConfig};
 use promiscuous_core::redis::{Redis, RedisConfig, RedisLease, RedisVersions};
 use promiscuous_core::subscriber::VersionStore;
 use promiscuous_core::transport::{InProcess, QueueSpec, Transport};
@@ -96,30 +97,6 @@ async fn versions_only_go_up_and_wake_up_other_processes() {
     assert!(none.is_err(), "no wake-up for a version that did not go up");
 }
 
-/// An outbox in memory, shared by several relays as a database would be.
-#[derive(Default)]
-struct MemoryOutbox {
-    rows: Mutex<VecDeque<OutboxEntry>>,
-}
-
-#[async_trait]
-impl Outbox for MemoryOutbox {
-    async fn fetch(&self, limit: usize) -> Result<Vec<OutboxEntry>, BoxError> {
-        Ok(self
-            .rows
-            .lock()
-            .unwrap()
-            .iter()
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-    async fn remove(&self, ids: &[i64]) -> Result<(), BoxError> {
-        self.rows.lock().unwrap().retain(|r| !ids.contains(&r.id));
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn several_relays_publish_each_row_once_and_in_order() {
     let Some(redis) = redis("relays") else { return };
@@ -156,7 +133,7 @@ async fn several_relays_publish_each_row_once_and_in_order() {
     }
     const ROWS: i64 = 500;
     for id in 1..=ROWS {
-        outbox.rows.lock().unwrap().push_back(OutboxEntry {
+        outbox.rows.lock().unwrap().push(OutboxEntry {
             id,
             routing_key: "app".into(),
             payload: id.to_string().into_bytes(),
