@@ -158,6 +158,8 @@ struct FakeApplier {
     poison: HashSet<String>,
     /// Message id → transient failures before it goes through.
     flaky: Mutex<HashMap<String, u32>>,
+    /// When set, every apply takes a permit first (none: applies wait).
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 #[async_trait]
@@ -167,6 +169,12 @@ impl Applier for FakeApplier {
     }
 
     async fn apply(&self, message: &Message) -> Result<Applied, ApplyError> {
+        if let Some(gate) = &self.gate {
+            gate.acquire()
+                .await
+                .map_err(|e| ApplyError::Transient(e.to_string()))?
+                .forget();
+        }
         if self.poison.contains(&message.id) {
             return Err(ApplyError::Permanent(format!("{} is poison", message.id)));
         }
@@ -338,6 +346,53 @@ async fn retries_are_counted() {
         1,
         "one sample per message, retries included"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_depth_gauge_follows_the_broker_queue() {
+    let app = "metrics-depth";
+    let labels = [("app", app)];
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let applier = FakeApplier {
+        gate: Some(gate.clone()),
+        ..FakeApplier::default()
+    };
+    let (transport, runtime) = subscriber(app, applier, |c| {
+        c.prefetch = 1;
+        c.workers = 1;
+        c.recheck_interval = Duration::from_millis(20);
+    })
+    .await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let runtime = runtime.clone();
+        async move {
+            runtime
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    // Five messages, one delivered (its apply waits at the gate), four ready on the broker.
+    let messages: Vec<Outgoing> = (1..=5)
+        .map(|id| message(&format!("d{id}"), id, 1, Duration::ZERO))
+        .collect();
+    transport.publish(&messages).await.unwrap();
+    eventually("the gauge shows the four waiting on the broker", || {
+        gauge("promiscuous_queue_depth", &labels) == 4.0
+    })
+    .await;
+    assert_eq!(runtime.stats().borrow().queue_depth, Some(4));
+
+    gate.add_permits(5);
+    eventually("the queue drains and the gauge follows", || {
+        gauge("promiscuous_queue_depth", &labels) == 0.0 && runtime.stats().borrow().messages == 5
+    })
+    .await;
+    assert_eq!(runtime.stats().borrow().queue_depth, Some(0));
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

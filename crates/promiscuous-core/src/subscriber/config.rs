@@ -90,6 +90,9 @@ pub struct Stats {
     pub waiting: usize,
     /// Deliveries received and not yet acknowledged now (waiting, ready or being applied).
     pub in_flight: usize,
+    /// Messages ready in the queue on the broker, as last asked (every `recheck_interval`);
+    /// `None` until known, or when the transport cannot tell.
+    pub queue_depth: Option<u64>,
     /// Commit-to-applied lag of the last message applied or skipped: when it was processed
     /// minus its timestamp (clamped at 0).
     pub last_lag: Option<Duration>,

@@ -12,7 +12,9 @@
 //! - `promiscuous_retries_total` (counter): attempts retried after a transient failure;
 //! - `promiscuous_waiting_messages` (gauge): messages held by the synchronizer for a dependency;
 //! - `promiscuous_in_flight_messages` (gauge): deliveries received and not yet settled (waiting,
-//!   ready, or being applied), all unacknowledged.
+//!   ready, or being applied), all unacknowledged;
+//! - `promiscuous_queue_depth` (gauge): messages ready in the subscriber's queue on the broker,
+//!   not delivered yet (asked every `recheck_interval`, where the transport can tell).
 //!
 //! The keys (name and labels) are built once per runtime; each report looks the metric up in
 //! the recorder installed at that moment (as the `metrics` macros do), so the recorder may be
@@ -28,6 +30,7 @@ const MESSAGES: &str = "promiscuous_messages_total";
 const RETRIES: &str = "promiscuous_retries_total";
 const WAITING: &str = "promiscuous_waiting_messages";
 const IN_FLIGHT: &str = "promiscuous_in_flight_messages";
+const QUEUE_DEPTH: &str = "promiscuous_queue_depth";
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
@@ -66,6 +69,7 @@ pub(super) struct Metrics {
     retries: Key,
     waiting: Key,
     in_flight: Key,
+    queue_depth: Key,
 }
 
 impl Metrics {
@@ -93,6 +97,7 @@ impl Metrics {
             retries: key(RETRIES),
             waiting: key(WAITING),
             in_flight: key(IN_FLIGHT),
+            queue_depth: key(QUEUE_DEPTH),
         }
     }
 
@@ -139,6 +144,17 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Moves the queue-depth gauge by `delta` (the depth is reported as changes, like the
+    /// other gauges, so that several runtimes of one app add up).
+    pub fn queue_depth(&self, delta: f64) {
+        metrics::with_recorder(|r| {
+            r.register_gauge(&self.queue_depth, &METADATA)
+                .increment(delta)
+        });
+    }
+}
+
 /// Commit-to-applied lag of a message stamped `timestamp_ms` (Unix milliseconds), clamped at 0
 /// (clocks of the publisher and the subscriber may disagree).
 pub(super) fn lag_since(timestamp_ms: i64) -> Duration {
@@ -170,6 +186,10 @@ fn describe() {
     metrics::describe_gauge!(
         WAITING,
         "Messages held by the synchronizer until their dependencies are processed"
+    );
+    metrics::describe_gauge!(
+        QUEUE_DEPTH,
+        "Messages ready in the subscriber's queue on the broker, not delivered yet"
     );
     metrics::describe_gauge!(
         IN_FLIGHT,

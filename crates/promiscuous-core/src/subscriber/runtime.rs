@@ -306,6 +306,20 @@ impl Inner {
         }
     }
 
+    /// Asks the transport how many messages wait in the queue; reports it (stats, gauge).
+    pub async fn poll_queue_depth(&self) {
+        if let Ok(Some(depth)) = self.transport.queue_depth(&self.config.app).await {
+            let mut previous = None;
+            self.stats.send_modify(|s| {
+                previous = s.queue_depth.replace(depth);
+            });
+            let delta = depth as f64 - previous.unwrap_or(0) as f64;
+            if delta != 0.0 {
+                self.metrics.queue_depth(delta);
+            }
+        }
+    }
+
     /// Publishes progress to the shared version store, then acks (or requeues). The database
     /// stays the truth, so a failure of the store is reported, not fatal.
     pub async fn settle(&self, job: &Job, processed: Processed) {

@@ -374,6 +374,8 @@ impl Session {
                 last_recheck = now;
                 let keys = self.sync().recheck();
                 self.spawn_lookup(keys);
+                let inner = self.inner.clone();
+                tokio::spawn(async move { inner.poll_queue_depth().await });
             }
         }
     }
