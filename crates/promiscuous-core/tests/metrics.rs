@@ -262,6 +262,26 @@ async fn subscriber(
     (transport, Arc::new(runtime))
 }
 
+/// Runs `runtime` in the background until the returned sender fires; the task returns its
+/// final stats.
+fn in_background(
+    runtime: &Arc<SubscriberRuntime>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<Stats, promiscuous_core::Error>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = runtime.clone();
+    let task = tokio::spawn(async move {
+        runtime
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, task)
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,17 +383,7 @@ async fn the_queue_depth_gauge_follows_the_broker_queue() {
         c.recheck_interval = Duration::from_millis(20);
     })
     .await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let runtime = runtime.clone();
-        async move {
-            runtime
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let (stop, task) = in_background(&runtime);
     // Five messages, one delivered (its apply waits at the gate), four ready on the broker.
     let messages: Vec<Outgoing> = (1..=5)
         .map(|id| message(&format!("d{id}"), id, 1, Duration::ZERO))
@@ -403,17 +413,7 @@ async fn the_waiting_gauge_follows_a_message_held_for_its_dependency() {
         c.dependency_timeout = Duration::from_secs(60);
     })
     .await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let runtime = runtime.clone();
-        async move {
-            runtime
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let (stop, task) = in_background(&runtime);
     let stats = runtime.stats();
 
     // Version 2 arrives first: it waits for version 1.

@@ -256,14 +256,10 @@ impl Session {
         let started = std::time::Instant::now();
         let outcomes = match self.inner.applier.apply_batch(&messages).await {
             Some(Ok(outcomes)) if outcomes.len() == messages.len() => outcomes,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, size = messages.len(), "batch failed, applying one by one");
-                for r in together {
-                    self.run(r, worker).await;
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::debug!(error = %e, size = messages.len(), "batch failed, applying one by one");
                 }
-                return;
-            }
-            _ => {
                 for r in together {
                     self.run(r, worker).await;
                 }

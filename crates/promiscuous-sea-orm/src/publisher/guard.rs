@@ -6,8 +6,8 @@
 //! published table of the database. It lets a row change only while the changing transaction
 //! holds a *permit* for the table: a row of `promiscuous_write_permits` that the hooks insert in
 //! `before_save`/`before_delete` ([`permit`]) and remove in `after_save`/`after_delete`
-//! ([`release`]), in the caller's transaction. Between the two, SeaORM runs only the model's own
-//! statement. A permit is visible to its own transaction only (uncommitted), so another
+//! ([`release_sql`], in the hooks' last round trip), in the caller's transaction. Between the
+//! two, SeaORM runs only the model's own statement. A permit is visible to its own transaction only (uncommitted), so another
 //! transaction writing the same table at the same time gets no permit from it, and no lock is
 //! taken (the table has no key).
 //!
@@ -41,12 +41,13 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// The backends the guard is written for.
+fn guarded(backend: DbBackend) -> bool {
+    matches!(backend, DbBackend::Sqlite | DbBackend::Postgres)
+}
+
 fn supported(db: &impl ConnectionTrait) -> bool {
-    !db.is_mock_connection()
-        && matches!(
-            db.get_database_backend(),
-            DbBackend::Sqlite | DbBackend::Postgres
-        )
+    !db.is_mock_connection() && guarded(db.get_database_backend())
 }
 
 /// Lets the current transaction change rows of `table` (called by the hooks before the write).
@@ -64,25 +65,10 @@ pub async fn permit<C: ConnectionTrait>(db: &C, table: &str) -> Result<(), DbErr
         .map(drop)
 }
 
-/// Withdraws the permits of `table` this transaction holds (called by the hooks after the write).
-pub async fn release<C: ConnectionTrait>(db: &C, table: &str) -> Result<(), DbErr> {
-    if !supported(db) {
-        return Ok(());
-    }
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => format!("DELETE FROM {PERMITS} WHERE tbl = $1"),
-        _ => format!("DELETE FROM {PERMITS} WHERE tbl = ?"),
-    };
-    db.execute_raw(Statement::from_sql_and_values(backend, sql, [table.into()]))
-        .await
-        .map(drop)
-}
-
-/// The statement of [`release`], for a batch (`None` where there is no guard).
+/// The statement that withdraws the permits of `table` the transaction holds, sent by the hooks
+/// with their other last writes (`None` where there is no guard).
 pub fn release_sql(backend: DbBackend, table: &str) -> Option<String> {
-    matches!(backend, DbBackend::Sqlite | DbBackend::Postgres)
-        .then(|| format!("DELETE FROM {PERMITS} WHERE tbl = {}", literal(table)))
+    guarded(backend).then(|| format!("DELETE FROM {PERMITS} WHERE tbl = {}", literal(table)))
 }
 
 /// Creates the permits table (idempotent).

@@ -297,12 +297,21 @@ impl<O> ObserverHandler<O> {
     }
 }
 
-fn callback_error(op: &Operation, which: &str, follower: &str, e: BoxError) -> ApplyError {
+/// A callback failed: `follower` is what runs it ("the model following", "the observer of"),
+/// for the subscription `subscription` of its type.
+fn callback_error(
+    op: &Operation,
+    which: &str,
+    follower: &str,
+    subscription: Option<&Subscription>,
+    e: BoxError,
+) -> ApplyError {
     ApplyError::Transient(format!(
-        "{} {} v{}: callback {which} of {follower} failed: {e}",
+        "{} {} v{}: callback {which} of {follower} {} failed: {e}",
         op.operation,
         op.key(),
         op.version,
+        subscription.map_or("?", |s| s.from),
     ))
 }
 
@@ -325,11 +334,13 @@ impl<M: Subscribed> Handler for ModelHandler<M> {
             operation: op,
         };
         let failed = |which: &str, e: BoxError| {
-            let follower = format!(
-                "the model following {}",
-                M::SUBSCRIPTIONS.get(sub).map_or("?", |s| s.from)
-            );
-            callback_error(op, which, &follower, e)
+            callback_error(
+                op,
+                which,
+                "the model following",
+                M::SUBSCRIPTIONS.get(sub),
+                e,
+            )
         };
         let existing = M::find_by_publisher_id(sub, &op.id)
             .map_err(|e| attribute_error(op, e))?
@@ -400,11 +411,7 @@ impl<O: Observed> Handler for ObserverHandler<O> {
             operation: op,
         };
         let failed = |which: &str, e: BoxError| {
-            let follower = format!(
-                "the observer of {}",
-                O::SUBSCRIPTIONS.get(sub).map_or("?", |s| s.from)
-            );
-            callback_error(op, which, &follower, e)
+            callback_error(op, which, "the observer of", O::SUBSCRIPTIONS.get(sub), e)
         };
         match op.operation {
             OperationKind::Create | OperationKind::Update => {
