@@ -11,14 +11,21 @@
 //!    windows of `--window`) to a durable queue, while a consumer (prefetch `--prefetch`)
 //!    acknowledges each one; msg/s from the first publish to the last ack.
 //! 2. promiscuous: `--ops` SeaORM writes (creates and updates of users, `--writers` concurrent
-//!    writers, each write its own transaction) on a SQLite publisher → outbox → relay →
-//!    RabbitMQ → causal subscriber (`--workers` runners, Redis shared versions and wake-ups) →
-//!    SQLite; ops/s from the first commit to the last applied operation.
+//!    writers, `--ops-per-tx` writes per transaction, 1 by default) on a SQLite publisher →
+//!    outbox → relay → RabbitMQ → causal subscriber (`--workers` runners, Redis shared versions
+//!    and wake-ups) → SQLite; ops/s from the first commit to the last applied operation.
 //! 3. latency: writes offered at `--rate` ops/s for `--latency-secs`; commit-to-applied
 //!    (commit returned → the subscriber's callback ran) p50/p99/max.
+//! 4. promiscuous again, with 10 writes per transaction whatever `--ops-per-tx` says.
 //!
-//! The last line is the ratio of (2) to (1). Both SQLite databases are files in WAL mode with
-//! `synchronous=NORMAL`, in a temporary directory.
+//! The last two lines are the ratios of (2) to (1) (`ratio`) and of (4) to (1) (`ratio-tx10`).
+//! Both SQLite databases are files in WAL mode with `synchronous=NORMAL`, in a temporary
+//! directory.
+//!
+//! `--probe` measures the publisher's write path alone (no relay, no broker): a bare SeaORM
+//! insert of an unpublished model against a published one, at 1 and at 10 writes per
+//! transaction, in alternating rounds on one SQLite file; its last lines are `write-overhead-1`
+//! and `write-overhead` (published ÷ bare time per transaction, at 1 and at 10 writes).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -58,6 +65,10 @@ struct Args {
     /// Concurrent writers on the publisher.
     #[arg(long, default_value_t = 4)]
     writers: usize,
+    /// Writes per writer transaction in the throughput run (creates and updates; no user is
+    /// written twice in one transaction). The full run also measures 10 whatever this says.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    ops_per_tx: u32,
     /// Connections of each SQLite pool. SQLite has one writer at a time: with more
     /// connections, writers wait for its lock in SQLite's busy handler, which sleeps (1, 2, 5 …
     /// ms) and makes the latency tail; with one, they queue in the pool (docs/PERFORMANCE.md).
@@ -84,9 +95,14 @@ struct Args {
     /// Measure each stage alone (commits, relay, subscriber), one after the other, and exit.
     #[arg(long)]
     stages: bool,
-    /// Measure the publisher's write path alone (no relay, no subscriber) and exit.
+    /// Measure the publisher's write path alone (no relay, no subscriber) and exit: bare vs.
+    /// published inserts at 1 and 10 writes per transaction (`--ops` writes per case, at most
+    /// 5,000, split over `--probe-rounds` alternating rounds).
     #[arg(long)]
     probe: bool,
+    /// Alternating bare/published rounds of the probe (the median round is reported).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+    probe_rounds: u32,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -438,33 +454,52 @@ async fn pipeline(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Pip
     })
 }
 
-/// Operation `n` of a writer owning users: a create every 4th operation, else an update of one
-/// of its users.
+/// Operation `n` of a writer owning users, in its own transaction: a create every 4th
+/// operation, else an update of one of its users.
 async fn write(
     db: &DatabaseConnection,
     n: usize,
     mine: &mut Vec<user::Model>,
 ) -> Result<(), BoxError> {
-    let name = format!("op {n}");
+    write_tx(db, n, 1, mine).await
+}
+
+/// Operations `first..first + count` of a writer owning users, in one transaction: a create
+/// every 4th operation, else an update of one of the users it had before the transaction,
+/// each of them at most once (a create instead when none is left), so that every operation is
+/// a change of its own instance.
+async fn write_tx(
+    db: &DatabaseConnection,
+    first: usize,
+    count: usize,
+    mine: &mut Vec<user::Model>,
+) -> Result<(), BoxError> {
     let txn = db.begin().await?;
-    if mine.is_empty() || n.is_multiple_of(4) {
-        let created = user::ActiveModel {
-            name: Set(name),
-            email: Set(format!("user{n}@bench.example")),
-            ..Default::default()
+    let existing = mine.len();
+    let mut updates = 0;
+    let mut created = Vec::new();
+    for n in first..first + count {
+        let name = format!("op {n}");
+        if updates >= existing || n.is_multiple_of(4) {
+            created.push(
+                user::ActiveModel {
+                    name: Set(name),
+                    email: Set(format!("user{n}@bench.example")),
+                    ..Default::default()
+                }
+                .insert(&txn)
+                .await?,
+            );
+        } else {
+            let i = (first + updates) % existing;
+            updates += 1;
+            let mut am = mine[i].clone().into_active_model();
+            am.name = Set(name);
+            mine[i] = am.update(&txn).await?;
         }
-        .insert(&txn)
-        .await?;
-        txn.commit().await?;
-        mine.push(created);
-    } else {
-        let i = n % mine.len();
-        let mut am = mine[i].clone().into_active_model();
-        am.name = Set(name);
-        let updated = am.update(&txn).await?;
-        txn.commit().await?;
-        mine[i] = updated;
     }
+    txn.commit().await?;
+    mine.extend(created);
     Ok(())
 }
 
@@ -485,20 +520,29 @@ async fn applied_all(p: &Pipeline, target: usize, limit: Duration) -> Result<(),
     Ok(())
 }
 
-/// (2) Throughput: `--ops` writes as fast as `--writers` writers go.
-async fn throughput(amqp: &str, redis: &str, args: &Args) -> Result<f64, BoxError> {
-    let p = pipeline(amqp, redis, args, "throughput").await?;
+/// (2) Throughput: `--ops` writes as fast as `--writers` writers go, `ops_per_tx` writes per
+/// transaction; operations are numbered from `base` (beyond the latency run's clock, none of
+/// them is timed).
+async fn throughput(
+    amqp: &str,
+    redis: &str,
+    args: &Args,
+    ops_per_tx: usize,
+    run: &str,
+    base: usize,
+) -> Result<f64, BoxError> {
+    let p = pipeline(amqp, redis, args, run).await?;
     APPLIED.store(0, AtomicOrdering::Relaxed);
     let started = Instant::now();
-    let per_writer = args.ops / args.writers;
+    let per_writer = (args.ops / args.writers / ops_per_tx).max(1) * ops_per_tx;
     let total = per_writer * args.writers;
     let mut tasks = Vec::new();
     for w in 0..args.writers {
         let db = p.pdb.clone();
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
-            for i in 0..per_writer {
-                write(&db, w * per_writer + i, &mut mine).await?;
+            for i in (0..per_writer).step_by(ops_per_tx) {
+                write_tx(&db, base + w * per_writer + i, ops_per_tx, &mut mine).await?;
             }
             Ok::<(), BoxError>(())
         }));
@@ -511,8 +555,9 @@ async fn throughput(amqp: &str, redis: &str, args: &Args) -> Result<f64, BoxErro
     let elapsed = started.elapsed();
     let stats = p.subscriber.service().stats().borrow().clone();
     println!(
-        "promiscuous: {total} ops committed in {:.2}s ({} ops/s), applied in {:.2}s; \
-         {} messages, {} waited, {} recovered, {} dead-lettered",
+        "promiscuous: {total} ops ({} transactions of {ops_per_tx}) committed in {:.2}s \
+         ({} ops/s), applied in {:.2}s; {} messages, {} waited, {} recovered, {} dead-lettered",
+        total / ops_per_tx,
         committed.as_secs_f64(),
         grouped(total as f64 / committed.as_secs_f64()),
         elapsed.as_secs_f64(),
@@ -595,8 +640,75 @@ async fn latency(amqp: &str, redis: &str, args: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The publisher's write path alone: a plain SeaORM insert per transaction on an unpublished
-/// table, then published creates and updates (hooks, outbox), with no relay running.
+/// The two sides of the probe.
+#[derive(Clone, Copy)]
+enum Side {
+    /// A plain SeaORM insert of an unpublished model (`member`).
+    Bare,
+    /// An insert of a published model (`user`): hooks, write guard, outbox.
+    Published,
+}
+
+/// `transactions` transactions of `per_tx` inserts on one side; returns the time per
+/// transaction. `next` numbers the rows (members' `user_id` is unique).
+async fn probe_round(
+    db: &DatabaseConnection,
+    side: Side,
+    transactions: usize,
+    per_tx: usize,
+    next: &mut usize,
+) -> Result<Duration, BoxError> {
+    let started = Instant::now();
+    for _ in 0..transactions {
+        let txn = db.begin().await?;
+        for _ in 0..per_tx {
+            let i = *next;
+            *next += 1;
+            match side {
+                Side::Bare => {
+                    member::ActiveModel {
+                        user_id: Set(i as i32),
+                        name: Set(format!("m{i}")),
+                        email: Set(format!("member{i}@bench.example")),
+                        ..Default::default()
+                    }
+                    .insert(&txn)
+                    .await?;
+                }
+                Side::Published => {
+                    user::ActiveModel {
+                        name: Set(format!("u{i}")),
+                        email: Set(format!("user{i}@bench.example")),
+                        ..Default::default()
+                    }
+                    .insert(&txn)
+                    .await?;
+                }
+            }
+        }
+        txn.commit().await?;
+    }
+    Ok(started.elapsed() / transactions as u32)
+}
+
+/// The median (and the range) of one case's rounds, in µs per transaction.
+fn spread(times: &mut [Duration]) -> (f64, f64, f64) {
+    times.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let m = times.len() / 2;
+    let median = if times.len().is_multiple_of(2) {
+        (us(times[m - 1]) + us(times[m])) / 2.0
+    } else {
+        us(times[m])
+    };
+    (median, us(times[0]), us(times[times.len() - 1]))
+}
+
+/// The publisher's write path alone, no relay running: bare SeaORM inserts of an unpublished
+/// table (`member`) against published inserts (`user`, through the hooks), at 1 and at 10
+/// writes per transaction, on one SQLite file. The four cases run in alternating rounds (the
+/// side that goes first changes every round), so that machine noise hits them alike; each
+/// case's median round is reported.
 async fn probe(args: &Args) -> Result<(), BoxError> {
     let dir =
         TempDir(std::env::temp_dir().join(format!("promiscuous-probe-{}", std::process::id())));
@@ -607,39 +719,59 @@ async fn probe(args: &Args) -> Result<(), BoxError> {
     create(&db, member::Entity).await?;
     promiscuous::pipeline::schema::setup_publisher(&db).await?;
     promiscuous::guard::install(&db).await?;
-    let n = args.ops.min(5000);
-    let started = Instant::now();
-    for i in 0..n {
-        let txn = db.begin().await?;
-        member::ActiveModel {
-            user_id: Set(i as i32),
-            name: Set(format!("m{i}")),
-            email: Set("e".into()),
-            ..Default::default()
+    let rounds = args.probe_rounds as usize;
+    // Writes per case and round, a multiple of 10.
+    let writes = (args.ops.min(5000) / rounds / 10).max(1) * 10;
+    const PER_TX: [usize; 2] = [1, 10];
+    let mut next = [0usize; 2];
+    // Warm-up (not measured): statements prepared, pages cached, on both sides.
+    for per_tx in PER_TX {
+        for (k, side) in [Side::Bare, Side::Published].into_iter().enumerate() {
+            probe_round(&db, side, 10, per_tx, &mut next[k]).await?;
         }
-        .insert(&txn)
-        .await?;
-        txn.commit().await?;
     }
-    let plain = started.elapsed() / n as u32;
-    let started = Instant::now();
-    let mut mine = Vec::new();
-    for i in 0..n {
-        write(&db, i, &mut mine).await?;
+    // times[case][side]
+    let mut times: [[Vec<Duration>; 2]; 2] = Default::default();
+    for round in 0..rounds {
+        let order = if round.is_multiple_of(2) {
+            [(0, Side::Bare), (1, Side::Published)]
+        } else {
+            [(1, Side::Published), (0, Side::Bare)]
+        };
+        for (case, per_tx) in PER_TX.into_iter().enumerate() {
+            for (k, side) in order {
+                let t = probe_round(&db, side, writes / per_tx, per_tx, &mut next[k]).await?;
+                times[case][k].push(t);
+            }
+        }
     }
-    let published = started.elapsed() / n as u32;
     let started = Instant::now();
-    for _ in 0..n {
+    for _ in 0..writes {
         db.execute_unprepared("SELECT 1").await?;
     }
-    let statement = started.elapsed() / n as u32;
+    let statement = started.elapsed() / writes as u32;
     println!(
-        "probe: one statement {:?}; plain insert transaction {:?}; published write {:?}          ({} writes/s)",
-        statement,
-        plain,
-        published,
-        grouped(1.0 / published.as_secs_f64())
+        "probe: SQLite file (WAL, synchronous=NORMAL, pool {}), no relay; {rounds} alternating \
+         rounds of {writes} writes per case, median round (min – max); one statement {:.0} µs",
+        args.pool,
+        statement.as_secs_f64() * 1e6
     );
+    let mut overhead = [0.0; 2];
+    for (case, per_tx) in PER_TX.into_iter().enumerate() {
+        let [bare, published] = &mut times[case];
+        let (bare, bare_min, bare_max) = spread(bare);
+        let (published, published_min, published_max) = spread(published);
+        overhead[case] = published / bare;
+        println!(
+            "probe {per_tx:>2} write(s)/tx: bare {bare:.0} µs/tx ({bare_min:.0} – {bare_max:.0}, \
+             {} writes/s); published {published:.0} µs/tx ({published_min:.0} – \
+             {published_max:.0}, {} writes/s)",
+            grouped(per_tx as f64 * 1e6 / bare),
+            grouped(per_tx as f64 * 1e6 / published)
+        );
+    }
+    println!("write-overhead-1 {:.2}", overhead[0]);
+    println!("write-overhead {:.2}", overhead[1]);
     Ok(())
 }
 
@@ -652,9 +784,16 @@ async fn main() -> Result<(), BoxError> {
     );
     let redis = env("PROMISCUOUS_REDIS_URL", "redis://127.0.0.1:6379/");
     println!(
-        "replication bench: {} raw messages, {} ops ({} writers, {} workers, prefetch {}), \
-         latency at {} ops/s for {}s",
-        args.raw, args.ops, args.writers, args.workers, args.prefetch, args.rate, args.latency_secs
+        "replication bench: {} raw messages, {} ops ({} writers, {} write(s)/tx, {} workers, \
+         prefetch {}), latency at {} ops/s for {}s",
+        args.raw,
+        args.ops,
+        args.writers,
+        args.ops_per_tx,
+        args.workers,
+        args.prefetch,
+        args.rate,
+        args.latency_secs
     );
     if args.probe {
         return probe(&args).await;
@@ -672,14 +811,31 @@ async fn main() -> Result<(), BoxError> {
         );
         Some(raw)
     };
-    let ops = throughput(&amqp, &redis, &args).await?;
-    println!("promiscuous: {} ops/s end to end", grouped(ops));
+    let ops_per_tx = args.ops_per_tx as usize;
+    let ops = throughput(&amqp, &redis, &args, ops_per_tx, "throughput", 0).await?;
+    println!(
+        "promiscuous: {} ops/s end to end ({ops_per_tx} write(s)/tx)",
+        grouped(ops)
+    );
     latency(&amqp, &redis, &args).await?;
+    // Numbered after the latency run's operations: no slot of its clock.
+    let base = args.ops + 1 + args.rate as usize * args.latency_secs as usize;
+    let ops10 = throughput(&amqp, &redis, &args, 10, "throughput-tx10", base).await?;
+    println!(
+        "promiscuous: {} ops/s end to end (10 writes/tx)",
+        grouped(ops10)
+    );
     if let Some(raw) = raw {
         println!(
-            "ratio {:.2} (promiscuous {} ops/s / raw {} msg/s)",
+            "ratio {:.2} (promiscuous {} ops/s at {ops_per_tx} write(s)/tx / raw {} msg/s)",
             ops / raw,
             grouped(ops),
+            grouped(raw)
+        );
+        println!(
+            "ratio-tx10 {:.2} (promiscuous {} ops/s at 10 writes/tx / raw {} msg/s)",
+            ops10 / raw,
+            grouped(ops10),
             grouped(raw)
         );
     }

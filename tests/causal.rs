@@ -731,12 +731,10 @@ async fn a_context_never_depends_on_a_rolled_back_write() {
         txn.commit().await.unwrap();
     })
     .await;
-    let rows = promiscuous::pipeline::tables::outbox::Entity::find()
-        .order_by_asc(promiscuous::pipeline::tables::outbox::Column::Id)
-        .all(&pdb)
+    let rows = promiscuous::pipeline::outbox_messages(&pdb, None)
         .await
         .unwrap();
-    let photo = promiscuous::Message::decode(rows.last().unwrap().payload.as_bytes()).unwrap();
+    let photo = rows.last().unwrap().message.clone();
     assert_eq!(
         photo.dependencies.read,
         vec![promiscuous::Dependency {
@@ -749,14 +747,10 @@ async fn a_context_never_depends_on_a_rolled_back_write() {
 
 /// The read dependencies of the newest outbox message.
 async fn last_reads(pdb: &DatabaseConnection) -> Vec<(String, u64)> {
-    use promiscuous::pipeline::tables::outbox;
-    let row = outbox::Entity::find()
-        .order_by_desc(outbox::Column::Id)
-        .one(pdb)
+    let rows = promiscuous::pipeline::outbox_messages(pdb, None)
         .await
-        .unwrap()
         .unwrap();
-    let message = promiscuous::Message::decode(row.payload.as_bytes()).unwrap();
+    let message = rows.last().unwrap().message.clone();
     let mut reads: Vec<(String, u64)> = message
         .dependencies
         .read

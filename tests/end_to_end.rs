@@ -132,15 +132,14 @@ async fn publishing_everything_twice_changes_nothing() {
         .unwrap();
     random_writes(&pdb, 42, 80).await;
     // Replay the outbox by hand before the relay publishes it: every message arrives twice.
-    let rows = promiscuous::pipeline::tables::outbox::Entity::find()
-        .all(&pdb)
+    let rows = promiscuous::pipeline::outbox_messages(&pdb, None)
         .await
         .unwrap();
     let copies: Vec<Outgoing> = rows
         .iter()
         .map(|r| Outgoing {
             routing_key: r.routing_key.clone(),
-            payload: r.payload.clone().into_bytes(),
+            payload: r.message.encode(),
         })
         .collect();
     broker.publish(&copies).await.unwrap();

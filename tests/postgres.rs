@@ -6,7 +6,7 @@
 mod common;
 
 use common::{member, user};
-use promiscuous::pipeline::{schema, tables};
+use promiscuous::pipeline::schema;
 use promiscuous::{InProcess, Message, OperationKind, Publisher, Subscriber};
 use promiscuous_test::MockPublisher;
 use sea_orm::{
@@ -93,12 +93,11 @@ async fn publisher_and_subscriber_run_on_postgres() {
     am.name = Set("Master Yoda".into());
     let m = am.update(&txn).await.unwrap();
     txn.commit().await.unwrap();
-    let payloads: Vec<Message> = tables::outbox::Entity::find()
-        .all(&pdb)
+    let payloads: Vec<Message> = promiscuous::pipeline::outbox_messages(&pdb, None)
         .await
         .unwrap()
         .iter()
-        .map(|r| Message::decode(r.payload.as_bytes()).unwrap())
+        .map(|p| Message::decode(&p.message.encode()).unwrap())
         .collect();
     let ops: Vec<(OperationKind, u64)> = payloads
         .iter()

@@ -21,12 +21,11 @@ async fn publisher_db() -> DatabaseConnection {
 }
 
 async fn outbox(db: &DatabaseConnection) -> Vec<Message> {
-    tables::outbox::Entity::find()
-        .all(db)
+    promiscuous::pipeline::outbox_messages(db, None)
         .await
         .unwrap()
         .into_iter()
-        .map(|r| Message::decode(r.payload.as_bytes()).unwrap())
+        .map(|p| Message::decode(&p.message.encode()).unwrap())
         .collect()
 }
 
@@ -148,10 +147,11 @@ async fn destroy_then_recreate_continues_the_instance_version() {
     .unwrap();
     txn.commit().await.unwrap();
 
-    let ops: Vec<(OperationKind, u64)> = outbox(&db)
-        .await
+    let messages = outbox(&db).await;
+    assert_eq!(messages.len(), 3, "one message per transaction");
+    let ops: Vec<(OperationKind, u64)> = messages
         .iter()
-        .map(|m| (m.operations[0].operation, m.operations[0].version))
+        .flat_map(|m| m.operations.iter().map(|op| (op.operation, op.version)))
         .collect();
     assert_eq!(
         ops,

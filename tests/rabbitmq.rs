@@ -92,14 +92,13 @@ async fn a_duplicate_delivery_is_applied_once() {
         write(&pdb, i).await;
     }
     // Every outbox row is sent twice (as after a relay crash between confirm and delete).
-    let copies: Vec<Outgoing> = tables::outbox::Entity::find()
-        .all(&pdb)
+    let copies: Vec<Outgoing> = promiscuous::pipeline::outbox_messages(&pdb, None)
         .await
         .unwrap()
         .into_iter()
         .map(|r| Outgoing {
             routing_key: r.routing_key,
-            payload: r.payload.into_bytes(),
+            payload: r.message.encode(),
         })
         .collect();
     let transport = rabbit(&s, &name);

@@ -196,7 +196,7 @@ pub(crate) async fn run(env: &Env<'_>, args: &PublishArgs, out: &mut Out) -> Res
     })?;
     let after = outbox_rows(db).await?;
     out.line(format!(
-        "relayed {} outbox row(s) to {broker}; {after} still pending",
+        "relayed {} message(s) to {broker}; {after} still pending",
         before.saturating_sub(after)
     ));
     Ok(())

@@ -2,20 +2,27 @@
 
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Schema};
 
-use crate::tables::{applied, dead_letters, outbox, versions};
+use crate::tables::{applied, dead_letters, outbox, outbox_operations, versions};
 
 async fn create<E: EntityTrait, C: ConnectionTrait>(db: &C, entity: E) -> Result<(), DbErr> {
     let schema = Schema::new(db.get_database_backend());
     let mut stmt = schema.create_table_from_entity(entity);
     stmt.if_not_exists();
-    db.execute(&stmt).await.map(drop)
+    db.execute(&stmt).await?;
+    for mut index in schema.create_index_from_entity(entity) {
+        index.if_not_exists();
+        db.execute(&index).await?;
+    }
+    Ok(())
 }
 
-/// Tables a publisher needs: the outbox, the per-instance versions and the write permits of the
+/// Tables a publisher needs: the outbox (message headers and their operations), the per-instance
+/// versions and the write permits of the
 /// [write guard](crate::publisher::guard) (installed on the published tables by
 /// `Publisher::start`, or [`guard::install`](crate::publisher::guard::install)).
 pub async fn setup_publisher<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     create(db, outbox::Entity).await?;
+    create(db, outbox_operations::Entity).await?;
     create(db, versions::Entity).await?;
     crate::publisher::guard::create_permits(db).await
 }

@@ -80,6 +80,31 @@ pub fn record_write(key: &str, version: u64) -> (Vec<Dependency>, Option<Value>)
         .unwrap_or_default()
 }
 
+/// What a write made now depends on: every instance seen in the context (read, or written
+/// before), at the highest version seen, and the current user. Outside a context: nothing.
+/// The instance being written is left out by the caller; [`remember_write`] records it after.
+pub fn dependencies() -> (Vec<Dependency>, Option<Value>) {
+    CONTEXT
+        .try_with(|c| {
+            let state = c.borrow();
+            let reads = state
+                .seen
+                .iter()
+                .map(|(k, v)| Dependency {
+                    key: k.clone(),
+                    version: *v,
+                })
+                .collect();
+            (reads, state.current_user_id.clone())
+        })
+        .unwrap_or_default()
+}
+
+/// Remembers that the context wrote `key` at `version` (no-op outside a context).
+pub fn remember_write(key: &str, version: u64) {
+    let _ = CONTEXT.try_with(|c| remember(&mut c.borrow_mut(), key, version));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,8 @@
 //! How: [`install`] puts a `BEFORE INSERT/UPDATE/DELETE ... FOR EACH ROW` trigger on every
 //! published table of the database. It lets a row change only while the changing transaction
 //! holds a *permit* for the table: a row of `promiscuous_write_permits` that the hooks insert in
-//! `before_save`/`before_delete` ([`permit`]) and remove in `after_save`/`after_delete`
+//! `before_save`/`before_delete` (with the transaction check, see
+//! [`transaction`](super::transaction)) and remove in `after_save`/`after_delete`
 //! ([`release_sql`], in the hooks' last round trip), in the caller's transaction. Between the
 //! two, SeaORM runs only the model's own statement. A permit is visible to its own transaction only (uncommitted), so another
 //! transaction writing the same table at the same time gets no permit from it, and no lock is
@@ -15,6 +16,8 @@
 
 use promiscuous_core::Error;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+
+use super::transaction::literal;
 
 use super::tracked::PublishedEntity;
 
@@ -36,33 +39,13 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// `'text'` with embedded quotes doubled.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// The backends the guard is written for.
-fn guarded(backend: DbBackend) -> bool {
+pub(crate) fn guarded(backend: DbBackend) -> bool {
     matches!(backend, DbBackend::Sqlite | DbBackend::Postgres)
 }
 
 fn supported(db: &impl ConnectionTrait) -> bool {
     !db.is_mock_connection() && guarded(db.get_database_backend())
-}
-
-/// Lets the current transaction change rows of `table` (called by the hooks before the write).
-pub async fn permit<C: ConnectionTrait>(db: &C, table: &str) -> Result<(), DbErr> {
-    if !supported(db) {
-        return Ok(());
-    }
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => format!("INSERT INTO {PERMITS} (tbl) VALUES ($1)"),
-        _ => format!("INSERT INTO {PERMITS} (tbl) VALUES (?)"),
-    };
-    db.execute_raw(Statement::from_sql_and_values(backend, sql, [table.into()]))
-        .await
-        .map(drop)
 }
 
 /// The statement that withdraws the permits of `table` the transaction holds, sent by the hooks

@@ -1,6 +1,19 @@
 //! Called from the `ActiveModelBehavior` that `#[publish]` generates, inside the caller's
-//! transaction: bump the instance's version and append the encoded message to the outbox, so
-//! the change and its message commit (or roll back) together.
+//! transaction: bump the instance's version and append the operation to the transaction's
+//! message in the outbox, so the change and its message commit (or roll back) together.
+//!
+//! All published writes of one transaction to endpoints of one app make one message: its
+//! header (a `promiscuous_outbox` row) is written with the transaction's first write to that app,
+//! and each write adds one row to `promiscuous_outbox_operations`; the relay assembles them.
+//! Writes to several apps in one transaction make one message per app, each atomic for its
+//! subscribers (they follow apps, not transactions). How the hooks recognise the transaction:
+//! [`transaction`](super::transaction).
+//!
+//! Each write costs two round trips besides the model's own statement: one before it (the write
+//! permit, see [`guard`](super::guard)) and, after it, one query (the versions of the instance
+//! and of the context's read dependencies, and this transaction's messages) and one batch of
+//! statements (versions, outbox, permit withdrawn). The transaction's first write adds the
+//! check that it runs inside a transaction.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -11,27 +24,20 @@ use promiscuous_core::{
     Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms,
 };
 use sea_orm::sea_query::{
-    MysqlQueryBuilder, PostgresQueryBuilder, Query, QueryStatementWriter, SqliteQueryBuilder,
+    Expr, MysqlQueryBuilder, PostgresQueryBuilder, Query, QueryStatementWriter, SqliteQueryBuilder,
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement};
 use serde_json::{Map, Value};
 
+use super::transaction::{self, LookupRow, Messages};
 use super::{Endpoint, Published};
-use crate::tables::{outbox, versions};
+use crate::tables::{outbox, outbox_operations, versions};
 
 /// Refuses a write to a published model outside a transaction: the outbox row must commit
 /// atomically with the change, which SeaORM only guarantees when both run on one transaction.
-pub fn require_transaction<C: ConnectionTrait>(db: &C, endpoint: &str) -> Result<(), DbErr> {
-    // SeaORM's hooks are generic over the connection and expose no "in transaction" flag; the
-    // connection's type tells (`DatabaseTransaction`, or a wrapper around one).
-    if std::any::type_name::<C>().contains("DatabaseTransaction") || db.is_mock_connection() {
-        return Ok(());
-    }
-    Err(DbErr::Custom(format!(
-        "promiscuous: a write to published model `{endpoint}` must run inside a transaction \
-         (`let txn = db.begin().await?; ...; txn.commit().await?` or `db.transaction(...)`), so \
-         that its outbox row commits atomically with the change"
-    )))
+/// The database tells (see [`transaction`](super::transaction)); nothing is written.
+pub async fn require_transaction<C: ConnectionTrait>(db: &C, endpoint: &str) -> Result<(), DbErr> {
+    transaction::enter(db, endpoint, None).await
 }
 
 /// What the generated `before_save`/`before_delete` run: refuse a write outside a transaction,
@@ -41,8 +47,8 @@ pub async fn before_write<C: ConnectionTrait>(
     endpoint: &str,
     table: &str,
 ) -> Result<(), DbErr> {
-    require_transaction(db, endpoint)?;
-    super::guard::permit(db, table).await
+    let permit = super::guard::guarded(db.get_database_backend()).then_some(table);
+    transaction::enter(db, endpoint, permit).await
 }
 
 fn custom(endpoint: &str, what: &str, e: impl std::fmt::Display) -> DbErr {
@@ -65,26 +71,26 @@ pub async fn record_save<M: Published, C: ConnectionTrait>(
     } else {
         OperationKind::Update
     };
-    let mut writes = Writes::new(db);
-    record_each(model, db, &mut writes, kind, State::Keep).await?;
+    let id = publisher_id(model)?;
+    let mut writes = Writes::begin::<M, C>(db, &id).await?;
+    record_each(model, &id, &mut writes, kind, State::Keep)?;
     writes.release(table);
     writes.send(db).await
 }
 
 /// Records `kind` of `model`, with all its published attributes, on each of its endpoints.
-async fn record_each<M: Published, C: ConnectionTrait>(
+fn record_each<M: Published>(
     model: &M,
-    db: &C,
+    id: &Value,
     writes: &mut Writes,
     kind: OperationKind,
     state: State,
 ) -> Result<(), DbErr> {
-    let id = publisher_id(model)?;
     for (n, endpoint) in M::ENDPOINTS.iter().enumerate() {
         let attributes = model
             .published_attributes(n)
             .map_err(|e| custom(endpoint.endpoint, "serializing published attributes", e))?;
-        record(db, writes, endpoint, &id, kind, Some(attributes), state).await?;
+        writes.record(endpoint, id, kind, Some(attributes), state)?;
     }
     Ok(())
 }
@@ -96,33 +102,52 @@ pub async fn record_destroy<M: Published, C: ConnectionTrait>(
     db: &C,
     table: &str,
 ) -> Result<(), DbErr> {
-    let mut writes = Writes::new(db);
+    let mut writes = Writes::begin::<M, C>(db, &id).await?;
     for endpoint in M::ENDPOINTS {
-        record(
-            db,
-            &mut writes,
-            endpoint,
-            &id,
-            OperationKind::Destroy,
-            None,
-            State::Forget,
-        )
-        .await?;
+        writes.record(endpoint, &id, OperationKind::Destroy, None, State::Forget)?;
     }
     writes.release(table);
     writes.send(db).await
 }
 
 /// Publishes an ephemeral: a create of `model` on each of its endpoints, at the instance's next
-/// version, written to the outbox in the caller's transaction. Nothing else is stored.
+/// version, in the caller's transaction's message. Nothing else is stored.
 pub async fn record_ephemeral<M: Published, C: ConnectionTrait>(
     model: &M,
     db: &C,
 ) -> Result<(), DbErr> {
     let first = M::ENDPOINTS.first().map_or("ephemeral", |e| e.endpoint);
-    require_transaction(db, first)?;
-    let mut writes = Writes::new(db);
-    record_each(model, db, &mut writes, OperationKind::Create, State::Forget).await?;
+    require_transaction(db, first).await?;
+    let id = publisher_id(model)?;
+    let mut writes = Writes::begin::<M, C>(db, &id).await?;
+    record_each(
+        model,
+        &id,
+        &mut writes,
+        OperationKind::Create,
+        State::Forget,
+    )?;
+    writes.send(db).await
+}
+
+/// Records an update of `model` carrying every attribute published to each of its endpoints,
+/// even when nothing changed since the last published state: the initial sync
+/// (`promiscuous publish <model>`) of rows written before a subscriber (or promiscuous) existed.
+/// Like every write, run it inside a transaction. The update is flagged `sync` (subscribers apply
+/// it without waiting for the previous version, which one deployed later never received) and
+/// carries no `changes`; the next regular update computes its `changes` against what it sent.
+pub async fn record_sync<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> Result<(), DbErr> {
+    let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
+    require_transaction(db, first).await?;
+    let id = publisher_id(model)?;
+    let mut writes = Writes::begin::<M, C>(db, &id).await?;
+    record_each(
+        model,
+        &id,
+        &mut writes,
+        OperationKind::Update,
+        State::Resend,
+    )?;
     writes.send(db).await
 }
 
@@ -133,7 +158,7 @@ fn publisher_id<M: Published>(model: &M) -> Result<Value, DbErr> {
         .map_err(|e| custom(first, "serializing the primary key", e))
 }
 
-/// How [`record`] treats the instance's last published state.
+/// How [`Writes::record`] treats the instance's last published state.
 #[derive(Clone, Copy, PartialEq)]
 enum State {
     /// A model's write: the published attributes are kept to compute the `changes` of the next
@@ -143,58 +168,6 @@ enum State {
     Forget,
     /// An initial sync: always published, flagged `sync`, and kept like a write.
     Resend,
-}
-
-/// Bumps the version of `id` on `endpoint` and appends the operation to the outbox.
-async fn record<C: ConnectionTrait>(
-    db: &C,
-    writes: &mut Writes,
-    endpoint: &Endpoint,
-    id: &Value,
-    kind: OperationKind,
-    attributes: Option<Map<String, Value>>,
-    state: State,
-) -> Result<(), DbErr> {
-    let keep_state = state == State::Keep;
-    let name = endpoint.endpoint;
-    let key = instance_key(name, id);
-    let previous = versions::Entity::find_by_id(key.clone()).one(db).await?;
-    let before: Option<Map<String, Value>> =
-        match previous.as_ref().and_then(|p| p.attributes.as_deref()) {
-            Some(text) if keep_state => Some(
-                serde_json::from_str(text)
-                    .map_err(|e| custom(name, "reading last published attributes", e))?,
-            ),
-            _ => None,
-        };
-    let changes = match (kind, before, &attributes) {
-        (OperationKind::Update, Some(before), Some(after)) => {
-            let changes = diff(&before, after);
-            if changes.is_empty() {
-                return Ok(());
-            }
-            Some(changes)
-        }
-        _ => None,
-    };
-    let stored = match (&attributes, state) {
-        (Some(a), State::Keep | State::Resend) => {
-            Some(serde_json::to_string(a).map_err(|e| custom(name, "encoding", e))?)
-        }
-        _ => None,
-    };
-    let version = writes.bump(previous, key, stored)?;
-    let op = Operation {
-        endpoint: name.to_string(),
-        types: endpoint.types.iter().map(|t| t.to_string()).collect(),
-        id: id.clone(),
-        operation: kind,
-        version,
-        attributes,
-        changes,
-        sync: state == State::Resend,
-    };
-    append(db, writes, op).await
 }
 
 /// The attributes whose value changed, before and after.
@@ -212,41 +185,146 @@ fn diff(before: &Map<String, Value>, after: &Map<String, Value>) -> BTreeMap<Str
         .collect()
 }
 
-/// The statements that end a write (versions, outbox, the write permit), sent to the database
-/// in one round trip: each round trip costs about as much as the statement itself on SQLite.
-/// Values are written into the SQL by sea-query's builder for the connection's backend.
+/// One published write in the making: what it read first (versions, dependencies, this
+/// transaction's messages), then the statements that end it (versions, outbox, the write
+/// permit), sent to the database in one round trip: each round trip costs about as much as the
+/// statement itself on SQLite. Values are written into the SQL by sea-query's builder for the
+/// connection's backend.
 struct Writes {
     backend: DbBackend,
     /// Not a mock connection: the write guard's permit is withdrawn.
     guarded: bool,
+    /// The stored version and last published attributes of the instances written and read.
+    stored: HashMap<String, (u64, Option<String>)>,
+    /// This transaction's messages, by app.
+    messages: Messages,
+    /// Apps whose message this batch starts.
+    starting: Vec<String>,
+    /// The causal context's dependencies and user at this write.
+    reads: Vec<Dependency>,
+    current_user_id: Option<Value>,
     statements: Vec<String>,
-    outbox_rows: usize,
+    /// Instances written by this batch, with their new versions (for the context).
+    written: Vec<(String, u64)>,
 }
 
 impl Writes {
-    fn new<C: ConnectionTrait>(db: &C) -> Self {
-        Self {
-            backend: db.get_database_backend(),
-            guarded: !db.is_mock_connection(),
-            statements: Vec::new(),
-            outbox_rows: 0,
+    /// Reads, in one query, what the write of instance `id` of `M` needs.
+    async fn begin<M: Published, C: ConnectionTrait>(db: &C, id: &Value) -> Result<Self, DbErr> {
+        let backend = db.get_database_backend();
+        let (reads, current_user_id) = context::dependencies();
+        let mut keys: Vec<String> = M::ENDPOINTS
+            .iter()
+            .map(|e| instance_key(e.endpoint, id))
+            .collect();
+        keys.extend(reads.iter().map(|d| d.key.clone()));
+        keys.sort_unstable();
+        keys.dedup();
+        let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
+        let rows = lookup(db, &keys)
+            .await
+            .map_err(|e| custom(first, "reading versions", e))?;
+        let mut stored = HashMap::new();
+        let mut rest = Vec::new();
+        for row in rows {
+            let key: Option<String> = row.try_get("", "key")?;
+            let version: Option<i64> = row.try_get("", "version")?;
+            let attributes: Option<String> = row.try_get("", "attributes")?;
+            match key {
+                Some(key) => {
+                    stored.insert(key, (version.unwrap_or(0) as u64, attributes));
+                }
+                None => rest.push(LookupRow {
+                    version,
+                    attributes,
+                    nonce: row.try_get("", "nonce")?,
+                }),
+            }
         }
+        let messages = transaction::read_lookup(backend, rest)?;
+        Ok(Self {
+            backend,
+            guarded: !db.is_mock_connection(),
+            stored,
+            messages,
+            starting: Vec::new(),
+            reads,
+            current_user_id,
+            statements: Vec::new(),
+            written: Vec::new(),
+        })
     }
 
     fn push(&mut self, statement: &impl QueryStatementWriter) {
-        let sql = match self.backend {
+        let sql = self.sql(statement);
+        self.statements.push(sql);
+    }
+
+    fn sql(&self, statement: &impl QueryStatementWriter) -> String {
+        match self.backend {
             DbBackend::Postgres => statement.to_string(PostgresQueryBuilder),
             DbBackend::MySql => statement.to_string(MysqlQueryBuilder),
             _ => statement.to_string(SqliteQueryBuilder),
+        }
+    }
+
+    /// Bumps the version of `id` on `endpoint` and appends the operation to this transaction's
+    /// message for the endpoint's app.
+    fn record(
+        &mut self,
+        endpoint: &Endpoint,
+        id: &Value,
+        kind: OperationKind,
+        attributes: Option<Map<String, Value>>,
+        state: State,
+    ) -> Result<(), DbErr> {
+        let name = endpoint.endpoint;
+        let key = instance_key(name, id);
+        let previous = self.stored.get(&key).cloned();
+        let before: Option<Map<String, Value>> =
+            match previous.as_ref().and_then(|(_, a)| a.as_deref()) {
+                Some(text) if state == State::Keep => Some(
+                    serde_json::from_str(text)
+                        .map_err(|e| custom(name, "reading last published attributes", e))?,
+                ),
+                _ => None,
+            };
+        let changes = match (kind, before, &attributes) {
+            (OperationKind::Update, Some(before), Some(after)) => {
+                let changes = diff(&before, after);
+                if changes.is_empty() {
+                    return Ok(());
+                }
+                Some(changes)
+            }
+            _ => None,
         };
-        self.statements.push(sql);
+        let stored = match (&attributes, state) {
+            (Some(a), State::Keep | State::Resend) => {
+                Some(serde_json::to_string(a).map_err(|e| custom(name, "encoding", e))?)
+            }
+            _ => None,
+        };
+        let version = self.bump(previous.map(|(v, _)| v), &key, stored.clone())?;
+        self.stored.insert(key.clone(), (version, stored));
+        let op = Operation {
+            endpoint: name.to_string(),
+            types: endpoint.types.iter().map(|t| t.to_string()).collect(),
+            id: id.clone(),
+            operation: kind,
+            version,
+            attributes,
+            changes,
+            sync: state == State::Resend,
+        };
+        self.append(op, key, version)
     }
 
     /// Stores the instance's next version (1 for a new instance) and returns it.
     fn bump(
         &mut self,
-        previous: Option<versions::Model>,
-        key: String,
+        previous: Option<u64>,
+        key: &str,
         attributes: Option<String>,
     ) -> Result<u64, DbErr> {
         let invalid = |e: sea_orm::sea_query::error::Error| DbErr::Custom(e.to_string());
@@ -265,29 +343,90 @@ impl Writes {
                 self.push(&insert);
                 Ok(1)
             }
-            Some(p) => {
-                let version = p.version + 1;
+            Some(v) => {
+                let version = v + 1;
                 let mut update = Query::update();
                 update
                     .table(versions::Entity)
                     .values([
-                        (versions::Column::Version, version.into()),
+                        (versions::Column::Version, (version as i64).into()),
                         (versions::Column::Attributes, attributes.into()),
                     ])
-                    .and_where(versions::Column::Key.eq(p.key));
+                    .and_where(versions::Column::Key.eq(key));
                 self.push(&update);
-                Ok(version as u64)
+                Ok(version)
             }
         }
     }
 
-    /// Appends an encoded message to the outbox.
-    fn outbox(
-        &mut self,
-        routing_key: String,
-        payload: String,
-        created_at_ms: i64,
-    ) -> Result<(), DbErr> {
+    /// Keeps read dependencies to versions that were committed: the context also remembers
+    /// writes whose transaction was rolled back, and a dependency on such a version would make
+    /// subscribers wait for a message that may never exist. Each dependency is lowered to the
+    /// instance's version in this database (dropped if it has none); `key` itself is left out.
+    fn committed_reads(&self, key: &str) -> Vec<Dependency> {
+        self.reads
+            .iter()
+            .filter(|d| d.key != key)
+            .filter_map(|d| {
+                let (have, _) = self.stored.get(&d.key)?;
+                Some(Dependency {
+                    version: d.version.min(*have),
+                    key: d.key.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Appends `op` to this transaction's message for its app, starting the message (its
+    /// header row) if this is the app's first write in the transaction.
+    fn append(&mut self, op: Operation, key: String, version: u64) -> Result<(), DbErr> {
+        let app = app_of(&op.endpoint).to_string();
+        let reads = self.committed_reads(&key);
+        let outbox_id = match self.messages.get(&app) {
+            Some(id) => id.to_string(),
+            None => {
+                if !self.starting.contains(&app) {
+                    self.start_message(&app)?;
+                }
+                transaction::message_id_expr(self.backend, &app, &self.messages)
+            }
+        };
+        let encode = |e: serde_json::Error| custom(&op.endpoint, "encoding", e);
+        let operation = serde_json::to_string(&op).map_err(encode)?;
+        let reads = if reads.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&reads).map_err(encode)?)
+        };
+        let mut insert = Query::insert();
+        insert
+            .into_table(outbox_operations::Entity)
+            .columns([
+                outbox_operations::Column::OutboxId,
+                outbox_operations::Column::Operation,
+                outbox_operations::Column::Reads,
+            ])
+            .values([Expr::cust(outbox_id), operation.into(), reads.into()])
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+        self.push(&insert);
+        self.written.push((key, version));
+        Ok(())
+    }
+
+    /// Writes the header of this transaction's message for `app` (no operations: they are rows
+    /// of `promiscuous_outbox_operations`).
+    fn start_message(&mut self, app: &str) -> Result<(), DbErr> {
+        let header = Message {
+            protocol: PROTOCOL_VERSION,
+            app: app.to_string(),
+            id: uuid::Uuid::new_v4().to_string(),
+            timestamp: now_ms(),
+            host: host().to_string(),
+            current_user_id: self.current_user_id.clone(),
+            dependencies: Dependencies::default(),
+            operations: Vec::new(),
+        };
+        let payload = String::from_utf8(header.encode()).expect("JSON is UTF-8");
         let mut insert = Query::insert();
         insert
             .into_table(outbox::Entity)
@@ -296,10 +435,12 @@ impl Writes {
                 outbox::Column::Payload,
                 outbox::Column::CreatedAtMs,
             ])
-            .values([routing_key.into(), payload.into(), created_at_ms.into()])
+            .values([app.into(), payload.into(), header.timestamp.into()])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
-        self.push(&insert);
-        self.outbox_rows += 1;
+        let insert = self.sql(&insert);
+        let sql = transaction::start_message_sql(self.backend, &insert, app, &self.messages);
+        self.statements.push(sql);
+        self.starting.push(app.to_string());
         Ok(())
     }
 
@@ -313,16 +454,37 @@ impl Writes {
         }
     }
 
-    /// Runs the statements, in order, in one round trip; wakes the relay if a message was added.
+    /// Runs the statements, in order, in one round trip; remembers the writes in the causal
+    /// context and wakes the relay if an operation was added.
     async fn send<C: ConnectionTrait>(self, db: &C) -> Result<(), DbErr> {
         if self.statements.is_empty() {
             return Ok(());
         }
         db.execute_unprepared(&self.statements.join(";\n")).await?;
-        if self.outbox_rows > 0 {
+        for (key, version) in &self.written {
+            context::remember_write(key, *version);
+        }
+        if !self.written.is_empty() {
             wake::outbox_written();
         }
         Ok(())
+    }
+}
+
+/// Runs [`transaction::lookup_sql`]. On SQLite, a connection whose temporary tables were
+/// rolled back with a savepoint gets them again.
+async fn lookup<C: ConnectionTrait>(
+    db: &C,
+    keys: &[String],
+) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+    let backend = db.get_database_backend();
+    let stmt = || Statement::from_string(backend, transaction::lookup_sql(backend, keys));
+    match db.query_all_raw(stmt()).await {
+        Err(e) if backend == DbBackend::Sqlite && e.to_string().contains("no such table") => {
+            db.execute_unprepared(transaction::SQLITE_TABLES).await?;
+            db.query_all_raw(stmt()).await
+        }
+        other => other,
     }
 }
 
@@ -351,81 +513,6 @@ pub async fn track_read<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> 
         }
     }
     Ok(())
-}
-
-/// Keeps read dependencies to versions that were committed: the context also remembers writes
-/// whose transaction was rolled back, and a dependency on such a version would make subscribers
-/// wait for a message that may never exist. Each dependency is lowered to the instance's
-/// version in this database (dropped if it has none), one query for all of them.
-async fn committed<C: ConnectionTrait>(
-    db: &C,
-    reads: Vec<Dependency>,
-) -> Result<Vec<Dependency>, DbErr> {
-    if reads.is_empty() {
-        return Ok(reads);
-    }
-    let mut stored: HashMap<String, u64> = HashMap::new();
-    let keys: Vec<String> = reads.iter().map(|d| d.key.clone()).collect();
-    // Well under SQLite's limit of bound parameters per statement.
-    for chunk in keys.chunks(500) {
-        let rows = versions::Entity::find()
-            .filter(versions::Column::Key.is_in(chunk.iter().cloned()))
-            .all(db)
-            .await?;
-        stored.extend(rows.into_iter().map(|r| (r.key, r.version as u64)));
-    }
-    Ok(reads
-        .into_iter()
-        .filter_map(|d| {
-            let have = *stored.get(&d.key)?;
-            Some(Dependency {
-                version: d.version.min(have),
-                key: d.key,
-            })
-        })
-        .collect())
-}
-
-async fn append<C: ConnectionTrait>(
-    db: &C,
-    writes: &mut Writes,
-    op: Operation,
-) -> Result<(), DbErr> {
-    let app = app_of(&op.endpoint).to_string();
-    let (read, current_user_id) = context::record_write(&op.key(), op.version);
-    let read = committed(db, read).await?;
-    let message = Message {
-        protocol: PROTOCOL_VERSION,
-        app: app.clone(),
-        id: uuid::Uuid::new_v4().to_string(),
-        timestamp: now_ms(),
-        host: host().to_string(),
-        current_user_id,
-        dependencies: Dependencies {
-            read,
-            write: vec![Dependency {
-                key: op.key(),
-                version: op.version,
-            }],
-        },
-        operations: vec![op],
-    };
-    let payload = String::from_utf8(message.encode()).expect("JSON is UTF-8");
-    writes.outbox(app, payload, message.timestamp)
-}
-
-/// Records an update of `model` carrying every attribute published to each of its endpoints,
-/// even when nothing changed since the last published state: the initial sync
-/// (`promiscuous publish <model>`) of rows written before a subscriber (or promiscuous) existed.
-/// Like every write, run it inside a transaction. The update is flagged `sync` (subscribers apply
-/// it without waiting for the previous version, which one deployed later never received) and
-/// carries no `changes`; the next regular update computes its `changes` against what it sent.
-pub async fn record_sync<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> Result<(), DbErr> {
-    let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
-    require_transaction(db, first)?;
-    let mut writes = Writes::new(db);
-    record_each(model, db, &mut writes, OperationKind::Update, State::Resend).await?;
-    writes.send(db).await
 }
 
 #[cfg(test)]

@@ -5,13 +5,14 @@ pub mod guard;
 mod hooks;
 mod outbox;
 pub mod tracked;
+pub mod transaction;
 
 pub use definitions::Definition;
 pub use hooks::record_sync;
 pub use hooks::{
     before_write, record_destroy, record_ephemeral, record_save, require_transaction, track_read,
 };
-pub use outbox::SeaOrmOutbox;
+pub use outbox::{PendingMessage, SeaOrmOutbox, messages as outbox_messages};
 pub use tracked::{PublishedEntity, Tracked, tracked};
 
 use promiscuous_core::message::instance_key;

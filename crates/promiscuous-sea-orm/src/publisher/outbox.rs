@@ -1,8 +1,17 @@
+//! The outbox as the relay sees it: each message assembled from its header row and its
+//! operation rows (see [`hooks`](super::hooks)).
+
+use std::collections::{BTreeMap, HashMap};
+
 use async_trait::async_trait;
 use promiscuous_core::publisher::{BoxError, Outbox, OutboxEntry};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use promiscuous_core::{Dependency, Message, Operation};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
 
-use crate::tables::outbox;
+use crate::tables::{outbox, outbox_operations};
 
 /// The outbox table of a publisher database, read by the relay.
 #[derive(Clone)]
@@ -10,41 +19,154 @@ pub struct SeaOrmOutbox {
     db: DatabaseConnection,
 }
 
+/// One message waiting in the outbox, as the relay publishes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingMessage {
+    /// The header row's id: messages are published in this order.
+    pub id: i64,
+    pub routing_key: String,
+    pub message: Message,
+}
+
+/// Why an outbox row cannot be published.
+fn unreadable(id: i64, what: &str, e: impl std::fmt::Display) -> DbErr {
+    DbErr::Custom(format!("promiscuous: outbox row {id}: {what}: {e}"))
+}
+
 impl SeaOrmOutbox {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
 
-    /// Rows waiting to be published.
-    pub async fn pending(&self) -> Result<u64, sea_orm::DbErr> {
+    /// Messages waiting to be published.
+    pub async fn pending(&self) -> Result<u64, DbErr> {
         use sea_orm::PaginatorTrait;
         outbox::Entity::find().count(&self.db).await
     }
+
+    /// The oldest `limit` messages waiting (all with `None`), assembled as they are published.
+    pub async fn messages(&self, limit: Option<usize>) -> Result<Vec<PendingMessage>, DbErr> {
+        messages(&self.db, limit).await
+    }
+}
+
+/// The oldest `limit` committed messages of `db`'s outbox (all with `None`), each with its
+/// operations in write order and its dependencies: every operation's instance at its version
+/// (`write`), and the union of what the causal context had read before each operation, at the
+/// highest version, leaving out the instances the message writes itself (`read`).
+///
+/// A header written by a protocol-1 publisher that already holds its operations is returned as
+/// it is.
+pub async fn messages<C: ConnectionTrait>(
+    db: &C,
+    limit: Option<usize>,
+) -> Result<Vec<PendingMessage>, DbErr> {
+    let mut query = outbox::Entity::find().order_by_asc(outbox::Column::Id);
+    if let Some(limit) = limit {
+        query = query.limit(limit as u64);
+    }
+    let headers = query.all(db).await?;
+    if headers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = headers.iter().map(|h| h.id).collect();
+    let mut operations: HashMap<i64, Vec<outbox_operations::Model>> = HashMap::new();
+    // Well under SQLite's limit of bound parameters per statement.
+    for chunk in ids.chunks(500) {
+        let rows = outbox_operations::Entity::find()
+            .filter(outbox_operations::Column::OutboxId.is_in(chunk.iter().copied()))
+            .order_by_asc(outbox_operations::Column::Id)
+            .all(db)
+            .await?;
+        for row in rows {
+            operations.entry(row.outbox_id).or_default().push(row);
+        }
+    }
+    headers
+        .into_iter()
+        .map(|header| {
+            let mut message: Message = serde_json::from_str(&header.payload)
+                .map_err(|e| unreadable(header.id, "decoding the header", e))?;
+            let rows = operations.remove(&header.id).unwrap_or_default();
+            if message.operations.is_empty() {
+                assemble(header.id, &mut message, rows)?;
+            }
+            Ok(PendingMessage {
+                id: header.id,
+                routing_key: header.routing_key,
+                message,
+            })
+        })
+        .collect()
+}
+
+/// Fills a header's operations and dependencies from its operation rows.
+fn assemble(
+    id: i64,
+    message: &mut Message,
+    rows: Vec<outbox_operations::Model>,
+) -> Result<(), DbErr> {
+    let mut reads: BTreeMap<String, u64> = BTreeMap::new();
+    for row in rows {
+        let op: Operation = serde_json::from_str(&row.operation)
+            .map_err(|e| unreadable(id, "decoding an operation", e))?;
+        if let Some(text) = &row.reads {
+            let deps: Vec<Dependency> = serde_json::from_str(text)
+                .map_err(|e| unreadable(id, "decoding dependencies", e))?;
+            for d in deps {
+                let v = reads.entry(d.key).or_insert(0);
+                *v = (*v).max(d.version);
+            }
+        }
+        message.dependencies.write.push(Dependency {
+            key: op.key(),
+            version: op.version,
+        });
+        message.operations.push(op);
+    }
+    for written in &message.dependencies.write {
+        reads.remove(&written.key);
+    }
+    message.dependencies.read = reads
+        .into_iter()
+        .map(|(key, version)| Dependency { key, version })
+        .collect();
+    Ok(())
 }
 
 #[async_trait]
 impl Outbox for SeaOrmOutbox {
     async fn fetch(&self, limit: usize) -> Result<Vec<OutboxEntry>, BoxError> {
-        let rows = outbox::Entity::find()
-            .order_by_asc(outbox::Column::Id)
-            .limit(limit as u64)
-            .all(&self.db)
-            .await?;
-        Ok(rows
+        let pending = messages(&self.db, Some(limit)).await?;
+        // A header without operations (the hooks never commit one) publishes nothing.
+        let (empty, pending): (Vec<_>, Vec<_>) = pending
             .into_iter()
-            .map(|r| OutboxEntry {
-                id: r.id,
-                routing_key: r.routing_key,
-                payload: r.payload.into_bytes(),
+            .partition(|p| p.message.operations.is_empty());
+        if !empty.is_empty() {
+            let ids: Vec<i64> = empty.iter().map(|p| p.id).collect();
+            self.remove(&ids).await?;
+        }
+        Ok(pending
+            .into_iter()
+            .map(|p| OutboxEntry {
+                id: p.id,
+                routing_key: p.routing_key,
+                payload: p.message.encode(),
             })
             .collect())
     }
 
     async fn remove(&self, ids: &[i64]) -> Result<(), BoxError> {
+        let txn = self.db.begin().await?;
+        outbox_operations::Entity::delete_many()
+            .filter(outbox_operations::Column::OutboxId.is_in(ids.iter().copied()))
+            .exec(&txn)
+            .await?;
         outbox::Entity::delete_many()
             .filter(outbox::Column::Id.is_in(ids.iter().copied()))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         Ok(())
     }
 }

@@ -3,4 +3,5 @@
 pub mod applied;
 pub mod dead_letters;
 pub mod outbox;
+pub mod outbox_operations;
 pub mod versions;

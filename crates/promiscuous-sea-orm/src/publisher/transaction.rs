@@ -1,0 +1,403 @@
+//! How the hooks know the caller's database transaction: the one message per app that its
+//! published writes build up, and the refusal of a write made outside any transaction.
+//!
+//! SeaORM's hooks receive a connection (`&C: ConnectionTrait`) and nothing says whether it is a
+//! transaction, which one, or when it commits. So the hooks ask the database, with state that
+//! the database itself scopes to the transaction:
+//!
+//! | | "this transaction is known" | "its message for app A" |
+//! |---|---|---|
+//! | PostgreSQL | the setting `promiscuous.transaction` = `open`, set with `set_config(.., is_local => true)`: it lasts until the transaction ends | the setting `promiscuous.outbox`, a JSON object app → outbox row id, also transaction-local |
+//! | SQLite | `PRAGMA defer_foreign_keys` is on: SQLite switches it off at every `COMMIT` and `ROLLBACK` | rows of the connection's temporary table `promiscuous_transaction` (app → outbox row id) stamped with the transaction's nonce |
+//!
+//! The messages are rolled back with a savepoint (a transaction-local setting is restored by
+//! `ROLLBACK TO SAVEPOINT`; a temporary table's rows are rolled back like any other), together
+//! with the outbox rows written inside it, so a rolled-back nested transaction removes exactly
+//! its own operations.
+//!
+//! On SQLite the pragma survives a rolled-back savepoint while the temporary rows do not: if
+//! the first published write of a transaction ran in a savepoint that was rolled back, the rows
+//! of an earlier, committed transaction on the same connection come back. So each transaction
+//! that starts publishing draws a nonce, kept in this process for the connection (a temporary
+//! table holds a random id per connection), and only the rows stamped with the current nonce
+//! are this transaction's messages.
+//!
+//! The first published write of a transaction finds the mark missing and checks that it runs
+//! inside a transaction at all:
+//! - PostgreSQL: it sets the transaction-local mark in one statement and looks for it in the
+//!   next. Outside a transaction block each statement is a transaction of its own, so the mark
+//!   is gone by then and the write is refused, before anything was written.
+//! - SQLite: it sends `BEGIN; ROLLBACK`. Inside a transaction `BEGIN` fails ("cannot start a
+//!   transaction within a transaction"), and the driver stops at the first failing statement, so
+//!   the `ROLLBACK` never runs; outside, both run and change nothing, and the write is refused.
+//!
+//! Side effect on SQLite: foreign keys are checked at `COMMIT`, not at each statement, from the
+//! first published write of a transaction on (a violation still fails the transaction, at its
+//! commit). An application that sets `defer_foreign_keys` itself outside a transaction, just
+//! before a published write, defeats the check: don't.
+//!
+//! MySQL and MariaDB are not supported by the publisher hooks yet.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+
+use super::guard::PERMITS;
+
+/// The temporary table that maps, on SQLite, each app to its message in this transaction.
+const SQLITE_MESSAGES: &str = "promiscuous_transaction";
+
+/// `'text'` with embedded quotes doubled: a string literal for SQLite and PostgreSQL (with
+/// `standard_conforming_strings`, the default since PostgreSQL 9.1).
+pub(crate) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn outside_a_transaction(endpoint: &str) -> DbErr {
+    DbErr::Custom(format!(
+        "promiscuous: a write to published model `{endpoint}` must run inside a transaction \
+         (`let txn = db.begin().await?; ...; txn.commit().await?` or `db.transaction(...)`), so \
+         that its outbox row commits atomically with the change; nothing was written"
+    ))
+}
+
+fn unsupported(endpoint: &str, backend: DbBackend) -> DbErr {
+    DbErr::Custom(format!(
+        "promiscuous: `{endpoint}`: publishing from {backend:?} is not supported (SQLite and \
+         PostgreSQL are)"
+    ))
+}
+
+/// Called before each published write (and before an ephemeral or a sync is recorded): refuses
+/// it outside a transaction, else marks the transaction as publishing and, when `permit` names
+/// a table, lets this transaction change one row of it (see [`guard`](super::guard)).
+/// On a mock connection nothing is checked.
+pub async fn enter<C: ConnectionTrait>(
+    db: &C,
+    endpoint: &str,
+    permit: Option<&str>,
+) -> Result<(), DbErr> {
+    if db.is_mock_connection() {
+        return Ok(());
+    }
+    match db.get_database_backend() {
+        DbBackend::Postgres => enter_postgres(db, endpoint, permit).await,
+        DbBackend::Sqlite => enter_sqlite(db, endpoint, permit).await,
+        other => Err(unsupported(endpoint, other)),
+    }
+}
+
+/// The condition "this transaction is marked" in SQL.
+fn marked(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "current_setting('promiscuous.transaction', true) = 'open'",
+        _ => "(SELECT defer_foreign_keys FROM pragma_defer_foreign_keys) = 1",
+    }
+}
+
+/// Grants the permit if the transaction is marked (one statement); returns whether it is.
+async fn permit_if_marked<C: ConnectionTrait>(db: &C, permit: Option<&str>) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let condition = marked(backend);
+    match permit {
+        Some(table) => {
+            let sql = format!(
+                "INSERT INTO {PERMITS} (tbl) SELECT {} WHERE {condition}",
+                literal(table)
+            );
+            Ok(db.execute_unprepared(&sql).await?.rows_affected() == 1)
+        }
+        None => {
+            let sql = format!("SELECT 1 AS marked WHERE {condition}");
+            Ok(db
+                .query_one_raw(Statement::from_string(backend, sql))
+                .await?
+                .is_some())
+        }
+    }
+}
+
+async fn enter_postgres<C: ConnectionTrait>(
+    db: &C,
+    endpoint: &str,
+    permit: Option<&str>,
+) -> Result<(), DbErr> {
+    if permit_if_marked(db, permit).await? {
+        return Ok(());
+    }
+    db.execute_unprepared("SELECT set_config('promiscuous.transaction', 'open', true)")
+        .await?;
+    if permit_if_marked(db, permit).await? {
+        Ok(())
+    } else {
+        Err(outside_a_transaction(endpoint))
+    }
+}
+
+async fn enter_sqlite<C: ConnectionTrait>(
+    db: &C,
+    endpoint: &str,
+    permit: Option<&str>,
+) -> Result<(), DbErr> {
+    if permit_if_marked(db, permit).await? {
+        return Ok(());
+    }
+    match db.execute_unprepared("BEGIN; ROLLBACK").await {
+        Ok(_) => return Err(outside_a_transaction(endpoint)),
+        Err(e) if e.to_string().contains("within a transaction") => {}
+        Err(e) => return Err(e),
+    }
+    let mut sql = format!(
+        "{SQLITE_TABLES} \
+         DELETE FROM temp.{SQLITE_MESSAGES}; \
+         PRAGMA defer_foreign_keys = ON; \
+         INSERT INTO temp.{SQLITE_CONNECTION} (id) SELECT {} \
+         WHERE NOT EXISTS (SELECT 1 FROM temp.{SQLITE_CONNECTION});",
+        literal(&uuid::Uuid::new_v4().to_string())
+    );
+    if let Some(table) = permit {
+        sql.push_str(&format!(
+            " INSERT INTO {PERMITS} (tbl) VALUES ({});",
+            literal(table)
+        ));
+    }
+    sql.push_str(&format!(" SELECT id FROM temp.{SQLITE_CONNECTION}"));
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
+        .await?
+        .ok_or_else(|| DbErr::Custom("promiscuous: no connection id after setup".into()))?;
+    let connection: String = row.try_get("", "id")?;
+    nonces().insert(connection, next_nonce());
+    Ok(())
+}
+
+/// The temporary table holding, on SQLite, a random id of the connection.
+const SQLITE_CONNECTION: &str = "promiscuous_connection";
+
+/// Creates the SQLite connection's temporary tables if missing.
+pub const SQLITE_TABLES: &str = "CREATE TEMP TABLE IF NOT EXISTS promiscuous_connection \
+     (id TEXT NOT NULL); \
+     CREATE TEMP TABLE IF NOT EXISTS promiscuous_transaction \
+     (app TEXT NOT NULL, outbox_id INTEGER NOT NULL, nonce INTEGER NOT NULL);";
+
+/// The nonce of the transaction each SQLite connection (by its id) publishes in now. Kept in
+/// process memory because it must survive a rolled-back savepoint; one entry per connection
+/// this process opened.
+fn nonces() -> std::sync::MutexGuard<'static, HashMap<String, i64>> {
+    static NONCES: OnceLock<Mutex<HashMap<String, i64>>> = OnceLock::new();
+    NONCES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn next_nonce() -> i64 {
+    static NEXT: AtomicI64 = AtomicI64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The outbox rows of the messages this transaction has started, by app.
+#[derive(Debug, Default)]
+pub struct Messages {
+    started: HashMap<String, i64>,
+    /// SQLite: the nonce to stamp new messages with.
+    nonce: i64,
+    /// SQLite: the connection had no id (its first setup was rolled back with a savepoint): the
+    /// id to give it, with `nonce`, when this write starts a message.
+    connection: Option<String>,
+}
+
+impl Messages {
+    /// The outbox row of this transaction's message for `app`, if it started one.
+    pub fn get(&self, app: &str) -> Option<i64> {
+        self.started.get(app).copied()
+    }
+}
+
+/// A query returning, in columns `key`, `version`, `attributes`, `nonce`: the rows of
+/// `promiscuous_versions` whose key is in `keys`, then (key NULL) what [`read_lookup`] needs to
+/// know the messages this transaction started.
+pub fn lookup_sql(backend: DbBackend, keys: &[String]) -> String {
+    let list = keys
+        .iter()
+        .map(|k| literal(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let messages = match backend {
+        DbBackend::Postgres => "SELECT NULL::text AS key, NULL::bigint AS version, \
+             NULLIF(current_setting('promiscuous.outbox', true), '') AS attributes, \
+             NULL::bigint AS nonce"
+            .to_string(),
+        _ => format!(
+            "SELECT NULL AS key, outbox_id AS version, app AS attributes, nonce \
+             FROM temp.{SQLITE_MESSAGES} UNION ALL \
+             SELECT NULL, NULL, id, NULL FROM temp.{SQLITE_CONNECTION}"
+        ),
+    };
+    if keys.is_empty() {
+        return messages;
+    }
+    let no_nonce = match backend {
+        DbBackend::Postgres => "NULL::bigint",
+        _ => "NULL",
+    };
+    format!(
+        "SELECT key, version, attributes, {no_nonce} AS nonce FROM promiscuous_versions \
+         WHERE key IN ({list}) UNION ALL {messages}"
+    )
+}
+
+/// One row of [`lookup_sql`] with a NULL key.
+pub struct LookupRow {
+    pub version: Option<i64>,
+    pub attributes: Option<String>,
+    pub nonce: Option<i64>,
+}
+
+/// The messages this transaction started, from the rows of [`lookup_sql`] with a NULL key.
+pub fn read_lookup(backend: DbBackend, rows: Vec<LookupRow>) -> Result<Messages, DbErr> {
+    let mut messages = Messages::default();
+    match backend {
+        DbBackend::Postgres => {
+            for row in rows {
+                let Some(text) = row.attributes else {
+                    continue;
+                };
+                let map: HashMap<String, i64> = serde_json::from_str(&text).map_err(|e| {
+                    DbErr::Custom(format!(
+                        "promiscuous: reading this transaction's messages ({text}): {e}"
+                    ))
+                })?;
+                messages.started.extend(map);
+            }
+        }
+        _ => {
+            let connection = rows
+                .iter()
+                .find(|r| r.version.is_none())
+                .and_then(|r| r.attributes.clone());
+            match connection.and_then(|c| nonces().get(&c).copied()) {
+                Some(nonce) => messages.nonce = nonce,
+                None => {
+                    // The setup was rolled back with a savepoint: no row is ours.
+                    messages.nonce = next_nonce();
+                    messages.connection = Some(uuid::Uuid::new_v4().to_string());
+                }
+            }
+            for row in rows {
+                if let (Some(id), Some(app), Some(n)) = (row.version, row.attributes, row.nonce)
+                    && n == messages.nonce
+                {
+                    messages.started.insert(app, id);
+                }
+            }
+        }
+    }
+    Ok(messages)
+}
+
+/// The statement that inserts a message header row into the outbox and remembers it as this
+/// transaction's message for `app`. `insert` is the plain `INSERT` (without a terminator).
+pub fn start_message_sql(
+    backend: DbBackend,
+    insert: &str,
+    app: &str,
+    messages: &Messages,
+) -> String {
+    match backend {
+        DbBackend::Postgres => format!(
+            "WITH m AS ({insert} RETURNING id) SELECT set_config('promiscuous.outbox', \
+             (COALESCE(NULLIF(current_setting('promiscuous.outbox', true), ''), '{{}}')::jsonb \
+             || jsonb_build_object({app}, m.id))::text, true) FROM m",
+            app = literal(app)
+        ),
+        _ => {
+            let mut sql = format!(
+                "{insert}; INSERT INTO temp.{SQLITE_MESSAGES} (app, outbox_id, nonce) VALUES \
+                 ({}, last_insert_rowid(), {})",
+                literal(app),
+                messages.nonce
+            );
+            if let Some(connection) = &messages.connection {
+                sql.push_str(&format!(
+                    "; DELETE FROM temp.{SQLITE_CONNECTION}; \
+                     INSERT INTO temp.{SQLITE_CONNECTION} (id) VALUES ({})",
+                    literal(connection)
+                ));
+                nonces().insert(connection.clone(), messages.nonce);
+            }
+            sql
+        }
+    }
+}
+
+/// An SQL expression for the outbox row id of this transaction's message for `app`, started
+/// earlier in the same batch of statements by [`start_message_sql`].
+pub fn message_id_expr(backend: DbBackend, app: &str, messages: &Messages) -> String {
+    match backend {
+        DbBackend::Postgres => format!(
+            "(current_setting('promiscuous.outbox')::jsonb ->> {})::bigint",
+            literal(app)
+        ),
+        _ => format!(
+            "(SELECT max(outbox_id) FROM temp.{SQLITE_MESSAGES} WHERE app = {} AND nonce = {})",
+            literal(app),
+            messages.nonce
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_double_their_quotes() {
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(
+            literal("'); DROP TABLE users; --"),
+            "'''); DROP TABLE users; --'"
+        );
+    }
+
+    #[test]
+    fn postgres_messages_are_a_json_object() {
+        let row = |attributes: Option<&str>| LookupRow {
+            version: None,
+            attributes: attributes.map(str::to_string),
+            nonce: None,
+        };
+        let m = read_lookup(
+            DbBackend::Postgres,
+            vec![row(Some(r#"{"shop": 4, "billing": 9}"#)), row(None)],
+        )
+        .unwrap();
+        assert_eq!(m.get("shop"), Some(4));
+        assert_eq!(m.get("billing"), Some(9));
+        assert_eq!(m.get("other"), None);
+    }
+
+    #[test]
+    fn sqlite_rows_of_another_nonce_are_not_this_transactions() {
+        nonces().insert("conn-test".into(), 42);
+        let marker = |app: &str, id: i64, nonce: i64| LookupRow {
+            version: Some(id),
+            attributes: Some(app.into()),
+            nonce: Some(nonce),
+        };
+        let connection = LookupRow {
+            version: None,
+            attributes: Some("conn-test".into()),
+            nonce: None,
+        };
+        let m = read_lookup(
+            DbBackend::Sqlite,
+            vec![marker("shop", 3, 41), marker("billing", 7, 42), connection],
+        )
+        .unwrap();
+        assert_eq!(m.get("shop"), None, "a committed transaction's message");
+        assert_eq!(m.get("billing"), Some(7));
+    }
+}
