@@ -658,12 +658,74 @@ async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: usize
     }
 }
 
+/// What each write of a workload depended on before the publisher reduced it (the ground
+/// truth of causal order), and whether the workload asks for a deliberately wrong reduction.
+#[derive(Clone, Default)]
+struct Truth {
+    writes: Arc<std::sync::Mutex<Vec<promiscuous::context::WriteRecord>>>,
+    unsound_reduction: bool,
+}
+
+impl Truth {
+    fn options(&self, user: i64) -> promiscuous::context::TestOptions {
+        let writes = self.writes.clone();
+        promiscuous::context::TestOptions {
+            current_user_id: Some(user.into()),
+            observer: Some(Arc::new(move |w| writes.lock().unwrap().push(w))),
+            unsound_reduction: self.unsound_reduction,
+        }
+    }
+
+    /// `published` with each message's read dependencies replaced by everything its writes
+    /// depended on (checkpoint messages keep theirs).
+    fn of(&self, published: &[promiscuous::Message]) -> Vec<promiscuous::Message> {
+        let writes = self.writes.lock().unwrap();
+        published
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                let mut reads: std::collections::BTreeMap<String, u64> = Default::default();
+                let mut found = false;
+                for w in writes.iter().filter(|w| w.message == m.id) {
+                    found = true;
+                    for d in &w.dependencies {
+                        let v = reads.entry(d.key.clone()).or_insert(0);
+                        *v = (*v).max(d.version);
+                    }
+                }
+                if found {
+                    for op in &m.operations {
+                        reads.remove(&op.key());
+                    }
+                    m.dependencies.read = reads
+                        .into_iter()
+                        .map(|(key, version)| promiscuous::Dependency { key, version })
+                        .collect();
+                }
+                m
+            })
+            .collect()
+    }
+}
+
 /// `tasks` publisher tasks run `transactions` transactions each, concurrently, in causal
 /// contexts of 1 to 4 transactions.
 async fn causal_workload(db: &DatabaseConnection, seed: u64, tasks: usize, transactions: usize) {
+    causal_workload_with(db, seed, tasks, transactions, &Truth::default()).await
+}
+
+/// [`causal_workload`], recording the ground truth in `truth`.
+async fn causal_workload_with(
+    db: &DatabaseConnection,
+    seed: u64,
+    tasks: usize,
+    transactions: usize,
+    truth: &Truth,
+) {
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             let db = db.clone();
+            let truth = truth.clone();
             tokio::spawn(async move {
                 let mut rng = SplitMix64::new(seed.wrapping_mul(31).wrapping_add(t as u64));
                 let mut done = 0;
@@ -671,12 +733,15 @@ async fn causal_workload(db: &DatabaseConnection, seed: u64, tasks: usize, trans
                     let len = (1 + rng.below(4)).min(transactions - done);
                     let start = done;
                     let db = db.clone();
-                    rng = promiscuous::context_as(t as i64, async move {
-                        for i in 0..len {
-                            one_transaction(&db, &mut rng, t * 10_000 + start + i).await;
-                        }
-                        rng
-                    })
+                    rng = promiscuous::context::context_for_tests(
+                        truth.options(t as i64),
+                        async move {
+                            for i in 0..len {
+                                one_transaction(&db, &mut rng, t * 10_000 + start + i).await;
+                            }
+                            rng
+                        },
+                    )
                     .await;
                     done += len;
                 }
@@ -869,6 +934,20 @@ async fn randomized_run(
     Stats,
     bool,
 ) {
+    randomized_run_with(seed, ordering, &Truth::default()).await
+}
+
+/// [`randomized_run`], checking causal order against the ground truth recorded in `truth`
+/// (what each write depended on before the publisher reduced its dependencies).
+async fn randomized_run_with(
+    seed: u64,
+    ordering: Ordering,
+    truth: &Truth,
+) -> (
+    Result<promiscuous_test::history::Report, Vec<Violation>>,
+    Stats,
+    bool,
+) {
     let broker = InProcess::new();
     let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
     let faults = Faults::default();
@@ -886,7 +965,7 @@ async fn randomized_run(
         .start()
         .await
         .unwrap();
-    causal_workload(&pdb, seed, 3, 40).await;
+    causal_workload_with(&pdb, seed, 3, 40, truth).await;
     publisher.shutdown().await.unwrap();
     chaos.flush().await.unwrap();
     let published = recording.published();
@@ -897,8 +976,8 @@ async fn randomized_run(
     };
     let complete = processed(&sdb, &published, within).await;
     let stats = workers.stop().await;
-    let h = history(&sdb, &published).await;
-    if ordering == Ordering::Causal {
+    let h = history(&sdb, &truth.of(&published)).await;
+    if ordering == Ordering::Causal && !truth.unsound_reduction {
         assert!(
             complete,
             "seed {seed}: not everything was processed: {stats:?}"
@@ -929,6 +1008,126 @@ async fn randomized_histories_keep_every_guarantee() {
             assert!(stats.batched > 0, "seed {seed}: no batch formed: {stats:?}");
         }
     }
+}
+
+/// The publisher lists fewer dependencies than its contexts saw (each message depends on the
+/// context's previous one instead); checked against everything they saw, causal order holds.
+/// With a reduction that drops what an earlier message carried without depending on that
+/// message, the checker finds violations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reduced_dependencies_keep_causal_order_and_a_wrong_reduction_is_caught() {
+    let mut caught = Vec::new();
+    for seed in 0..6 {
+        let truth = Truth::default();
+        let (checked, _, _) = randomized_run_with(seed, Ordering::Causal, &truth).await;
+        checked.unwrap_or_else(|v| panic!("seed {seed} (sound reduction):\n{}", describe(&v)));
+        let wrong = Truth {
+            unsound_reduction: true,
+            ..Truth::default()
+        };
+        let (checked, _, _) = randomized_run_with(seed, Ordering::Causal, &wrong).await;
+        if let Err(v) = checked {
+            eprintln!(
+                "seed {seed}: the wrong reduction made {} violations, e.g. {}",
+                v.len(),
+                v[0]
+            );
+            assert!(
+                v.iter().any(|v| matches!(v, Violation::Causal { .. })),
+                "{}",
+                describe(&v)
+            );
+            caught.push(seed);
+        }
+    }
+    assert!(
+        !caught.is_empty(),
+        "a reduction that drops dependencies went unnoticed in seeds 0..6"
+    );
+}
+
+/// A context that reads 10,000 published rows and then writes once: the write's message stays
+/// small (its dependencies travel in checkpoint messages of at most 1,000 each, which it waits
+/// for), and the subscriber still applies every row read before the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_ten_thousand_rows_then_writing_makes_small_messages() {
+    const ROWS: usize = 10_000;
+    let broker = InProcess::new();
+    let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+    let recording = Recording::new(broker.clone());
+    let shared = MemoryVersions::new();
+    let store = move |_| -> Arc<dyn VersionStore> { Arc::new(shared.clone()) };
+    let workers = Setup::new("members", &store)
+        .start(&sdb, broker.clone())
+        .await;
+    let publisher = Publisher::new(pdb.clone(), recording.clone())
+        .start()
+        .await
+        .unwrap();
+    for batch in 0..ROWS / 500 {
+        let txn = pdb.begin().await.unwrap();
+        for i in 0..500 {
+            let n = batch * 500 + i;
+            user::ActiveModel {
+                name: Set(format!("user-{n}")),
+                email: Set(format!("u{n}@example.org")),
+                password: Set("pw".into()),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap();
+        }
+        txn.commit().await.unwrap();
+    }
+    let truth = Truth::default();
+    promiscuous::context::context_for_tests(truth.options(1), async {
+        let txn = promiscuous::tracked(pdb.begin().await.unwrap());
+        let users = user::Entity::find().all(&txn).await.unwrap();
+        assert_eq!(users.len(), ROWS);
+        photo::ActiveModel {
+            user_id: Set(users[ROWS - 1].id),
+            caption: Set("everyone".into()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+    })
+    .await;
+    publisher.shutdown().await.unwrap();
+    let published = recording.published();
+    let size = |m: &promiscuous::Message| m.encode().len();
+    let photo = published
+        .iter()
+        .find(|m| m.operations[0].endpoint == "crowdtap/photo")
+        .unwrap();
+    assert!(size(photo) < 64 * 1024, "{} bytes", size(photo));
+    assert_eq!(photo.dependencies.read.len(), 1, "{:?}", photo.dependencies);
+    let checkpoints: Vec<_> = published
+        .iter()
+        .filter(|m| m.operations[0].endpoint == "crowdtap/promiscuous.checkpoint")
+        .collect();
+    assert_eq!(checkpoints.len(), ROWS / 1000);
+    let mut carried = BTreeSet::new();
+    for c in &checkpoints {
+        assert!(size(c) < 64 * 1024, "{} bytes", size(c));
+        carried.extend(c.dependencies.read.iter().map(|d| d.key.clone()));
+    }
+    assert_eq!(
+        carried.len(),
+        ROWS,
+        "every row read travels in a checkpoint"
+    );
+    assert!(
+        processed(&sdb, &published, Duration::from_secs(60)).await,
+        "everything is applied"
+    );
+    workers.stop().await;
+    let h = history(&sdb, &truth.of(&published)).await;
+    h.check(follows)
+        .unwrap_or_else(|v| panic!("{}", describe(&v)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

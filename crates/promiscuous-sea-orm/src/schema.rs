@@ -24,7 +24,26 @@ pub async fn setup_publisher<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     create(db, outbox::Entity).await?;
     create(db, outbox_operations::Entity).await?;
     create(db, versions::Entity).await?;
+    add_missing_column(db, "promiscuous_versions", "message", "TEXT").await?;
     crate::publisher::guard::create_permits(db).await
+}
+
+/// Adds `column` to a table created by an older promiscuous (idempotent).
+async fn add_missing_column<C: ConnectionTrait>(
+    db: &C,
+    table: &str,
+    column: &str,
+    sql_type: &str,
+) -> Result<(), DbErr> {
+    let probe = format!("SELECT {column} FROM {table} WHERE 1 = 0");
+    if db.execute_unprepared(&probe).await.is_ok() {
+        return Ok(());
+    }
+    db.execute_unprepared(&format!(
+        "ALTER TABLE {table} ADD COLUMN {column} {sql_type}"
+    ))
+    .await
+    .map(drop)
 }
 
 /// Tables a subscriber needs: applied versions and dead letters.

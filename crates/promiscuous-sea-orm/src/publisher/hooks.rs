@@ -185,6 +185,31 @@ fn diff(before: &Map<String, Value>, after: &Map<String, Value>) -> BTreeMap<Str
         .collect()
 }
 
+/// Most dependencies one operation row (and so one message) lists: a larger set is split over
+/// checkpoint messages (see [`Writes::checkpoints`]). 1,000 dependencies take about 45 KB.
+pub const DEPENDENCY_BUDGET: usize = 1000;
+
+/// The endpoint (under the app) of checkpoint operations.
+pub const CHECKPOINT_MODEL: &str = "promiscuous.checkpoint";
+
+/// A row of `promiscuous_versions` as the hooks read it.
+#[derive(Clone)]
+struct Stored {
+    version: u64,
+    attributes: Option<String>,
+    message: Option<String>,
+}
+
+/// A write of this batch, remembered by the causal context once the batch ran.
+struct Written {
+    app: String,
+    key: String,
+    version: u64,
+    message: String,
+    /// Its dependencies before reduction (lowered to committed versions).
+    all: Vec<Dependency>,
+}
+
 /// One published write in the making: what it read first (versions, dependencies, this
 /// transaction's messages), then the statements that end it (versions, outbox, the write
 /// permit), sent to the database in one round trip: each round trip costs about as much as the
@@ -194,30 +219,34 @@ struct Writes {
     backend: DbBackend,
     /// Not a mock connection: the write guard's permit is withdrawn.
     guarded: bool,
-    /// The stored version and last published attributes of the instances written and read.
-    stored: HashMap<String, (u64, Option<String>)>,
+    /// The versions rows of the instances written and of the context's dependencies.
+    stored: HashMap<String, Stored>,
     /// This transaction's messages, by app.
     messages: Messages,
-    /// Apps whose message this batch starts.
-    starting: Vec<String>,
-    /// The causal context's dependencies and user at this write.
-    reads: Vec<Dependency>,
-    current_user_id: Option<Value>,
+    /// Apps whose message this batch starts, with the message's id.
+    starting: HashMap<String, String>,
+    /// The causal context's dependencies, by app written.
+    needs: HashMap<String, context::Needs>,
     statements: Vec<String>,
-    /// Instances written by this batch, with their new versions (for the context).
-    written: Vec<(String, u64)>,
+    written: Vec<Written>,
 }
 
 impl Writes {
     /// Reads, in one query, what the write of instance `id` of `M` needs.
     async fn begin<M: Published, C: ConnectionTrait>(db: &C, id: &Value) -> Result<Self, DbErr> {
         let backend = db.get_database_backend();
-        let (reads, current_user_id) = context::dependencies();
-        let mut keys: Vec<String> = M::ENDPOINTS
-            .iter()
-            .map(|e| instance_key(e.endpoint, id))
-            .collect();
-        keys.extend(reads.iter().map(|d| d.key.clone()));
+        let mut needs = HashMap::new();
+        let mut keys: Vec<String> = Vec::new();
+        for endpoint in M::ENDPOINTS {
+            keys.push(instance_key(endpoint.endpoint, id));
+            let app = app_of(endpoint.endpoint);
+            if !needs.contains_key(app) {
+                let n = context::dependencies(app);
+                keys.extend(n.all.iter().map(|d| d.key.clone()));
+                keys.extend(n.anchor.iter().map(|(a, _)| a.key.clone()));
+                needs.insert(app.to_string(), n);
+            }
+        }
         keys.sort_unstable();
         keys.dedup();
         let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
@@ -230,14 +259,24 @@ impl Writes {
             let key: Option<String> = row.try_get("", "key")?;
             let version: Option<i64> = row.try_get("", "version")?;
             let attributes: Option<String> = row.try_get("", "attributes")?;
+            let message: Option<String> = row.try_get("", "message")?;
             match key {
                 Some(key) => {
-                    stored.insert(key, (version.unwrap_or(0) as u64, attributes));
+                    let version = version.unwrap_or(0) as u64;
+                    stored.insert(
+                        key,
+                        Stored {
+                            version,
+                            attributes,
+                            message,
+                        },
+                    );
                 }
                 None => rest.push(LookupRow {
                     version,
                     attributes,
                     nonce: row.try_get("", "nonce")?,
+                    message,
                 }),
             }
         }
@@ -247,9 +286,8 @@ impl Writes {
             guarded: !db.is_mock_connection(),
             stored,
             messages,
-            starting: Vec::new(),
-            reads,
-            current_user_id,
+            starting: HashMap::new(),
+            needs,
             statements: Vec::new(),
             written: Vec::new(),
         })
@@ -282,7 +320,7 @@ impl Writes {
         let key = instance_key(name, id);
         let previous = self.stored.get(&key).cloned();
         let before: Option<Map<String, Value>> =
-            match previous.as_ref().and_then(|(_, a)| a.as_deref()) {
+            match previous.as_ref().and_then(|p| p.attributes.as_deref()) {
                 Some(text) if state == State::Keep => Some(
                     serde_json::from_str(text)
                         .map_err(|e| custom(name, "reading last published attributes", e))?,
@@ -305,8 +343,20 @@ impl Writes {
             }
             _ => None,
         };
-        let version = self.bump(previous.map(|(v, _)| v), &key, stored.clone())?;
-        self.stored.insert(key.clone(), (version, stored));
+        let app = app_of(name).to_string();
+        // Before this write changes what `stored` says of its instance.
+        let verified = self.anchor_verified(&app);
+        let (outbox_id, message) = self.message_for(&app)?;
+        let version = previous.as_ref().map_or(1, |p| p.version + 1);
+        self.bump(previous.is_some(), &key, version, stored.clone(), &message)?;
+        self.stored.insert(
+            key.clone(),
+            Stored {
+                version,
+                attributes: stored,
+                message: Some(message.clone()),
+            },
+        );
         let op = Operation {
             endpoint: name.to_string(),
             types: endpoint.types.iter().map(|t| t.to_string()).collect(),
@@ -317,112 +367,118 @@ impl Writes {
             changes,
             sync: state == State::Resend,
         };
-        self.append(op, key, version)
+        self.append(op, &app, key, outbox_id, message, verified)
     }
 
-    /// Stores the instance's next version (1 for a new instance) and returns it.
+    /// Whether the causal context's last message to `app` committed (or is the one being
+    /// written): its instance is still at its version, written by that message.
+    fn anchor_verified(&self, app: &str) -> bool {
+        let anchor = self.needs.get(app).and_then(|n| n.anchor.as_ref());
+        anchor.is_some_and(|(anchor, _)| {
+            self.stored.get(&anchor.key).is_some_and(|s| {
+                s.version == anchor.version && s.message.as_deref() == Some(&anchor.message)
+            })
+        })
+    }
+
+    /// Stores the instance's `version` (an insert for a new instance), published in `message`.
     fn bump(
         &mut self,
-        previous: Option<u64>,
+        existing: bool,
         key: &str,
+        version: u64,
         attributes: Option<String>,
-    ) -> Result<u64, DbErr> {
+        message: &str,
+    ) -> Result<(), DbErr> {
         let invalid = |e: sea_orm::sea_query::error::Error| DbErr::Custom(e.to_string());
-        match previous {
-            None => {
-                let mut insert = Query::insert();
-                insert
-                    .into_table(versions::Entity)
-                    .columns([
-                        versions::Column::Key,
-                        versions::Column::Version,
-                        versions::Column::Attributes,
-                    ])
-                    .values([key.into(), 1i64.into(), attributes.into()])
-                    .map_err(invalid)?;
-                self.push(&insert);
-                Ok(1)
-            }
-            Some(v) => {
-                let version = v + 1;
-                let mut update = Query::update();
-                update
-                    .table(versions::Entity)
-                    .values([
-                        (versions::Column::Version, (version as i64).into()),
-                        (versions::Column::Attributes, attributes.into()),
-                    ])
-                    .and_where(versions::Column::Key.eq(key));
-                self.push(&update);
-                Ok(version)
-            }
+        if existing {
+            let mut update = Query::update();
+            update
+                .table(versions::Entity)
+                .values([
+                    (versions::Column::Version, (version as i64).into()),
+                    (versions::Column::Attributes, attributes.into()),
+                    (versions::Column::Message, message.into()),
+                ])
+                .and_where(versions::Column::Key.eq(key));
+            self.push(&update);
+        } else {
+            let mut insert = Query::insert();
+            insert
+                .into_table(versions::Entity)
+                .columns([
+                    versions::Column::Key,
+                    versions::Column::Version,
+                    versions::Column::Attributes,
+                    versions::Column::Message,
+                ])
+                .values([
+                    key.into(),
+                    (version as i64).into(),
+                    attributes.into(),
+                    message.into(),
+                ])
+                .map_err(invalid)?;
+            self.push(&insert);
         }
+        Ok(())
     }
 
-    /// Keeps read dependencies to versions that were committed: the context also remembers
-    /// writes whose transaction was rolled back, and a dependency on such a version would make
+    /// Keeps dependencies to versions that were committed: the context also remembers writes
+    /// whose transaction was rolled back, and a dependency on such a version would make
     /// subscribers wait for a message that may never exist. Each dependency is lowered to the
     /// instance's version in this database (dropped if it has none); `key` itself is left out.
-    fn committed_reads(&self, key: &str) -> Vec<Dependency> {
-        self.reads
-            .iter()
+    fn committed(&self, all: &[Dependency], key: &str) -> Vec<Dependency> {
+        all.iter()
             .filter(|d| d.key != key)
             .filter_map(|d| {
-                let (have, _) = self.stored.get(&d.key)?;
+                let have = self.stored.get(&d.key)?.version;
                 Some(Dependency {
-                    version: d.version.min(*have),
+                    version: d.version.min(have),
                     key: d.key.clone(),
                 })
             })
             .collect()
     }
 
-    /// Appends `op` to this transaction's message for its app, starting the message (its
-    /// header row) if this is the app's first write in the transaction.
-    fn append(&mut self, op: Operation, key: String, version: u64) -> Result<(), DbErr> {
-        let app = app_of(&op.endpoint).to_string();
-        let reads = self.committed_reads(&key);
-        let outbox_id = match self.messages.get(&app) {
-            Some(id) => id.to_string(),
+    /// The outbox row (an SQL expression) and the id of this transaction's message for `app`,
+    /// starting it (its header row) if this is the app's first write in the transaction.
+    fn message_for(&mut self, app: &str) -> Result<(String, String), DbErr> {
+        if let Some((id, message)) = self.messages.get(app) {
+            return Ok((id.to_string(), message.to_string()));
+        }
+        let message = match self.starting.get(app) {
+            Some(message) => message.clone(),
             None => {
-                if !self.starting.contains(&app) {
-                    self.start_message(&app)?;
-                }
-                transaction::message_id_expr(self.backend, &app, &self.messages)
+                let message = uuid::Uuid::new_v4().to_string();
+                let insert = self.header(app, &message)?;
+                let sql = transaction::start_message_sql(
+                    self.backend,
+                    &insert,
+                    app,
+                    &message,
+                    &self.messages,
+                );
+                self.statements.push(sql);
+                self.starting.insert(app.to_string(), message.clone());
+                message
             }
         };
-        let encode = |e: serde_json::Error| custom(&op.endpoint, "encoding", e);
-        let operation = serde_json::to_string(&op).map_err(encode)?;
-        let reads = if reads.is_empty() {
-            None
-        } else {
-            Some(serde_json::to_string(&reads).map_err(encode)?)
-        };
-        let mut insert = Query::insert();
-        insert
-            .into_table(outbox_operations::Entity)
-            .columns([
-                outbox_operations::Column::OutboxId,
-                outbox_operations::Column::Operation,
-                outbox_operations::Column::Reads,
-            ])
-            .values([Expr::cust(outbox_id), operation.into(), reads.into()])
-            .map_err(|e| DbErr::Custom(e.to_string()))?;
-        self.push(&insert);
-        self.written.push((key, version));
-        Ok(())
+        let expr = transaction::message_id_expr(self.backend, app, &self.messages);
+        Ok((expr, message))
     }
 
-    /// Writes the header of this transaction's message for `app` (no operations: they are rows
-    /// of `promiscuous_outbox_operations`).
-    fn start_message(&mut self, app: &str) -> Result<(), DbErr> {
+    /// The `INSERT` of a message header for `app` (no operations: they are rows of
+    /// `promiscuous_outbox_operations`).
+    fn header(&self, app: &str, message: &str) -> Result<String, DbErr> {
+        let current_user_id = self.needs.get(app).and_then(|n| n.current_user_id.clone());
         let header = Message {
             protocol: PROTOCOL_VERSION,
             app: app.to_string(),
-            id: uuid::Uuid::new_v4().to_string(),
+            id: message.to_string(),
             timestamp: now_ms(),
             host: host().to_string(),
-            current_user_id: self.current_user_id.clone(),
+            current_user_id,
             dependencies: Dependencies::default(),
             operations: Vec::new(),
         };
@@ -437,11 +493,116 @@ impl Writes {
             ])
             .values([app.into(), payload.into(), header.timestamp.into()])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
-        let insert = self.sql(&insert);
-        let sql = transaction::start_message_sql(self.backend, &insert, app, &self.messages);
-        self.statements.push(sql);
-        self.starting.push(app.to_string());
+        Ok(self.sql(&insert))
+    }
+
+    /// The `INSERT` of one operation row into the message at `outbox_id` (an SQL expression).
+    fn operation_row(
+        &self,
+        op: &Operation,
+        outbox_id: String,
+        reads: &[Dependency],
+    ) -> Result<String, DbErr> {
+        let encode = |e: serde_json::Error| custom(&op.endpoint, "encoding", e);
+        let operation = serde_json::to_string(op).map_err(encode)?;
+        let reads = if reads.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(reads).map_err(encode)?)
+        };
+        let mut insert = Query::insert();
+        insert
+            .into_table(outbox_operations::Entity)
+            .columns([
+                outbox_operations::Column::OutboxId,
+                outbox_operations::Column::Operation,
+                outbox_operations::Column::Reads,
+            ])
+            .values([Expr::cust(outbox_id), operation.into(), reads.into()])
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+        Ok(self.sql(&insert))
+    }
+
+    /// Appends `op` to the message at `outbox_id` with the dependencies it must carry: those
+    /// of the causal context that its last message to `app` does not already imply (see
+    /// [`context::reduce`]), the reduction being applied only if that message is `verified`.
+    fn append(
+        &mut self,
+        op: Operation,
+        app: &str,
+        key: String,
+        outbox_id: String,
+        message: String,
+        verified: bool,
+    ) -> Result<(), DbErr> {
+        let needs = self.needs.get(app).cloned().unwrap_or_default();
+        let all = self.committed(&needs.all, &key);
+        let mut carried = context::reduce(
+            &all,
+            needs.anchor.as_ref(),
+            verified,
+            needs.unsound_reduction,
+        );
+        if carried.len() > DEPENDENCY_BUDGET {
+            carried = self.checkpoints(app, carried)?;
+        }
+        let row = self.operation_row(&op, outbox_id, &carried)?;
+        self.statements.push(row);
+        self.written.push(Written {
+            app: app.to_string(),
+            key,
+            version: op.version,
+            message,
+            all,
+        });
         Ok(())
+    }
+
+    /// Splits `dependencies` over checkpoint messages of `app`, each with one operation on a
+    /// fresh instance of `{app}/promiscuous.checkpoint` (version 1, 2, …) carrying at most
+    /// [`DEPENDENCY_BUDGET`] of them; returns the one dependency that replaces them all: the
+    /// last checkpoint (each version waits for the previous one, so all of them).
+    fn checkpoints(
+        &mut self,
+        app: &str,
+        dependencies: Vec<Dependency>,
+    ) -> Result<Vec<Dependency>, DbErr> {
+        let endpoint = format!("{app}/{CHECKPOINT_MODEL}");
+        let id = Value::String(uuid::Uuid::new_v4().to_string());
+        let mut version = 0;
+        for chunk in dependencies.chunks(DEPENDENCY_BUDGET) {
+            version += 1;
+            let op = Operation {
+                endpoint: endpoint.clone(),
+                types: vec!["PromiscuousCheckpoint".to_string()],
+                id: id.clone(),
+                operation: if version == 1 {
+                    OperationKind::Create
+                } else {
+                    OperationKind::Update
+                },
+                version,
+                attributes: Some(Map::new()),
+                changes: None,
+                sync: false,
+            };
+            let header = self.header(app, &uuid::Uuid::new_v4().to_string())?;
+            let sql = match self.backend {
+                DbBackend::Postgres => format!(
+                    "WITH m AS ({header} RETURNING id) {}",
+                    self.operation_row(&op, "(SELECT id FROM m)".into(), chunk)?
+                ),
+                _ => format!(
+                    "{header}; {}",
+                    self.operation_row(&op, "last_insert_rowid()".into(), chunk)?
+                ),
+            };
+            self.statements.push(sql);
+        }
+        Ok(vec![Dependency {
+            key: instance_key(&endpoint, &id),
+            version,
+        }])
     }
 
     /// Withdraws the write permit of `table` (see [`guard`](super::guard)).
@@ -461,8 +622,16 @@ impl Writes {
             return Ok(());
         }
         db.execute_unprepared(&self.statements.join(";\n")).await?;
-        for (key, version) in &self.written {
-            context::remember_write(key, *version);
+        for w in &self.written {
+            tracing::debug!(
+                target: "promiscuous::publish",
+                message = %w.message,
+                key = %w.key,
+                version = w.version,
+                dependencies = w.all.len(),
+                "published write recorded in the outbox"
+            );
+            context::remember_write(&w.app, &w.key, w.version, &w.message, &w.all);
         }
         if !self.written.is_empty() {
             wake::outbox_written();

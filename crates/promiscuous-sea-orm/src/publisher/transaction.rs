@@ -180,7 +180,8 @@ const SQLITE_CONNECTION: &str = "promiscuous_connection";
 pub const SQLITE_TABLES: &str = "CREATE TEMP TABLE IF NOT EXISTS promiscuous_connection \
      (id TEXT NOT NULL); \
      CREATE TEMP TABLE IF NOT EXISTS promiscuous_transaction \
-     (app TEXT NOT NULL, outbox_id INTEGER NOT NULL, nonce INTEGER NOT NULL);";
+     (app TEXT NOT NULL, outbox_id INTEGER NOT NULL, nonce INTEGER NOT NULL, \
+     message TEXT NOT NULL);";
 
 /// The nonce of the transaction each SQLite connection (by its id) publishes in now. Kept in
 /// process memory because it must survive a rolled-back savepoint; one entry per connection
@@ -201,7 +202,8 @@ fn next_nonce() -> i64 {
 /// The outbox rows of the messages this transaction has started, by app.
 #[derive(Debug, Default)]
 pub struct Messages {
-    started: HashMap<String, i64>,
+    /// app → (outbox row id, message id).
+    started: HashMap<String, (i64, String)>,
     /// SQLite: the nonce to stamp new messages with.
     nonce: i64,
     /// SQLite: the connection had no id (its first setup was rolled back with a savepoint): the
@@ -210,15 +212,15 @@ pub struct Messages {
 }
 
 impl Messages {
-    /// The outbox row of this transaction's message for `app`, if it started one.
-    pub fn get(&self, app: &str) -> Option<i64> {
-        self.started.get(app).copied()
+    /// The outbox row and the id of this transaction's message for `app`, if it started one.
+    pub fn get(&self, app: &str) -> Option<(i64, &str)> {
+        self.started.get(app).map(|(id, m)| (*id, m.as_str()))
     }
 }
 
-/// A query returning, in columns `key`, `version`, `attributes`, `nonce`: the rows of
-/// `promiscuous_versions` whose key is in `keys`, then (key NULL) what [`read_lookup`] needs to
-/// know the messages this transaction started.
+/// A query returning, in columns `key`, `version`, `attributes`, `nonce`, `message`: the rows
+/// of `promiscuous_versions` whose key is in `keys`, then (key NULL) what [`read_lookup`] needs
+/// to know the messages this transaction started.
 pub fn lookup_sql(backend: DbBackend, keys: &[String]) -> String {
     let list = keys
         .iter()
@@ -228,12 +230,12 @@ pub fn lookup_sql(backend: DbBackend, keys: &[String]) -> String {
     let messages = match backend {
         DbBackend::Postgres => "SELECT NULL::text AS key, NULL::bigint AS version, \
              NULLIF(current_setting('promiscuous.outbox', true), '') AS attributes, \
-             NULL::bigint AS nonce"
+             NULL::bigint AS nonce, NULL::text AS message"
             .to_string(),
         _ => format!(
-            "SELECT NULL AS key, outbox_id AS version, app AS attributes, nonce \
+            "SELECT NULL AS key, outbox_id AS version, app AS attributes, nonce, message \
              FROM temp.{SQLITE_MESSAGES} UNION ALL \
-             SELECT NULL, NULL, id, NULL FROM temp.{SQLITE_CONNECTION}"
+             SELECT NULL, NULL, id, NULL, NULL FROM temp.{SQLITE_CONNECTION}"
         ),
     };
     if keys.is_empty() {
@@ -244,8 +246,8 @@ pub fn lookup_sql(backend: DbBackend, keys: &[String]) -> String {
         _ => "NULL",
     };
     format!(
-        "SELECT key, version, attributes, {no_nonce} AS nonce FROM promiscuous_versions \
-         WHERE key IN ({list}) UNION ALL {messages}"
+        "SELECT key, version, attributes, {no_nonce} AS nonce, message \
+         FROM promiscuous_versions WHERE key IN ({list}) UNION ALL {messages}"
     )
 }
 
@@ -254,6 +256,7 @@ pub struct LookupRow {
     pub version: Option<i64>,
     pub attributes: Option<String>,
     pub nonce: Option<i64>,
+    pub message: Option<String>,
 }
 
 /// The messages this transaction started, from the rows of [`lookup_sql`] with a NULL key.
@@ -265,11 +268,12 @@ pub fn read_lookup(backend: DbBackend, rows: Vec<LookupRow>) -> Result<Messages,
                 let Some(text) = row.attributes else {
                     continue;
                 };
-                let map: HashMap<String, i64> = serde_json::from_str(&text).map_err(|e| {
-                    DbErr::Custom(format!(
-                        "promiscuous: reading this transaction's messages ({text}): {e}"
-                    ))
-                })?;
+                let map: HashMap<String, (i64, String)> =
+                    serde_json::from_str(&text).map_err(|e| {
+                        DbErr::Custom(format!(
+                            "promiscuous: reading this transaction's messages ({text}): {e}"
+                        ))
+                    })?;
                 messages.started.extend(map);
             }
         }
@@ -287,10 +291,11 @@ pub fn read_lookup(backend: DbBackend, rows: Vec<LookupRow>) -> Result<Messages,
                 }
             }
             for row in rows {
-                if let (Some(id), Some(app), Some(n)) = (row.version, row.attributes, row.nonce)
+                if let (Some(id), Some(app), Some(n), Some(message)) =
+                    (row.version, row.attributes, row.nonce, row.message)
                     && n == messages.nonce
                 {
-                    messages.started.insert(app, id);
+                    messages.started.insert(app, (id, message));
                 }
             }
         }
@@ -304,21 +309,25 @@ pub fn start_message_sql(
     backend: DbBackend,
     insert: &str,
     app: &str,
+    message: &str,
     messages: &Messages,
 ) -> String {
     match backend {
         DbBackend::Postgres => format!(
             "WITH m AS ({insert} RETURNING id) SELECT set_config('promiscuous.outbox', \
              (COALESCE(NULLIF(current_setting('promiscuous.outbox', true), ''), '{{}}')::jsonb \
-             || jsonb_build_object({app}, m.id))::text, true) FROM m",
-            app = literal(app)
+             || jsonb_build_object({app}, jsonb_build_array(m.id, {message})))::text, true) \
+             FROM m",
+            app = literal(app),
+            message = literal(message)
         ),
         _ => {
             let mut sql = format!(
-                "{insert}; INSERT INTO temp.{SQLITE_MESSAGES} (app, outbox_id, nonce) VALUES \
-                 ({}, last_insert_rowid(), {})",
+                "{insert}; INSERT INTO temp.{SQLITE_MESSAGES} (app, outbox_id, nonce, message) \
+                 VALUES ({}, last_insert_rowid(), {}, {})",
                 literal(app),
-                messages.nonce
+                messages.nonce,
+                literal(message)
             );
             if let Some(connection) = &messages.connection {
                 sql.push_str(&format!(
@@ -338,7 +347,7 @@ pub fn start_message_sql(
 pub fn message_id_expr(backend: DbBackend, app: &str, messages: &Messages) -> String {
     match backend {
         DbBackend::Postgres => format!(
-            "(current_setting('promiscuous.outbox')::jsonb ->> {})::bigint",
+            "(current_setting('promiscuous.outbox')::jsonb -> {} ->> 0)::bigint",
             literal(app)
         ),
         _ => format!(
@@ -368,14 +377,18 @@ mod tests {
             version: None,
             attributes: attributes.map(str::to_string),
             nonce: None,
+            message: None,
         };
         let m = read_lookup(
             DbBackend::Postgres,
-            vec![row(Some(r#"{"shop": 4, "billing": 9}"#)), row(None)],
+            vec![
+                row(Some(r#"{"shop": [4, "m4"], "billing": [9, "m9"]}"#)),
+                row(None),
+            ],
         )
         .unwrap();
-        assert_eq!(m.get("shop"), Some(4));
-        assert_eq!(m.get("billing"), Some(9));
+        assert_eq!(m.get("shop"), Some((4, "m4")));
+        assert_eq!(m.get("billing"), Some((9, "m9")));
         assert_eq!(m.get("other"), None);
     }
 
@@ -386,11 +399,13 @@ mod tests {
             version: Some(id),
             attributes: Some(app.into()),
             nonce: Some(nonce),
+            message: Some(format!("m{id}")),
         };
         let connection = LookupRow {
             version: None,
             attributes: Some("conn-test".into()),
             nonce: None,
+            message: None,
         };
         let m = read_lookup(
             DbBackend::Sqlite,
@@ -398,6 +413,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.get("shop"), None, "a committed transaction's message");
-        assert_eq!(m.get("billing"), Some(7));
+        assert_eq!(m.get("billing"), Some((7, "m7")));
     }
 }

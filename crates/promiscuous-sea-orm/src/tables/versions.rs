@@ -11,6 +11,10 @@ pub struct Model {
     pub version: i64,
     #[sea_orm(column_type = "Text", nullable)]
     pub attributes: Option<String>,
+    /// The id of the message that published this version (absent for versions written before
+    /// promiscuous recorded it): lets a causal context check that its last message committed.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub message: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
