@@ -1107,7 +1107,7 @@ async fn reading_ten_thousand_rows_then_writing_makes_small_messages() {
     assert_eq!(photo.dependencies.read.len(), 1, "{:?}", photo.dependencies);
     let checkpoints: Vec<_> = published
         .iter()
-        .filter(|m| m.operations[0].endpoint == "crowdtap/promiscuous.checkpoint")
+        .filter(|m| m.operations[0].endpoint == "crowdtap/promiscuous_checkpoint")
         .collect();
     assert_eq!(checkpoints.len(), ROWS / 1000);
     let mut carried = BTreeSet::new();

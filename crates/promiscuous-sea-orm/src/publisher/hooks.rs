@@ -190,7 +190,7 @@ fn diff(before: &Map<String, Value>, after: &Map<String, Value>) -> BTreeMap<Str
 pub const DEPENDENCY_BUDGET: usize = 1000;
 
 /// The endpoint (under the app) of checkpoint operations.
-pub const CHECKPOINT_MODEL: &str = "promiscuous.checkpoint";
+pub const CHECKPOINT_MODEL: &str = "promiscuous_checkpoint";
 
 /// A row of `promiscuous_versions` as the hooks read it.
 #[derive(Clone)]
@@ -559,7 +559,7 @@ impl Writes {
     }
 
     /// Splits `dependencies` over checkpoint messages of `app`, each with one operation on a
-    /// fresh instance of `{app}/promiscuous.checkpoint` (version 1, 2, …) carrying at most
+    /// fresh instance of `{app}/promiscuous_checkpoint` (version 1, 2, …) carrying at most
     /// [`DEPENDENCY_BUDGET`] of them; returns the one dependency that replaces them all: the
     /// last checkpoint (each version waits for the previous one, so all of them).
     fn checkpoints(
