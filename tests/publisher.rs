@@ -251,3 +251,38 @@ async fn the_guard_is_installed_idempotently_on_existing_published_tables() {
     assert_eq!(first, again);
     common::guard::bypassing_writes_are_refused(&db).await;
 }
+
+/// SQLite keeps a transaction's messages in temporary rows of its connection; when the
+/// transaction's first write ran in a savepoint that was rolled back, the rows of the previous
+/// (committed) transaction on that connection come back with it. The next write must not take
+/// them for its own: it starts a message of its own.
+#[tokio::test]
+async fn a_rolled_back_first_write_does_not_revive_the_previous_transactions_message() {
+    let db = publisher_db().await;
+    create_yoda(&db).await;
+    let txn = db.begin().await.unwrap();
+    let savepoint = txn.begin().await.unwrap();
+    let mut luke = yoda();
+    luke.name = Set("Luke".into());
+    luke.insert(&savepoint).await.unwrap();
+    savepoint.rollback().await.unwrap();
+    let mut leia = yoda();
+    leia.name = Set("Leia".into());
+    leia.insert(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let names: Vec<Vec<String>> = outbox(&db)
+        .await
+        .iter()
+        .map(|m| {
+            m.operations
+                .iter()
+                .map(|op| op.attributes.as_ref().unwrap()["name"].to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![vec!["\"Yoda\"".to_string()], vec!["\"Leia\"".to_string()]]
+    );
+}

@@ -27,9 +27,10 @@
 //! - PostgreSQL: it sets the transaction-local mark in one statement and looks for it in the
 //!   next. Outside a transaction block each statement is a transaction of its own, so the mark
 //!   is gone by then and the write is refused, before anything was written.
-//! - SQLite: it sends `BEGIN; ROLLBACK`. Inside a transaction `BEGIN` fails ("cannot start a
-//!   transaction within a transaction"), and the driver stops at the first failing statement, so
-//!   the `ROLLBACK` never runs; outside, both run and change nothing, and the write is refused.
+//! - SQLite: in the same round trip as every write's check, it turns the pragma on and runs an
+//!   empty `SELECT` before looking at it again: outside a transaction each statement commits on
+//!   its own, and that commit switches the pragma off, so the write is refused; inside, it stays
+//!   on (and marks the transaction).
 //!
 //! Side effect on SQLite: foreign keys are checked at `COMMIT`, not at each statement, from the
 //! first published write of a transaction on (a violation still fails the transaction, at its
@@ -136,40 +137,56 @@ async fn enter_postgres<C: ConnectionTrait>(
     }
 }
 
+/// SQLite, in one round trip: whether the transaction was marked, then mark it (the pragma),
+/// make sure of the temporary tables and of the connection's id, take the permit if marked,
+/// and tell whether it is marked now. Outside a transaction each statement commits on its own,
+/// which switches the pragma off again before the permit is considered: the empty `SELECT`
+/// after the `PRAGMA` is there for that.
 async fn enter_sqlite<C: ConnectionTrait>(
     db: &C,
     endpoint: &str,
     permit: Option<&str>,
 ) -> Result<(), DbErr> {
-    if permit_if_marked(db, permit).await? {
-        return Ok(());
-    }
-    match db.execute_unprepared("BEGIN; ROLLBACK").await {
-        Ok(_) => return Err(outside_a_transaction(endpoint)),
-        Err(e) if e.to_string().contains("within a transaction") => {}
-        Err(e) => return Err(e),
-    }
-    let mut sql = format!(
-        "{SQLITE_TABLES} \
-         DELETE FROM temp.{SQLITE_MESSAGES}; \
+    let condition = marked(DbBackend::Sqlite);
+    let permit_sql = permit
+        .map(|table| {
+            format!(
+                "INSERT INTO {PERMITS} (tbl) SELECT {} WHERE {condition};",
+                literal(table)
+            )
+        })
+        .unwrap_or_default();
+    let sql = format!(
+        "SELECT defer_foreign_keys AS was FROM pragma_defer_foreign_keys; \
          PRAGMA defer_foreign_keys = ON; \
+         SELECT 1 WHERE 0; \
+         {SQLITE_TABLES} \
          INSERT INTO temp.{SQLITE_CONNECTION} (id) SELECT {} \
-         WHERE NOT EXISTS (SELECT 1 FROM temp.{SQLITE_CONNECTION});",
+         WHERE {condition} AND NOT EXISTS (SELECT 1 FROM temp.{SQLITE_CONNECTION}); \
+         {permit_sql} \
+         SELECT {condition} AS marked, \
+         (SELECT id FROM temp.{SQLITE_CONNECTION}) AS connection",
         literal(&uuid::Uuid::new_v4().to_string())
     );
-    if let Some(table) = permit {
-        sql.push_str(&format!(
-            " INSERT INTO {PERMITS} (tbl) VALUES ({});",
-            literal(table)
-        ));
+    let rows = db
+        .query_all_raw(Statement::from_string(DbBackend::Sqlite, sql))
+        .await?;
+    let was = rows
+        .first()
+        .and_then(|r| r.try_get::<i64>("", "was").ok())
+        .unwrap_or(0);
+    let last = rows.last().ok_or_else(|| {
+        DbErr::Custom("promiscuous: the transaction check returned nothing".into())
+    })?;
+    let marked: bool = last.try_get::<i64>("", "marked")? == 1;
+    if !marked {
+        return Err(outside_a_transaction(endpoint));
     }
-    sql.push_str(&format!(" SELECT id FROM temp.{SQLITE_CONNECTION}"));
-    let row = db
-        .query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
-        .await?
-        .ok_or_else(|| DbErr::Custom("promiscuous: no connection id after setup".into()))?;
-    let connection: String = row.try_get("", "id")?;
-    nonces().insert(connection, next_nonce());
+    if was == 0 {
+        // The transaction's first published write: a new nonce for its messages.
+        let connection: String = last.try_get("", "connection")?;
+        nonces().insert(connection, next_nonce());
+    }
     Ok(())
 }
 
