@@ -137,11 +137,14 @@ async fn enter_postgres<C: ConnectionTrait>(
     }
 }
 
-/// SQLite, in one round trip: whether the transaction was marked, then mark it (the pragma),
-/// make sure of the temporary tables and of the connection's id, take the permit if marked,
-/// and tell whether it is marked now. Outside a transaction each statement commits on its own,
-/// which switches the pragma off again before the permit is considered: the empty `SELECT`
-/// after the `PRAGMA` is there for that.
+/// SQLite. Every write: one round trip reads whether the transaction is marked and takes the
+/// permit if it is. The transaction's first write (or one outside a transaction) needs a second
+/// one: it marks the transaction (the pragma), makes sure of the temporary tables and of the
+/// connection's id, forgets the messages of earlier transactions (their rows would only be
+/// skipped, by their nonce), and looks at the mark again. Outside a transaction each statement commits on
+/// its own, which switches the pragma off again: the empty `SELECT` after the `PRAGMA` is there
+/// for that, and the write is refused. Both statements are constant for a table, so SQLite's
+/// prepared-statement cache keeps them.
 async fn enter_sqlite<C: ConnectionTrait>(
     db: &C,
     endpoint: &str,
@@ -151,42 +154,46 @@ async fn enter_sqlite<C: ConnectionTrait>(
     let permit_sql = permit
         .map(|table| {
             format!(
-                "INSERT INTO {PERMITS} (tbl) SELECT {} WHERE {condition};",
+                " INSERT INTO {PERMITS} (tbl) SELECT {} WHERE {condition};",
                 literal(table)
             )
         })
         .unwrap_or_default();
-    let sql = format!(
-        "SELECT defer_foreign_keys AS was FROM pragma_defer_foreign_keys; \
-         PRAGMA defer_foreign_keys = ON; \
+    // The row comes last: the driver stops at the first row a single-row query returns.
+    let fast =
+        format!("{permit_sql} SELECT defer_foreign_keys AS was FROM pragma_defer_foreign_keys");
+    let was = db
+        .query_one_raw(Statement::from_string(DbBackend::Sqlite, fast))
+        .await?
+        .map(|r| r.try_get::<i64>("", "was"))
+        .transpose()?
+        .unwrap_or(0);
+    if was == 1 {
+        return Ok(());
+    }
+    let setup = format!(
+        "PRAGMA defer_foreign_keys = ON; \
          SELECT 1 WHERE 0; \
          {SQLITE_TABLES} \
-         INSERT INTO temp.{SQLITE_CONNECTION} (id) SELECT {} \
-         WHERE {condition} AND NOT EXISTS (SELECT 1 FROM temp.{SQLITE_CONNECTION}); \
+         DELETE FROM temp.{SQLITE_MESSAGES}; \
+         INSERT INTO temp.{SQLITE_CONNECTION} (id) SELECT lower(hex(randomblob(16))) \
+         WHERE {condition} AND NOT EXISTS (SELECT 1 FROM temp.{SQLITE_CONNECTION});\
          {permit_sql} \
          SELECT {condition} AS marked, \
-         (SELECT id FROM temp.{SQLITE_CONNECTION}) AS connection",
-        literal(&uuid::Uuid::new_v4().to_string())
+         (SELECT id FROM temp.{SQLITE_CONNECTION}) AS connection"
     );
-    let rows = db
-        .query_all_raw(Statement::from_string(DbBackend::Sqlite, sql))
-        .await?;
-    let was = rows
-        .first()
-        .and_then(|r| r.try_get::<i64>("", "was").ok())
-        .unwrap_or(0);
-    let last = rows.last().ok_or_else(|| {
-        DbErr::Custom("promiscuous: the transaction check returned nothing".into())
-    })?;
-    let marked: bool = last.try_get::<i64>("", "marked")? == 1;
-    if !marked {
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Sqlite, setup))
+        .await?
+        .ok_or_else(|| {
+            DbErr::Custom("promiscuous: the transaction check returned nothing".into())
+        })?;
+    if row.try_get::<i64>("", "marked")? != 1 {
         return Err(outside_a_transaction(endpoint));
     }
-    if was == 0 {
-        // The transaction's first published write: a new nonce for its messages.
-        let connection: String = last.try_get("", "connection")?;
-        nonces().insert(connection, next_nonce());
-    }
+    // The transaction's first published write: a new nonce for its messages.
+    let connection: String = row.try_get("", "connection")?;
+    nonces().insert(connection, next_nonce());
     Ok(())
 }
 
