@@ -286,3 +286,38 @@ async fn a_rolled_back_first_write_does_not_revive_the_previous_transactions_mes
         vec![vec!["\"Yoda\"".to_string()], vec!["\"Leia\"".to_string()]]
     );
 }
+
+/// The relay removes only the operation rows it published: one appended to a message after the
+/// relay read it (see `SeaOrmOutbox::remove`) is published again, never lost.
+#[tokio::test]
+async fn an_operation_appended_after_the_relay_read_its_message_is_not_lost() {
+    use promiscuous::pipeline::{Outbox, SeaOrmOutbox};
+    use sea_orm::ConnectionTrait;
+    let db = publisher_db().await;
+    create_yoda(&db).await;
+    let outbox = SeaOrmOutbox::new(db.clone());
+    let fetched = outbox.fetch(10).await.unwrap();
+    assert_eq!(fetched.len(), 1);
+    let late = r#"{"endpoint":"crowdtap/user","types":["User"],"id":99,"operation":"create","version":1,"attributes":{"name":"Late"}}"#;
+    db.execute_unprepared(&format!(
+        "INSERT INTO promiscuous_outbox_operations (outbox_id, operation) VALUES ({}, '{late}')",
+        fetched[0].id
+    ))
+    .await
+    .unwrap();
+    outbox.remove(&[fetched[0].id]).await.unwrap();
+    let again = promiscuous::pipeline::outbox_messages(&db, None)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "the late operation stays in the outbox");
+    assert_eq!(again[0].message.operations.len(), 1);
+    assert_eq!(again[0].message.operations[0].id, json!(99));
+    outbox.fetch(10).await.unwrap();
+    outbox.remove(&[again[0].id]).await.unwrap();
+    assert!(
+        promiscuous::pipeline::outbox_messages(&db, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -2,13 +2,14 @@
 //! operation rows (see [`hooks`](super::hooks)).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use promiscuous_core::publisher::{BoxError, Outbox, OutboxEntry};
 use promiscuous_core::{Dependency, Message, Operation};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use crate::tables::{outbox, outbox_operations};
@@ -17,6 +18,9 @@ use crate::tables::{outbox, outbox_operations};
 #[derive(Clone)]
 pub struct SeaOrmOutbox {
     db: DatabaseConnection,
+    /// For each message fetched: its last operation row then. Only those rows are removed with
+    /// it: an operation appended later (see [`remove`](Outbox::remove)) is published again.
+    fetched: Arc<Mutex<HashMap<i64, i64>>>,
 }
 
 /// One message waiting in the outbox, as the relay publishes it.
@@ -24,6 +28,8 @@ pub struct SeaOrmOutbox {
 pub struct PendingMessage {
     /// The header row's id: messages are published in this order.
     pub id: i64,
+    /// The id of its last operation row (0 for a protocol-1 row without operation rows).
+    pub last_operation: i64,
     pub routing_key: String,
     pub message: Message,
 }
@@ -35,7 +41,10 @@ fn unreadable(id: i64, what: &str, e: impl std::fmt::Display) -> DbErr {
 
 impl SeaOrmOutbox {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            fetched: Arc::default(),
+        }
     }
 
     /// Messages waiting to be published.
@@ -88,11 +97,13 @@ pub async fn messages<C: ConnectionTrait>(
             let mut message: Message = serde_json::from_str(&header.payload)
                 .map_err(|e| unreadable(header.id, "decoding the header", e))?;
             let rows = operations.remove(&header.id).unwrap_or_default();
+            let last_operation = rows.last().map_or(0, |r| r.id);
             if message.operations.is_empty() {
                 assemble(header.id, &mut message, rows)?;
             }
             Ok(PendingMessage {
                 id: header.id,
+                last_operation,
                 routing_key: header.routing_key,
                 message,
             })
@@ -146,6 +157,11 @@ impl Outbox for SeaOrmOutbox {
             let ids: Vec<i64> = empty.iter().map(|p| p.id).collect();
             self.remove(&ids).await?;
         }
+        let mut fetched = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        for p in &pending {
+            fetched.insert(p.id, p.last_operation);
+        }
+        drop(fetched);
         Ok(pending
             .into_iter()
             .map(|p| OutboxEntry {
@@ -156,14 +172,44 @@ impl Outbox for SeaOrmOutbox {
             .collect())
     }
 
+    /// Removes the confirmed messages: the operation rows fetched with each, then its header if
+    /// no operation row is left. One can be: the hooks never append to a committed message, but
+    /// on SQLite an application that turns `defer_foreign_keys` on itself before its first
+    /// published write makes them take an earlier transaction's message for its own (see
+    /// [`transaction`](super::transaction)); its operations are then published as a message of
+    /// their own instead of being lost.
     async fn remove(&self, ids: &[i64]) -> Result<(), BoxError> {
+        let fetched: Vec<(i64, i64)> = {
+            let mut fetched = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+            ids.iter()
+                .map(|id| (*id, fetched.remove(id).unwrap_or(i64::MAX)))
+                .collect()
+        };
         let txn = self.db.begin().await?;
-        outbox_operations::Entity::delete_many()
+        // Well under SQLite's limit of bound parameters per statement.
+        for chunk in fetched.chunks(400) {
+            let mut fetched_rows = Condition::any();
+            for (id, last) in chunk {
+                fetched_rows = fetched_rows.add(
+                    Condition::all()
+                        .add(outbox_operations::Column::OutboxId.eq(*id))
+                        .add(outbox_operations::Column::Id.lte(*last)),
+                );
+            }
+            outbox_operations::Entity::delete_many()
+                .filter(fetched_rows)
+                .exec(&txn)
+                .await?;
+        }
+        let left: Vec<i64> = outbox_operations::Entity::find()
+            .select_only()
+            .column(outbox_operations::Column::OutboxId)
             .filter(outbox_operations::Column::OutboxId.is_in(ids.iter().copied()))
-            .exec(&txn)
+            .into_tuple()
+            .all(&txn)
             .await?;
         outbox::Entity::delete_many()
-            .filter(outbox::Column::Id.is_in(ids.iter().copied()))
+            .filter(outbox::Column::Id.is_in(ids.iter().copied().filter(|id| !left.contains(id))))
             .exec(&txn)
             .await?;
         txn.commit().await?;

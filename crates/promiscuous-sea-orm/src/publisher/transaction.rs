@@ -34,8 +34,12 @@
 //!
 //! Side effect on SQLite: foreign keys are checked at `COMMIT`, not at each statement, from the
 //! first published write of a transaction on (a violation still fails the transaction, at its
-//! commit). An application that sets `defer_foreign_keys` itself outside a transaction, just
-//! before a published write, defeats the check: don't.
+//! commit). An application that sets `defer_foreign_keys` itself defeats the mark: outside a
+//! transaction, just before a published write, the check (don't); inside one, before its first
+//! published write, the hooks may take the previous transaction's message on the connection for
+//! this one's. Nothing is lost then (the relay publishes operations appended to a message it
+//! already read as a message of their own, see `SeaOrmOutbox::remove`), but the transaction's
+//! operations may be split over two messages: don't either.
 //!
 //! MySQL and MariaDB are not supported by the publisher hooks yet.
 
