@@ -208,7 +208,8 @@ async fn initial_sync_replicates_existing_rows_to_a_subscriber() {
     let service = members("clitest_sync", &sdb, &broker).await;
     let cli = cli("clitest_sync", &broker);
 
-    // By endpoint, with a filter, in batches of 7 (three full batches, one partial).
+    // By endpoint, with a filter, in batches of 7 (three full batches, one partial); no
+    // application runs here, so the command relays (--relay).
     let printed = cli
         .run_with(args(&[
             "--database-url",
@@ -218,6 +219,7 @@ async fn initial_sync_replicates_existing_rows_to_a_subscriber() {
             "id <= 20",
             "--batch",
             "7",
+            "--relay",
         ]))
         .await
         .unwrap();
@@ -239,7 +241,13 @@ async fn initial_sync_replicates_existing_rows_to_a_subscriber() {
 
     // By table, everything: the first 20 again (version 2), the last 5 for the first time.
     let printed = cli
-        .run_with(args(&["--database-url", &pub_url, "publish", "users"]))
+        .run_with(args(&[
+            "--database-url",
+            &pub_url,
+            "publish",
+            "users",
+            "--relay",
+        ]))
         .await
         .unwrap();
     assert!(printed.contains("synced 25 rows of users"), "{printed}");

@@ -403,7 +403,8 @@ pub(crate) struct Connections {
         hide_env_values = true
     )]
     pub amqp_url: Option<String>,
-    /// Redis, for versions and wake-ups shared by the subscriber's worker processes.
+    /// Redis: versions and wake-ups shared by the subscriber's worker processes (`subscribe`),
+    /// the application's relay lease (`publish --lease`).
     #[arg(
         long,
         env = "PROMISCUOUS_REDIS_URL",
@@ -425,7 +426,9 @@ enum Command {
     /// (the messages in flight are finished first).
     Subscribe(subscribe::SubscribeArgs),
     /// Initial sync: publish every row of a model (matching an optional SQL filter) as an
-    /// update carrying all its published attributes.
+    /// update carrying all its published attributes, safely while the application writes them.
+    /// The outbox rows are left to the application's relay unless --relay (no other relay runs)
+    /// or --lease NAME (relay under the application's Redis lease).
     Publish(sync::PublishArgs),
     /// Export the publisher's definitions (JSON) for subscribers' compile-time checks and
     /// mock publishers.

@@ -8,7 +8,9 @@
 //!
 //! A message may run when
 //! - every instance it read (a read dependency `key@n`) has been processed at version `n` or
-//!   newer, and the previous version (`v - 1`) of every instance it writes has been processed;
+//!   newer, and the previous version (`v - 1`) of every instance it writes has been processed
+//!   (a resend of an instance's whole state, `sync`, waits for it too, unless this subscriber
+//!   never had the instance: see [`Requirements::resent`]);
 //! - no other running message writes one of the instances it writes (duplicates and consecutive
 //!   versions of one instance never run concurrently);
 //! - or its dependencies have not all arrived within the timeout (recovery): it then runs
@@ -32,6 +34,18 @@ pub struct Requirements {
     pub needs: Vec<(String, u64)>,
     /// Instances the message writes: no two messages writing one instance run at once.
     pub writes: Vec<String>,
+    /// Keys of `needs` that the message resends whole (`sync`, an initial sync): their previous
+    /// version is waived where this subscriber never had the instance, i.e. its processed
+    /// version is known to be 0 (looked up in the database and the shared store) and no message
+    /// writing the instance's first version waits here. A subscriber deployed after earlier
+    /// versions were published then applies the resent state at once instead of waiting for
+    /// versions it will never receive. One that has the instance waits for the previous version
+    /// like for any update: otherwise the resend could overtake a live update published before
+    /// it, which would then be skipped as stale and its callbacks never run.
+    pub resent: Vec<String>,
+    /// Instances the message writes at version 1 (their first published write): while it waits,
+    /// a resend of the instance is not applied ahead of it (see `resent`).
+    pub starts: Vec<String>,
 }
 
 impl Requirements {
@@ -42,22 +56,33 @@ impl Requirements {
     /// The operations are authoritative for what the message writes (`dependencies.write` is
     /// derived from them in protocol 1): each written instance needs its previous version (the
     /// lowest version the message writes, minus one). Read dependencies on instances the
-    /// message also writes are covered by that and left out.
+    /// message also writes are covered by that and left out. Where the lowest version of an
+    /// instance is a resend of its whole state (`sync`), that need is listed in `resent` too:
+    /// the synchronizer waives it for a subscriber that never had the instance.
     pub fn causal(message: &Message, follows_app: impl Fn(&str) -> bool) -> Self {
-        let mut lowest: BTreeMap<String, u64> = BTreeMap::new();
-        // A resend of the whole state (`sync`) waits for no previous version.
-        let mut resent: Vec<String> = Vec::new();
+        // key → (lowest version written, whether that operation is a resend).
+        let mut lowest: BTreeMap<String, (u64, bool)> = BTreeMap::new();
         for op in &message.operations {
-            let v = lowest.entry(op.key()).or_insert(op.version);
-            *v = (*v).min(op.version);
-            if op.sync {
-                resent.push(op.key());
+            let entry = lowest.entry(op.key()).or_insert((op.version, op.sync));
+            if op.version < entry.0 {
+                *entry = (op.version, op.sync);
+            } else if op.version == entry.0 {
+                // The same version twice (never sent by the reference publisher): a resend
+                // only if both are.
+                entry.1 &= op.sync;
             }
         }
         let mut needs: BTreeMap<String, u64> = BTreeMap::new();
-        for (key, version) in &lowest {
-            if *version > 1 && follows_app(app_of(key)) && !resent.contains(key) {
+        let mut resent = Vec::new();
+        let mut starts = Vec::new();
+        for (key, (version, sync)) in &lowest {
+            if *version == 1 {
+                starts.push(key.clone());
+            } else if follows_app(app_of(key)) {
                 needs.insert(key.clone(), version - 1);
+                if *sync {
+                    resent.push(key.clone());
+                }
             }
         }
         for dep in &message.dependencies.read {
@@ -70,6 +95,8 @@ impl Requirements {
         Requirements {
             needs: needs.into_iter().collect(),
             writes: lowest.into_keys().collect(),
+            resent,
+            starts,
         }
     }
 }
@@ -163,6 +190,8 @@ pub struct Synchronizer<T> {
     waiters: HashMap<String, HashSet<u64>>,
     /// key → released messages writing it that have not finished.
     writing: HashMap<String, usize>,
+    /// key → parked messages writing its version 1 (see [`Requirements::starts`]).
+    starting: HashMap<String, usize>,
     /// Keys whose lookup is under way.
     looking_up: HashSet<String>,
     next_id: u64,
@@ -188,6 +217,7 @@ impl<T> Synchronizer<T> {
             parked: HashMap::new(),
             waiters: HashMap::new(),
             writing: HashMap::new(),
+            starting: HashMap::new(),
             looking_up: HashSet::new(),
             next_id: 0,
             timeout,
@@ -232,6 +262,9 @@ impl<T> Synchronizer<T> {
         self.next_id += 1;
         for key in blocked {
             self.waiters.entry(key).or_default().insert(id);
+        }
+        for key in &requirements.starts {
+            *self.starting.entry(key.clone()).or_insert(0) += 1;
         }
         self.parked.insert(
             id,
@@ -321,7 +354,7 @@ impl<T> Synchronizer<T> {
         let mut keys: Vec<String> = Vec::new();
         for p in self.parked.values().filter(|p| !p.expired) {
             for (key, version) in &p.requirements.needs {
-                if self.known.get(key).unwrap_or(0) < *version && !self.looking_up.contains(key) {
+                if !self.met(&p.requirements, key, *version) && !self.looking_up.contains(key) {
                     keys.push(key.clone());
                 }
             }
@@ -338,6 +371,7 @@ impl<T> Synchronizer<T> {
     pub fn drain(&mut self) -> Vec<T> {
         self.waiters.clear();
         self.looking_up.clear();
+        self.starting.clear();
         self.parked.drain().map(|(_, p)| p.job).collect()
     }
 
@@ -347,7 +381,7 @@ impl<T> Synchronizer<T> {
         let mut keys: Vec<String> = Vec::new();
         if !expired {
             for (key, version) in &requirements.needs {
-                if self.known.get(key).is_none_or(|v| v < *version) {
+                if !self.met(requirements, key, *version) {
                     keys.push(key.clone());
                 }
             }
@@ -360,11 +394,25 @@ impl<T> Synchronizer<T> {
         keys
     }
 
+    /// Whether the need `key@version` of a message with `requirements` is met: the instance
+    /// was processed at `version` or newer, or the message resends it whole and this subscriber
+    /// never had it (processed version known to be 0, no first version waiting here).
+    fn met(&self, requirements: &Requirements, key: &str, version: u64) -> bool {
+        match self.known.get(key) {
+            None => false,
+            Some(have) if have >= version => true,
+            Some(0) => {
+                requirements.resent.iter().any(|k| k == key) && !self.starting.contains_key(key)
+            }
+            Some(_) => false,
+        }
+    }
+
     fn unmet(&self, requirements: &Requirements) -> Vec<(String, u64)> {
         requirements
             .needs
             .iter()
-            .filter(|(k, v)| self.known.get(k).is_none_or(|have| have < *v))
+            .filter(|(k, v)| !self.met(requirements, k, *v))
             .cloned()
             .collect()
     }
@@ -422,6 +470,14 @@ impl<T> Synchronizer<T> {
         }
         for key in &p.requirements.writes {
             self.forget_waiter(key, id);
+        }
+        for key in &p.requirements.starts {
+            if let Some(n) = self.starting.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.starting.remove(key);
+                }
+            }
         }
         let skipped = if p.expired {
             self.unmet(&p.requirements)
@@ -489,7 +545,16 @@ mod tests {
         Requirements {
             needs: needs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             writes: writes.iter().map(|k| k.to_string()).collect(),
+            ..Requirements::default()
         }
+    }
+
+    /// A message writing `key` at `version` (and nothing else), flagged `sync` or not, with its
+    /// causal requirements.
+    fn write(key: &str, version: u64, sync: bool) -> Requirements {
+        let mut m = message(&[(key, version)], &[]);
+        m.operations[0].sync = sync;
+        Requirements::causal(&m, |_| true)
     }
 
     fn ready<T: std::fmt::Debug>(s: Submitted<T>) -> Released<T> {
@@ -517,23 +582,117 @@ mod tests {
             &[("a/user/1", 2), ("a/friend/5", 7), ("other/x/1", 2)],
         );
         let r = Requirements::causal(&m, |app| app == "a");
+        let mut expected = req(
+            &[("a/friend/5", 7), ("a/user/1", 2)],
+            &["a/post/9", "a/user/1"],
+        );
+        expected.starts = vec!["a/post/9".into()];
         assert_eq!(
-            r,
-            req(
-                &[("a/friend/5", 7), ("a/user/1", 2)],
-                &["a/post/9", "a/user/1"]
-            ),
+            r, expected,
             "previous version of each written instance (v1 needs nothing), reads of followed \
              apps only, a read of a written instance covered by its write"
         );
     }
 
     #[test]
-    fn a_resent_state_waits_for_no_previous_version() {
+    fn a_resent_state_needs_its_previous_version_unless_the_instance_is_new_here() {
         let mut m = message(&[("a/user/1", 7)], &[("a/friend/5", 2)]);
         m.operations[0].sync = true;
         let r = Requirements::causal(&m, |_| true);
-        assert_eq!(r, req(&[("a/friend/5", 2)], &["a/user/1"]));
+        let mut expected = req(&[("a/friend/5", 2), ("a/user/1", 6)], &["a/user/1"]);
+        expected.resent = vec!["a/user/1".into()];
+        assert_eq!(
+            r, expected,
+            "the previous version, waivable; the reads as usual"
+        );
+        // A live write of a lower version in the same message: nothing to waive.
+        let mut m = message(&[("a/user/1", 7), ("a/user/1", 8)], &[]);
+        m.operations[1].sync = true;
+        assert!(Requirements::causal(&m, |_| true).resent.is_empty());
+        // Version 1 needs nothing and is a first write.
+        let r = write("a/user/2", 1, false);
+        assert_eq!((r.needs.len(), r.starts), (0, vec!["a/user/2".to_string()]));
+    }
+
+    /// A subscriber deployed late (processed version 0, looked up) applies the resent state at
+    /// once; the live update older than it, which waits for a version it never received, is
+    /// then released and skipped as stale by the applier.
+    #[test]
+    fn a_resent_state_runs_at_once_where_the_instance_was_never_processed() {
+        let t0 = Instant::now();
+        let mut s = Synchronizer::new(Duration::from_secs(60));
+        let lookup = parked(s.submit("v5", write("a/u/1", 5, false), t0));
+        assert_eq!(lookup, ["a/u/1"]);
+        assert!(s.learn(&[("a/u/1".into(), 0)], true).is_empty());
+        let sync = ready(s.submit("sync v7", write("a/u/1", 7, true), t0));
+        let r = s.finish(&sync.writes, &[("a/u/1".into(), 7)]);
+        assert_eq!(jobs(&r), ["v5"]);
+        assert!(r[0].skipped.is_empty(), "released without recovery");
+        // Unknown yet: looked up first, then run.
+        let lookup = parked(s.submit("sync v3", write("a/u/2", 3, true), t0));
+        assert_eq!(lookup, ["a/u/2"]);
+        let r = s.learn(&[("a/u/2".into(), 0)], true);
+        assert_eq!(jobs(&r), ["sync v3"]);
+    }
+
+    /// A subscriber that follows the instance (processed version > 0) applies a resend after the
+    /// live updates before it, even when one of them waits for another instance: the resend
+    /// must not overtake it (it would be skipped as stale, its callbacks never run).
+    #[test]
+    fn a_resent_state_waits_for_the_previous_version_where_the_instance_is_followed() {
+        let t0 = Instant::now();
+        let mut s = Synchronizer::new(Duration::from_secs(60));
+        s.learn(&[("a/u/1".into(), 3), ("a/u/2".into(), 8)], false);
+        // A transaction writing u/1 v4 and u/2 v10 waits for u/2 v9.
+        let m = message(&[("a/u/1", 4), ("a/u/2", 10)], &[]);
+        parked(s.submit("tx", Requirements::causal(&m, |_| true), t0));
+        // The resend of u/1 (v5) waits for v4, which the transaction writes.
+        assert!(parked(s.submit("sync u/1 v5", write("a/u/1", 5, true), t0)).is_empty());
+        let v9 = ready(s.submit("u/2 v9", write("a/u/2", 9, false), t0));
+        let r = s.finish(&v9.writes, &[("a/u/2".into(), 9)]);
+        assert_eq!(jobs(&r), ["tx"]);
+        let r = s.finish(&r[0].writes, &[("a/u/1".into(), 4), ("a/u/2".into(), 10)]);
+        assert_eq!(jobs(&r), ["sync u/1 v5"]);
+        assert_eq!(s.parked(), 0);
+    }
+
+    /// Processed version 0, but the instance's first version waits here (a live create held
+    /// for another instance): the subscriber follows the instance from its start, so the resend
+    /// waits for the create instead of overtaking it.
+    #[test]
+    fn a_resent_state_waits_for_a_first_version_held_here() {
+        let t0 = Instant::now();
+        let mut s = Synchronizer::new(Duration::from_secs(60));
+        s.learn(&[("a/u/1".into(), 0), ("a/u/9".into(), 1)], true);
+        // A transaction creating u/1 (v1) and updating u/9 (v3): waits for u/9 v2.
+        let m = message(&[("a/u/1", 1), ("a/u/9", 3)], &[]);
+        parked(s.submit("tx", Requirements::causal(&m, |_| true), t0));
+        parked(s.submit("sync u/1 v2", write("a/u/1", 2, true), t0));
+        let v2 = ready(s.submit("u/9 v2", write("a/u/9", 2, false), t0));
+        let r = s.finish(&v2.writes, &[("a/u/9".into(), 2)]);
+        assert_eq!(jobs(&r), ["tx"]);
+        let r = s.finish(&r[0].writes, &[("a/u/1".into(), 1), ("a/u/9".into(), 3)]);
+        assert_eq!(jobs(&r), ["sync u/1 v2"]);
+        // Once nothing starts the instance here any more, a resend of a new one runs at once.
+        s.learn(&[("a/u/5".into(), 0)], true);
+        ready(s.submit("sync u/5 v4", write("a/u/5", 4, true), t0));
+    }
+
+    /// A waived resend still never runs beside another writer of the instance: here one whose
+    /// delivery goes back to the broker (it processed nothing). Recovery lists no waived need as
+    /// skipped.
+    #[test]
+    fn a_waived_resend_still_waits_for_a_concurrent_writer() {
+        let t0 = Instant::now();
+        let mut s = Synchronizer::new(Duration::from_millis(10));
+        s.learn(&[("a/u/1".into(), 0)], true);
+        let running = ready(s.submit("v1", write("a/u/1", 1, false), t0));
+        parked(s.submit("sync v2", write("a/u/1", 2, true), t0));
+        assert!(s.expire(t0 + Duration::from_secs(1)).is_empty());
+        let r = s.finish(&running.writes, &[]);
+        assert_eq!(jobs(&r), ["sync v2"]);
+        assert!(r[0].skipped.is_empty(), "{:?}", r[0].skipped);
+        assert!(s.recheck().is_empty());
     }
 
     #[test]
@@ -676,6 +835,7 @@ mod tests {
                     Requirements {
                         needs,
                         writes: vec![format!("a/u/{i}")],
+                        ..Requirements::default()
                     },
                     (format!("a/u/{i}"), versions[i]),
                 ));
@@ -710,6 +870,100 @@ mod tests {
                     running.push(r);
                 }
                 // Finish a random running message now and then.
+                while !running.is_empty() && next() % 2 == 0 {
+                    let r = running.remove((next() % running.len() as u64) as usize);
+                    running.extend(complete(&mut s, r));
+                }
+            }
+            while let Some(r) = running.pop() {
+                running.extend(complete(&mut s, r));
+            }
+            assert_eq!(finished, msgs.len(), "seed {seed}: something never ran");
+            assert_eq!(s.parked(), 0);
+        }
+    }
+
+    /// Randomized, with resends (`sync`): a subscriber following every instance from its first
+    /// version (each looked up at 0 beforehand) receives transactions out of order across
+    /// instances, and each resend after every lower version of its instance (the queue's order:
+    /// a sync is written after the writes it follows). No message is released before what it
+    /// needs, no live write is overtaken by a newer version (it would be skipped as stale), and
+    /// everything is released.
+    #[test]
+    fn random_arrivals_with_resends_never_overtake_a_live_write() {
+        for seed in 0..100u64 {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let keys: Vec<String> = (0..4).map(|i| format!("a/u/{i}")).collect();
+            let mut versions = [0u64; 4];
+            // What each message requires, what it writes, whether it is a resend.
+            type Written = Vec<(String, u64)>;
+            let mut msgs: Vec<(Requirements, Written, bool)> = Vec::new();
+            for _ in 0..24 {
+                let i = (next() % 4) as usize;
+                let resend = versions[i] > 0 && next() % 3 == 0;
+                let mut writes = Vec::new();
+                versions[i] += 1;
+                writes.push((keys[i].clone(), versions[i]));
+                let j = (next() % 4) as usize;
+                if !resend && j != i && next() % 2 == 0 {
+                    versions[j] += 1;
+                    writes.push((keys[j].clone(), versions[j]));
+                }
+                let pairs: Vec<(&str, u64)> =
+                    writes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                let mut m = message(&pairs, &[]);
+                m.operations[0].sync = resend;
+                msgs.push((Requirements::causal(&m, |_| true), writes, resend));
+            }
+            let mut order: Vec<usize> = (0..msgs.len()).collect();
+            for k in (1..order.len()).rev() {
+                order.swap(k, (next() % (k as u64 + 1)) as usize);
+            }
+            for r in (0..msgs.len()).filter(|&r| msgs[r].2) {
+                let (key, version) = &msgs[r].1[0];
+                let pos = order.iter().position(|&n| n == r).unwrap();
+                let last = order
+                    .iter()
+                    .rposition(|&n| msgs[n].1.iter().any(|(k, v)| k == key && v < version));
+                if let Some(last) = last.filter(|&last| last > pos) {
+                    order.remove(pos);
+                    order.insert(last, r);
+                }
+            }
+            let t0 = Instant::now();
+            let mut s = Synchronizer::new(Duration::from_secs(60));
+            let zeros: Vec<(String, u64)> = keys.iter().map(|k| (k.clone(), 0)).collect();
+            assert!(s.learn(&zeros, true).is_empty());
+            let mut done: HashMap<String, u64> = HashMap::new();
+            let mut running: Vec<Released<usize>> = Vec::new();
+            let mut finished = 0;
+            let mut complete = |s: &mut Synchronizer<usize>, r: Released<usize>| {
+                let (requirements, writes, _) = &msgs[r.job];
+                for (k, v) in &requirements.needs {
+                    assert!(
+                        done.get(k).copied().unwrap_or(0) >= *v,
+                        "seed {seed}: message {} released before {k} v{v}",
+                        r.job
+                    );
+                }
+                for (k, v) in writes {
+                    let have = done.entry(k.clone()).or_insert(0);
+                    assert!(*have < *v, "seed {seed}: {k} v{v} overtaken by v{have}");
+                    *have = *v;
+                }
+                finished += 1;
+                s.finish(&r.writes, writes)
+            };
+            for &n in &order {
+                if let Submitted::Ready(r) = s.submit(n, msgs[n].0.clone(), t0) {
+                    running.push(r);
+                }
                 while !running.is_empty() && next() % 2 == 0 {
                     let r = running.remove((next() % running.len() as u64) as usize);
                     running.extend(complete(&mut s, r));

@@ -133,9 +133,12 @@ pub async fn record_ephemeral<M: Published, C: ConnectionTrait>(
 /// Records an update of `model` carrying every attribute published to each of its endpoints,
 /// even when nothing changed since the last published state: the initial sync
 /// (`promiscuous publish <model>`) of rows written before a subscriber (or promiscuous) existed.
-/// Like every write, run it inside a transaction. The update is flagged `sync` (subscribers apply
-/// it without waiting for the previous version, which one deployed later never received) and
-/// carries no `changes`; the next regular update computes its `changes` against what it sent.
+/// Like every write, run it inside a transaction, after locking the row (the CLI's `publish`
+/// does: `SELECT … FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), so that the state
+/// sent is the row's current one. The update is flagged `sync` (a subscriber that never had the
+/// instance applies it without waiting for the previous version, which it never received; one
+/// that has it waits like for any update) and carries no `changes`; the next regular update
+/// computes its `changes` against what it sent.
 pub async fn record_sync<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> Result<(), DbErr> {
     let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
     require_transaction(db, first).await?;
