@@ -23,6 +23,8 @@
 //! `promiscuous_test_sync_*`) and on SQLite (a file shared by the application's connections
 //! and the command's), over the in-process broker.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
@@ -149,42 +151,7 @@ enum Backend {
     /// A directory for the publisher's database file.
     Sqlite(PathBuf),
 }
-
-/// As in tests/postgres.rs: the server's URL; a missing one fails in CI, else skips.
-fn postgres_url(test: &str) -> Option<String> {
-    match std::env::var("PROMISCUOUS_POSTGRES_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!(
-                "PROMISCUOUS_POSTGRES_URL is not set: CI must run {test} (scripts/test starts PostgreSQL)"
-            )
-        }
-        Err(_) => {
-            eprintln!(
-                "skipped {test}: PROMISCUOUS_POSTGRES_URL is not set (run scripts/services.sh up)"
-            );
-            None
-        }
-    }
-}
-
-/// A fresh PostgreSQL database `promiscuous_test_{name}` (dropped first if a failed run left it
-/// behind) and its URL.
-async fn fresh_database(url: &str, name: &str) -> (DatabaseConnection, String) {
-    let admin = Database::connect(url).await.expect("connect to PostgreSQL");
-    let name = format!("promiscuous_test_{name}");
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
-    let url = format!("{base}/{name}");
-    (Database::connect(url.as_str()).await.unwrap(), url)
-}
+use common::postgres::{fresh_database_url as fresh_database, postgres_url};
 
 /// The publisher's database (and its URL, for the command line) and the two subscribers'.
 async fn databases(

@@ -9,44 +9,10 @@ use common::{member, user};
 use promiscuous::pipeline::schema;
 use promiscuous::{InProcess, Message, OperationKind, Publisher, Subscriber};
 use promiscuous_test::MockPublisher;
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, IntoActiveModel,
-    ModelTrait, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, ModelTrait, Set, TransactionTrait};
 use serde_json::json;
 
-fn postgres_url(test: &str) -> Option<String> {
-    match std::env::var("PROMISCUOUS_POSTGRES_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!(
-                "PROMISCUOUS_POSTGRES_URL is not set: CI must run {test} (scripts/test starts PostgreSQL)"
-            )
-        }
-        Err(_) => {
-            eprintln!(
-                "skipped {test}: PROMISCUOUS_POSTGRES_URL is not set (run scripts/services.sh up)"
-            );
-            None
-        }
-    }
-}
-
-/// A fresh database named after the test, dropped first if a failed run left it behind.
-async fn fresh_database(url: &str, name: &str) -> DatabaseConnection {
-    let admin = Database::connect(url).await.expect("connect to PostgreSQL");
-    let name = format!("promiscuous_test_{name}");
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
-    Database::connect(format!("{base}/{name}")).await.unwrap()
-}
+use common::postgres::{fresh_database, postgres_url};
 
 #[tokio::test]
 async fn publisher_and_subscriber_run_on_postgres() {

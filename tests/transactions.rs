@@ -11,6 +11,8 @@
 //! skipped), both over the in-process broker. What the relay published is read from a queue
 //! bound to every app (the tap), so the tests see the messages exactly as they went out.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -24,9 +26,9 @@ use promiscuous::{
     SubscriberService, Transport,
 };
 use sea_orm::{
-    AccessMode, ActiveModelTrait, ColumnTrait, ConnectionTrait, Database, DatabaseConnection,
-    DbBackend, EntityTrait, IntoActiveModel, IsolationLevel, ModelTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
+    AccessMode, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
+    EntityTrait, IntoActiveModel, IsolationLevel, ModelTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set, Statement, TransactionTrait,
 };
 use serde_json::{Value, json};
 
@@ -349,40 +351,7 @@ async fn databases(backend: Backend, test: &str, short: &str) -> Option<Dbs> {
         subscriber,
     })
 }
-
-/// As in tests/postgres.rs: the server's URL; a missing one fails in CI, else skips.
-fn postgres_url(test: &str) -> Option<String> {
-    match std::env::var("PROMISCUOUS_POSTGRES_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!(
-                "PROMISCUOUS_POSTGRES_URL is not set: CI must run {test} (scripts/test starts PostgreSQL)"
-            )
-        }
-        Err(_) => {
-            eprintln!(
-                "skipped {test}: PROMISCUOUS_POSTGRES_URL is not set (run scripts/services.sh up)"
-            );
-            None
-        }
-    }
-}
-
-/// A fresh database named after the test, dropped first if a failed run left it behind.
-async fn fresh_database(url: &str, name: &str) -> DatabaseConnection {
-    let admin = Database::connect(url).await.expect("connect to PostgreSQL");
-    let name = format!("promiscuous_test_{name}");
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
-    Database::connect(format!("{base}/{name}")).await.unwrap()
-}
+use common::postgres::{fresh_database, postgres_url};
 
 /// Each scenario as a test on SQLite (`sqlite::name`) and one on PostgreSQL (`postgres::name`).
 macro_rules! on_sqlite_and_postgres {
