@@ -116,17 +116,22 @@ pub async fn record_ephemeral<M: Published, C: ConnectionTrait>(
     model: &M,
     db: &C,
 ) -> Result<(), DbErr> {
-    let first = M::ENDPOINTS.first().map_or("ephemeral", |e| e.endpoint);
+    record_without_row(model, db, OperationKind::Create, State::Forget).await
+}
+
+/// An operation no model row write precedes (an ephemeral, a sync): the transaction is checked
+/// here, and no write permit is involved.
+async fn record_without_row<M: Published, C: ConnectionTrait>(
+    model: &M,
+    db: &C,
+    kind: OperationKind,
+    state: State,
+) -> Result<(), DbErr> {
+    let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
     require_transaction(db, first).await?;
     let id = publisher_id(model)?;
     let mut writes = Writes::begin::<M, C>(db, &id).await?;
-    record_each(
-        model,
-        &id,
-        &mut writes,
-        OperationKind::Create,
-        State::Forget,
-    )?;
+    record_each(model, &id, &mut writes, kind, state)?;
     writes.send(db).await
 }
 
@@ -140,18 +145,7 @@ pub async fn record_ephemeral<M: Published, C: ConnectionTrait>(
 /// that has it waits like for any update) and carries no `changes`; the next regular update
 /// computes its `changes` against what it sent.
 pub async fn record_sync<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> Result<(), DbErr> {
-    let first = M::ENDPOINTS.first().map_or("?", |e| e.endpoint);
-    require_transaction(db, first).await?;
-    let id = publisher_id(model)?;
-    let mut writes = Writes::begin::<M, C>(db, &id).await?;
-    record_each(
-        model,
-        &id,
-        &mut writes,
-        OperationKind::Update,
-        State::Resend,
-    )?;
-    writes.send(db).await
+    record_without_row(model, db, OperationKind::Update, State::Resend).await
 }
 
 fn publisher_id<M: Published>(model: &M) -> Result<Value, DbErr> {
