@@ -37,6 +37,10 @@ struct Args {
     /// No ordering at all (unsafe: a message may be applied before what it depends on).
     #[arg(long)]
     bareback: bool,
+    /// Admit only messages published by the broker user of their app (per-app users, see
+    /// README "Security"; scripts/services.sh creates `crowdtap` and `crowdtap_members`).
+    #[arg(long)]
+    require_user_id: bool,
 }
 
 #[tokio::main]
@@ -56,6 +60,7 @@ async fn main() -> Result<(), BoxError> {
             Ordering::Causal
         })
         .versions(Arc::new(RedisVersions::new(redis, &args.app)))
+        .require_user_id(args.require_user_id)
         .build()
         .await?
         .start();

@@ -5,16 +5,30 @@
 #   scripts/services.sh down               stop all
 #   scripts/services.sh status             say what runs
 #   scripts/services.sh restart-rabbitmq   stop and start the RabbitMQ application (tests use it)
-#   scripts/services.sh env                print the URLs as shell exports
+#   scripts/services.sh env                print the URLs (and TLS CA files) as shell exports
 #
-# Ports: PROMISCUOUS_AMQP_PORT (5672), PROMISCUOUS_REDIS_PORT (6379); PostgreSQL uses its
-# Debian cluster's port (5432), listening on localhost only (Debian's default).
+# Ports: PROMISCUOUS_AMQP_PORT (5672), PROMISCUOUS_REDIS_PORT (6379), and with TLS
+# PROMISCUOUS_AMQPS_PORT (5671) and PROMISCUOUS_REDISS_PORT (6380, the same Redis server);
+# PostgreSQL uses its Debian cluster's port (5432), listening on localhost only (Debian's default).
+#
+# TLS: a local CA and a server certificate for 127.0.0.1 and localhost are made under
+# $RUN_DIR/tls (ca.pem, server.pem, server-key.pem), with a second, unrelated CA (wrong-ca.pem)
+# for tests that must see a certificate refused; made once, again only if one is missing.
+#
+# RabbitMQ users: besides guest, one user per application used by the tests and examples (APPS
+# below), user X with password promiscuous_X, allowed only what app X needs (see rabbit_users).
 set -euo pipefail
 
 AMQP_PORT=${PROMISCUOUS_AMQP_PORT:-5672}
+AMQPS_PORT=${PROMISCUOUS_AMQPS_PORT:-5671}
 REDIS_PORT=${PROMISCUOUS_REDIS_PORT:-6379}
+REDISS_PORT=${PROMISCUOUS_REDISS_PORT:-6380}
 RUN_DIR=${PROMISCUOUS_RUN_DIR:-/tmp/promiscuous-services}
+TLS_DIR=$RUN_DIR/tls
 NODE=rabbit@localhost
+# The applications with a RabbitMQ user of their own (user X, password promiscuous_X). Names
+# are plain words: they are put into permission regexes as they are.
+APPS=(crowdtap crowdtap_members trust_a trust_b trust_members)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -24,6 +38,10 @@ install_missing() {
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
     command -v pg_ctlcluster >/dev/null 2>&1 && [ -n "$(pg_version)" ] || missing+=(postgresql)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    # lapin's rustls-native-certs refuses to make any TLS connection when the system has no root
+    # certificate at all, even with a CA file of its own.
+    [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing ${missing[*]} from Debian's packages"
     as_root apt-get update -qq
@@ -43,20 +61,103 @@ wait_for() { # seconds, description, command...
     done
 }
 
+# Runs a command, showing its output only if it fails (openssl is chatty).
+quietly() {
+    local out
+    if ! out=$("$@" 2>&1); then
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+}
+
+tls_files_ok() {
+    local f
+    for f in ca.pem wrong-ca.pem server.pem server-key.pem; do
+        [ -s "$TLS_DIR/$f" ] || return 1
+    done
+    openssl verify -CAfile "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" >/dev/null 2>&1
+}
+
+new_ca() { # file stem, common name
+    quietly openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$2" \
+        -keyout "$1-key.pem" -out "$1.pem"
+}
+
+# The CAs and the server certificate, made only if missing (or not matching each other). The CA
+# keys are deleted once the server certificate is signed: all is made again if anything is lost.
+tls_certs() {
+    if tls_files_ok; then return 0; fi
+    log "making a local CA and a server certificate (127.0.0.1, localhost) in $TLS_DIR"
+    mkdir -p "$RUN_DIR"
+    local tmp
+    tmp=$(mktemp -d "$RUN_DIR/tls.XXXXXX")
+    (
+        cd "$tmp"
+        new_ca ca "promiscuous test CA"
+        new_ca wrong-ca "promiscuous unrelated CA"
+        quietly openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
+            -keyout server-key.pem -out server.csr
+        printf '%s\n' 'subjectAltName = IP:127.0.0.1, DNS:localhost' \
+            'basicConstraints = critical, CA:FALSE' \
+            'keyUsage = critical, digitalSignature, keyEncipherment' \
+            'extendedKeyUsage = serverAuth' >server.ext
+        quietly openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+            -days 3650 -extfile server.ext -out server.pem
+        rm -f ca-key.pem wrong-ca-key.pem ca.srl server.csr server.ext
+        chmod 644 ca.pem wrong-ca.pem server.pem
+        # Redis runs as this script's user (the owner); RabbitMQ as user rabbitmq (the group).
+        as_root chgrp rabbitmq server-key.pem
+        chmod 640 server-key.pem
+    )
+    chmod 755 "$tmp"
+    rm -rf "$TLS_DIR"
+    mv "$tmp" "$TLS_DIR"
+}
+
+# A TLS handshake that verifies the server's certificate with our CA (so an old certificate,
+# from before the CA was made again, counts as not ready).
+tls_handshake() { # port
+    timeout 10 openssl s_client -connect "127.0.0.1:$1" -CAfile "$TLS_DIR/ca.pem" \
+        -verify_return_error -brief </dev/null
+}
+
 redis_ready() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping | grep -q PONG; }
+redis_tls_ready() {
+    redis-cli --tls --cacert "$TLS_DIR/ca.pem" -h 127.0.0.1 -p "$REDISS_PORT" ping | grep -q PONG
+}
+
+# One server for both ports: TLS on REDISS_PORT (no client certificates asked for).
+redis_tls_settings() {
+    printf '%s\n' tls-cert-file "$TLS_DIR/server.pem" tls-key-file "$TLS_DIR/server-key.pem" \
+        tls-ca-cert-file "$TLS_DIR/ca.pem" tls-auth-clients no tls-port "$REDISS_PORT"
+}
 
 redis_up() {
-    if redis_ready 2>/dev/null; then return 0; fi
-    mkdir -p "$RUN_DIR"
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
-        --save '' --appendonly no --dir "$RUN_DIR" \
-        --pidfile "$RUN_DIR/redis.pid" --logfile "$RUN_DIR/redis.log"
-    wait_for 30 "redis on 127.0.0.1:$REDIS_PORT" redis_ready
-    log "redis ready on 127.0.0.1:$REDIS_PORT"
+    if redis_ready 2>/dev/null; then
+        if redis_tls_ready 2>/dev/null; then return 0; fi
+        # Started without TLS (by an older version of this script) or with an old certificate:
+        # Redis takes TLS settings at run time, so no restart.
+        log "enabling TLS on the running redis (127.0.0.1:$REDISS_PORT)"
+        local settings
+        mapfile -t settings < <(redis_tls_settings)
+        redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config set "${settings[@]}" | grep -q OK
+    else
+        mkdir -p "$RUN_DIR"
+        local settings=() name value
+        while read -r name && read -r value; do settings+=("--$name" "$value"); done \
+            < <(redis_tls_settings)
+        redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
+            --save '' --appendonly no --dir "$RUN_DIR" \
+            --pidfile "$RUN_DIR/redis.pid" --logfile "$RUN_DIR/redis.log" "${settings[@]}"
+        wait_for 30 "redis on 127.0.0.1:$REDIS_PORT" redis_ready
+    fi
+    wait_for 30 "redis TLS on 127.0.0.1:$REDISS_PORT" redis_tls_ready
+    log "redis ready on 127.0.0.1:$REDIS_PORT and (TLS) 127.0.0.1:$REDISS_PORT"
 }
 
 rabbitmqctl_() { as_root rabbitmqctl -n "$NODE" "$@"; }
 rabbit_ready() { rabbitmqctl_ -q await_startup --timeout 5; }
+rabbit_tls_ready() { tls_handshake "$AMQPS_PORT"; }
 
 rabbit_configure() {
     as_root mkdir -p /etc/rabbitmq
@@ -67,15 +168,77 @@ NODE_PORT=$AMQP_PORT
 export ERL_EPMD_ADDRESS=127.0.0.1
 SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 CONF
+    # The plain listener comes from NODE_IP_ADDRESS/NODE_PORT above; this adds the TLS one (no
+    # client certificates asked for). Read at boot only: see rabbit_up.
+    as_root tee /etc/rabbitmq/rabbitmq.conf >/dev/null <<CONF
+listeners.ssl.default = 127.0.0.1:$AMQPS_PORT
+ssl_options.cacertfile = $TLS_DIR/ca.pem
+ssl_options.certfile = $TLS_DIR/server.pem
+ssl_options.keyfile = $TLS_DIR/server-key.pem
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+CONF
+}
+
+# The apps' users, their permissions on vhost / and their topic permissions, in one definitions
+# import (passwords in clear: RabbitMQ hashes them), for app X (the pattern is anchored and X is
+# a plain word):
+#   configure, write, read: ^(promiscuous.*|X)$
+#     - exchanges whose name starts with "promiscuous" (tests use unique ones): declare
+#       (configure), publish (write), bind a queue to (read);
+#     - the app's own queue, named X: declare (configure), bind (write), consume (read).
+#     Nothing else: not the default exchange (amq.default, so no sending straight into another
+#     app's queue), not other apps' queues. Queues and exchanges share these patterns, so a
+#     queue named promiscuous* would be open to every app: no app may have such a name.
+#   topic permissions on exchange "promiscuous" (the default exchange of RabbitMqConfig; RabbitMQ
+#   takes an exact exchange name here, not a pattern, so unique test exchanges are not covered):
+#     write ^X$ -- a message must have the app's name as routing key: publishing as another app
+#       is ACCESS_REFUSED (the broker closes the channel);
+#     read .* -- any binding key (a subscriber binds its queue to the apps it follows).
+# The routing-key check is defence in depth only: an app may declare an exchange of another
+# type (no topic check) and bind "promiscuous" to it. What the broker guarantees everywhere is
+# the AMQP user_id property: a message carrying one is refused unless it is the connection's
+# user; subscribers should require user_id == the publishing app.
+rabbit_users() {
+    local app users=() permissions=() topics=()
+    for app in "${APPS[@]}"; do
+        users+=("{\"name\":\"$app\",\"password\":\"promiscuous_$app\",\"tags\":\"\"}")
+        permissions+=("{\"user\":\"$app\",\"vhost\":\"/\",\"configure\":\"^(promiscuous.*|$app)\$\",\"write\":\"^(promiscuous.*|$app)\$\",\"read\":\"^(promiscuous.*|$app)\$\"}")
+        topics+=("{\"user\":\"$app\",\"vhost\":\"/\",\"exchange\":\"promiscuous\",\"write\":\"^$app\$\",\"read\":\".*\"}")
+    done
+    local IFS=,
+    printf '{"users":[%s],"permissions":[%s],"topic_permissions":[%s]}\n' \
+        "${users[*]}" "${permissions[*]}" "${topics[*]}" | rabbitmqctl_ -q import_definitions
+    # The import finishes asynchronously; topic permissions are imported last.
+    wait_for 30 "the apps' rabbitmq users" rabbit_users_ready
+}
+
+rabbit_users_ready() {
+    local listed app
+    listed=$(rabbitmqctl_ -q list_topic_permissions -p / --no-table-headers)
+    for app in "${APPS[@]}"; do
+        printf '%s\n' "$listed" | grep -qxF "$app"$'\tpromiscuous\t^'"$app"$'$\t.*' || return 1
+    done
 }
 
 rabbit_up() {
     rabbit_configure
-    if rabbit_ready 2>/dev/null; then return 0; fi
-    log "starting rabbitmq on 127.0.0.1:$AMQP_PORT"
+    if rabbit_ready 2>/dev/null; then
+        if rabbit_tls_ready >/dev/null 2>&1; then
+            rabbit_users
+            return 0
+        fi
+        # The TLS listener is configured at boot only: a node started before it was configured
+        # (or with an old certificate) is restarted.
+        log "restarting rabbitmq: no TLS listener on 127.0.0.1:$AMQPS_PORT with the current certificate"
+        rabbitmqctl_ -q shutdown >/dev/null
+    fi
+    log "starting rabbitmq on 127.0.0.1:$AMQP_PORT and (TLS) 127.0.0.1:$AMQPS_PORT"
     as_root rabbitmq-server -detached
     wait_for 120 "rabbitmq" rabbit_ready
-    log "rabbitmq ready on 127.0.0.1:$AMQP_PORT"
+    wait_for 30 "rabbitmq TLS listener" rabbit_tls_ready
+    rabbit_users
+    log "rabbitmq ready on 127.0.0.1:$AMQP_PORT and (TLS) 127.0.0.1:$AMQPS_PORT"
 }
 
 pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1; }
@@ -98,11 +261,17 @@ urls() {
     echo "export PROMISCUOUS_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
     echo "export PROMISCUOUS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/"
     echo "export PROMISCUOUS_POSTGRES_URL=postgres://promiscuous:promiscuous@127.0.0.1:5432/postgres"
+    # TLS: the certificates name 127.0.0.1 and localhost; guest may log in over loopback only.
+    echo "export PROMISCUOUS_AMQPS_URL=amqps://guest:guest@127.0.0.1:$AMQPS_PORT/%2f"
+    echo "export PROMISCUOUS_REDISS_URL=rediss://127.0.0.1:$REDISS_PORT/"
+    echo "export PROMISCUOUS_TLS_CA=$TLS_DIR/ca.pem"
+    echo "export PROMISCUOUS_TLS_WRONG_CA=$TLS_DIR/wrong-ca.pem"
 }
 
 case "${1:-}" in
 up)
     install_missing
+    tls_certs
     redis_up
     rabbit_up
     postgres_up
@@ -115,7 +284,9 @@ down)
     ;;
 status)
     if redis_ready 2>/dev/null; then echo "redis: up (127.0.0.1:$REDIS_PORT)"; else echo "redis: down"; fi
+    if redis_tls_ready 2>/dev/null; then echo "redis TLS: up (127.0.0.1:$REDISS_PORT)"; else echo "redis TLS: down"; fi
     if rabbit_ready 2>/dev/null; then echo "rabbitmq: up (127.0.0.1:$AMQP_PORT)"; else echo "rabbitmq: down"; fi
+    if rabbit_tls_ready >/dev/null 2>&1; then echo "rabbitmq TLS: up (127.0.0.1:$AMQPS_PORT)"; else echo "rabbitmq TLS: down"; fi
     if pg_ready 2>/dev/null; then echo "postgresql: up (127.0.0.1:5432)"; else echo "postgresql: down"; fi
     ;;
 restart-rabbitmq)

@@ -18,11 +18,13 @@ pub use promiscuous_core::redis::{self, Redis, RedisConfig, RedisLease, RedisVer
 pub use promiscuous_core::subscriber::{MemoryVersions, Ordering, Stats};
 pub use promiscuous_core::transport::{self, InProcess, Transport};
 pub use promiscuous_core::{
-    Change, Dependencies, Dependency, Error, ErrorNotifier, Message, Operation, OperationKind,
+    Change, DecodeError, Dependencies, Dependency, Error, ErrorNotifier, Message, Operation,
+    OperationKind,
 };
 pub use promiscuous_derive::{define, ephemeral, observer, publish, subscribe};
 pub use promiscuous_sea_orm::publisher::{Tracked, track_read, tracked};
 pub use promiscuous_sea_orm::publisher::{definitions, guard};
+pub use promiscuous_sea_orm::subscriber::dead_letters::Replayed;
 pub use promiscuous_sea_orm::{
     AttributeError, Callbacks, Ctx, Endpoint, Ephemeral, Observed, Published, PublishedAttribute,
     Publisher, PublisherHandle, Subscribed, Subscriber, SubscriberHandle, SubscriberService,

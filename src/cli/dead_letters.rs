@@ -17,8 +17,16 @@ pub(crate) enum DeadLetterCommand {
         id: i64,
     },
     /// Apply dead letters again (once the cause is fixed); those applied are deleted, those
-    /// still failing stay with their new error.
-    Replay(Which),
+    /// still failing stay with their new error. Each is admitted from its owner again, with
+    /// the routing key (and user) recorded with it.
+    Replay {
+        #[command(flatten)]
+        which: Which,
+        /// Admit only messages whose recorded broker user is their app, as `subscribe
+        /// --require-user-id` does.
+        #[arg(long)]
+        require_user_id: bool,
+    },
     /// Delete dead letters without applying them.
     Drop(Which),
 }
@@ -157,14 +165,17 @@ pub(crate) async fn run(
             let letter = dead_letters::get(&db, *id).await.map_err(not_found)?;
             show(&letter, out);
         }
-        DeadLetterCommand::Replay(which) => {
+        DeadLetterCommand::Replay {
+            which,
+            require_user_id,
+        } => {
             if env.followers().is_empty() {
                 return Err(CliError::failed(
                     "replay applies dead letters to the subscribed models, and this program \
                      registers none (Cli::subscribe::<Model>())",
                 ));
             }
-            let applier = env.applier(db);
+            let applier = env.applier(db).require_user_id(*require_user_id);
             let outcomes = match which.id {
                 Some(id) => vec![(id, applier.replay_dead_letter(id).await.map_err(not_found)?)],
                 None => applier

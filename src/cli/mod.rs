@@ -15,8 +15,8 @@
 //! Commands: `subscribe`, `publish <model> [filter]` (initial sync), `mocks` (exported
 //! definitions), `status` and `dead-letters list | show | replay | drop`. Connections come from
 //! `--database-url` (`DATABASE_URL`), `--amqp-url` (`PROMISCUOUS_AMQP_URL`) and `--redis-url`
-//! (`PROMISCUOUS_REDIS_URL`). Every failure is one message with its context and a non-zero exit
-//! code.
+//! (`PROMISCUOUS_REDIS_URL`); `--tls-ca` (`PROMISCUOUS_TLS_CA`) names a private CA for an
+//! `amqps://` broker. Every failure is one message with its context and a non-zero exit code.
 
 mod dead_letters;
 mod mocks;
@@ -27,6 +27,7 @@ mod sync;
 use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -324,6 +325,7 @@ impl Env<'_> {
         let url = self.connections.amqp_url.as_ref()?;
         let config = RabbitMqConfig {
             exchange: self.connections.exchange.clone(),
+            tls_ca: self.connections.tls_ca.clone(),
             ..RabbitMqConfig::default()
         };
         let transport: Arc<dyn Transport> = Arc::new(RabbitMq::new(url.clone(), config));
@@ -395,7 +397,7 @@ pub(crate) struct Connections {
     /// The service's database (`sqlite://file.db?mode=rwc`, `postgres://...`).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
-    /// RabbitMQ (`amqp://user:password@host:5672/%2f`).
+    /// RabbitMQ (`amqp://user:password@host:5672/%2f`; `amqps://` for TLS, see --tls-ca).
     #[arg(
         long,
         env = "PROMISCUOUS_AMQP_URL",
@@ -412,6 +414,16 @@ pub(crate) struct Connections {
         hide_env_values = true
     )]
     pub redis_url: Option<String>,
+    /// A CA certificate file (PEM) to verify the servers' certificates with (a private CA):
+    /// trusted besides the system's root certificates for an `amqps://` --amqp-url, and
+    /// instead of them for a `rediss://` --redis-url.
+    #[arg(
+        long,
+        env = "PROMISCUOUS_TLS_CA",
+        global = true,
+        value_name = "PEM_FILE"
+    )]
+    pub tls_ca: Option<PathBuf>,
     /// The RabbitMQ exchange.
     #[arg(long, default_value = "promiscuous", global = true)]
     pub exchange: String,

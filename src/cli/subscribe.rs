@@ -37,6 +37,11 @@ pub(crate) struct SubscribeArgs {
     /// message may be applied before what it depends on.
     #[arg(long)]
     bareback: bool,
+    /// Admit a message only if its broker-validated publisher user (AMQP user_id) is its app:
+    /// for brokers with one user per app (README, "Security"). Refused messages are
+    /// dead-lettered.
+    #[arg(long)]
+    require_user_id: bool,
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM. The handlers are installed now, so a
@@ -107,14 +112,21 @@ pub(crate) async fn run(
         .workers(args.workers as usize)
         .ordering(ordering)
         .dependency_timeout(dependency_timeout)
+        .require_user_id(args.require_user_id)
         .error_notifier(Arc::new(|e| eprintln!("promiscuous: {e}")));
     for follower in env.followers() {
         subscriber = (follower.service)(subscriber);
     }
     let mut shared = "none";
     if let Some(url) = &env.connections.redis_url {
-        let redis = Redis::new(url, RedisConfig::default())
-            .map_err(|e| CliError::failed(format!("Redis at {}: {e}", redact(url))))?;
+        let redis = Redis::new(
+            url,
+            RedisConfig {
+                tls_ca: env.connections.tls_ca.clone(),
+                ..RedisConfig::default()
+            },
+        )
+        .map_err(|e| CliError::failed(format!("Redis at {}: {e}", redact(url))))?;
         subscriber = subscriber.versions(Arc::new(RedisVersions::new(redis, &app)));
         shared = "Redis";
     }

@@ -339,8 +339,14 @@ fn relaying(env: &Env<'_>, args: &PublishArgs) -> Result<Relaying, CliError> {
              PROMISCUOUS_REDIS_URL",
         ));
     };
-    let redis = Redis::new(url, RedisConfig::default())
-        .map_err(|e| CliError::failed(format!("Redis at {}: {e}", redact(url))))?;
+    let redis = Redis::new(
+        url,
+        RedisConfig {
+            tls_ca: env.connections.tls_ca.clone(),
+            ..RedisConfig::default()
+        },
+    )
+    .map_err(|e| CliError::failed(format!("Redis at {}: {e}", redact(url))))?;
     let lease = Arc::new(RedisLease::new(redis, name, LEASE_TTL));
     Ok(Relaying::Leased(transport, broker, lease, name.clone()))
 }

@@ -8,6 +8,7 @@ use promiscuous::{BoxError, Callbacks, Ctx};
 
 pub mod guard;
 pub mod postgres;
+pub mod security;
 pub mod servers;
 
 /// A private database with the publisher's `users` table.

@@ -30,11 +30,15 @@ pub fn log_errors() -> ErrorNotifier {
 /// `url` without its password (`amqp://user:***@host/`), for messages and logs.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
+        // Not a URL this can parse (`amqp:user:pw@host`): hide all before the host.
+        return match url.rfind('@') {
+            Some(at) => format!("***{}", &url[at..]),
+            None => url.to_string(),
+        };
     };
     let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
+    // The last '@': a password may hold an unescaped '/' or '@'.
+    let Some(at) = rest.rfind('@') else {
         return url.to_string();
     };
     match rest[..at].find(':') {
@@ -65,5 +69,10 @@ mod tests {
         assert_eq!(redact_url("amqp://127.0.0.1/%2f"), "amqp://127.0.0.1/%2f");
         assert_eq!(redact_url("amqp://user@host/"), "amqp://user@host/");
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(
+            redact_url("amqp://u:pa/ss@word@host/%2f"),
+            "amqp://u:***@host/%2f"
+        );
+        assert_eq!(redact_url("amqp:user:secret@host"), "***@host");
     }
 }

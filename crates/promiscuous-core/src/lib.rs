@@ -11,7 +11,9 @@ pub mod subscriber;
 pub mod transport;
 
 pub use error::{Error, ErrorNotifier};
-pub use message::{Change, Dependencies, Dependency, Message, Operation, OperationKind};
+pub use message::{
+    Change, DecodeError, Dependencies, Dependency, Message, Operation, OperationKind,
+};
 
 /// Milliseconds since the Unix epoch, as carried in [`Message::timestamp`].
 pub fn now_ms() -> i64 {

@@ -2,7 +2,7 @@
 
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Schema};
 
-use crate::tables::{applied, dead_letters, outbox, outbox_operations, versions};
+use crate::tables::{applied, dead_letters, outbox, outbox_operations, processed, versions};
 
 async fn create<E: EntityTrait, C: ConnectionTrait>(db: &C, entity: E) -> Result<(), DbErr> {
     let schema = Schema::new(db.get_database_backend());
@@ -46,8 +46,13 @@ async fn add_missing_column<C: ConnectionTrait>(
     .map(drop)
 }
 
-/// Tables a subscriber needs: applied versions and dead letters.
+/// Tables a subscriber needs: applied versions, versions processed without effect (ignored,
+/// dead-lettered) and dead letters. Each is created if missing, so this also upgrades a
+/// database set up by an older promiscuous (`promiscuous_processed` and the dead letters'
+/// `user_id` are newer than the others).
 pub async fn setup_subscriber<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     create(db, applied::Entity).await?;
-    create(db, dead_letters::Entity).await
+    create(db, processed::Entity).await?;
+    create(db, dead_letters::Entity).await?;
+    add_missing_column(db, "promiscuous_dead_letters", "user_id", "TEXT").await
 }

@@ -237,6 +237,17 @@ impl Subscriber {
         self
     }
 
+    /// Admits a message only if the broker-validated publisher user (AMQP `user_id`, which
+    /// the publisher sets to its connection's user) is the message's `app`: deploy one broker
+    /// user per app (README, "Security"), then turn this on. Off by default (a shared broker
+    /// user, such as RabbitMQ's `guest`, would have every message refused); the routing key
+    /// must be the message's `app` either way. Refused messages are dead-lettered.
+    pub fn require_user_id(mut self, require: bool) -> Self {
+        self.config.require_user_id = require;
+        self.applier = self.applier.require_user_id(require);
+        self
+    }
+
     pub fn retries(mut self, max_attempts: u32, first_delay: Duration) -> Self {
         self.config.max_attempts = max_attempts;
         self.config.retry_delay = first_delay;

@@ -4,10 +4,17 @@
 //! The connection manager reconnects by itself after a lost connection. Its default response
 //! timeout (500 ms) is too short for a busy server, so requests get
 //! [`RedisConfig::response_timeout`] (5 s by default) instead.
+//!
+//! TLS: a `rediss://` URL connects with rustls, verifying the server's certificate with the
+//! system's root certificates, or with [`RedisConfig::tls_ca`] only when set. A failed handshake
+//! is a [`Error::Connection`] saying why (e.g. "the server's certificate is not signed by a
+//! trusted CA"), with the URL but never its password.
 
 mod lease;
+pub(crate) mod tls;
 mod versions;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,6 +33,10 @@ pub struct RedisConfig {
     pub connection_timeout: Duration,
     /// Prefix of every key and channel promiscuous uses.
     pub namespace: String,
+    /// For `rediss://` URLs: the CA certificate file (PEM) to verify the server's certificate
+    /// with, *instead of* the system's root certificates (a private CA). `None`: the system's
+    /// roots. Read by [`Redis::new`]; ignored for `redis://` URLs.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -34,6 +45,7 @@ impl Default for RedisConfig {
             response_timeout: Duration::from_secs(5),
             connection_timeout: Duration::from_secs(2),
             namespace: "promiscuous".into(),
+            tls_ca: None,
         }
     }
 }
@@ -45,13 +57,29 @@ pub struct Redis {
     manager: ConnectionManager,
     config: RedisConfig,
     healthy: Arc<AtomicBool>,
+    /// The URL without its password, for TLS failures; `None` for `redis://`.
+    tls_url: Option<Arc<str>>,
 }
 
 impl Redis {
-    /// No I/O happens here: the first command connects.
+    /// No network I/O happens here: the first command connects. With a `rediss://` URL and
+    /// [`RedisConfig::tls_ca`], the CA file is read now: a missing or unreadable file, or one
+    /// without a PEM certificate, is an error naming its path.
     pub fn new(url: &str, config: RedisConfig) -> Result<Self, Error> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::Connection(format!("redis URL {:?}: {e}", redact_url(url))))?;
+        let tls = tls::wants_tls(url, "rediss");
+        let client = match &config.tls_ca {
+            Some(path) if tls => {
+                let pem = tls::read_ca(path)
+                    .map_err(|e| Error::Connection(format!("redis {}: {e}", redact_url(url))))?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.into_bytes()),
+                };
+                redis::Client::build_with_tls(url, certificates)
+            }
+            _ => redis::Client::open(url),
+        }
+        .map_err(|e| Error::Connection(format!("redis URL {:?}: {e}", redact_url(url))))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.connection_timeout))
@@ -63,6 +91,7 @@ impl Redis {
             manager,
             config,
             healthy: Arc::new(AtomicBool::new(false)),
+            tls_url: tls.then(|| redact_url(url).into()),
         })
     }
 
@@ -99,6 +128,17 @@ impl Redis {
 
     fn track<T>(&self, r: redis::RedisResult<T>, what: &str) -> Result<T, Error> {
         self.healthy.store(r.is_ok(), Ordering::Relaxed);
-        r.map_err(|e| Error::Connection(format!("redis {what}: {e}")))
+        r.map_err(|e| self.error(what, &e))
+    }
+
+    /// A failed request as an [`Error::Connection`]; a failed TLS handshake says why.
+    fn error(&self, what: &str, e: &redis::RedisError) -> Error {
+        let text = e.to_string();
+        match (&self.tls_url, tls::failure(&text)) {
+            (Some(url), Some(reason)) => Error::Connection(format!(
+                "redis {what}: TLS handshake with {url} failed: {reason} ({text})"
+            )),
+            _ => Error::Connection(format!("redis {what}: {text}")),
+        }
     }
 }

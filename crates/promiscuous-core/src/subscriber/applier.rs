@@ -22,8 +22,8 @@ pub struct Applied {
     pub applied: usize,
     /// Operations skipped because their version was already applied (duplicates, stale).
     pub skipped: usize,
-    /// Operations for endpoints this subscriber does not follow (their version is recorded all
-    /// the same, so that messages depending on them need not wait).
+    /// Operations for endpoints this subscriber does not follow: their version is recorded as
+    /// processed (not applied), so that messages depending on them need not wait.
     pub ignored: usize,
 }
 
@@ -32,10 +32,18 @@ pub struct Applied {
 pub struct DeadLetter {
     pub queue: String,
     pub routing_key: String,
+    /// The publisher's broker user as the broker validated it (AMQP `user_id`), if any: a
+    /// replay checks the message's owner again with it.
+    pub user_id: Option<String>,
     pub payload: Vec<u8>,
     pub error: String,
     pub attempts: u32,
     pub at_ms: i64,
+    /// The instance key and version of each of the message's operations, when it decoded and
+    /// was admitted (empty when it did not: its versions are unknown or not to be trusted). A
+    /// dead-lettered version counts as processed: [`Applier::dead_letter`] records them with
+    /// the letter, so that what depends on them does not wait, even after a restart.
+    pub versions: Vec<(String, u64)>,
 }
 
 /// Applies decoded messages to the subscriber's storage.
@@ -49,7 +57,10 @@ pub trait Applier: Send + Sync + 'static {
     /// Routing keys (publisher applications) the subscriber's queue must be bound to.
     fn bindings(&self) -> Vec<String>;
     /// Applies every operation of `message` atomically, skipping versions already applied, and
-    /// records the version of every operation, ignored ones included.
+    /// records the version of every operation: as applied for those it applies, as processed
+    /// (without effect) for ignored ones, on endpoints nobody here follows. Only applied
+    /// versions make later operations skip: an ignored version must not stop the instance from
+    /// being applied once its endpoint is followed.
     async fn apply(&self, message: &Message) -> Result<Applied, ApplyError>;
     /// Whether [`Applier::apply_batch`] is implemented: only then does a runner take several
     /// ready messages at once (otherwise they are left to the other runners, in parallel).
@@ -64,8 +75,14 @@ pub trait Applier: Send + Sync + 'static {
         let _ = messages;
         None
     }
-    /// The recorded version of each instance key (0 when none), as committed in storage.
+    /// The processed version of each instance key (0 when none), as committed in storage: the
+    /// greater of its applied version and the version it was processed at without effect
+    /// (ignored, dead-lettered). What causal waits compare dependencies with, after a restart
+    /// too.
     async fn versions(&self, keys: &[String]) -> Result<Vec<u64>, BoxError>;
-    /// Stores a message that could not be applied.
+    /// Stores a message that could not be applied and, in the same transaction, records
+    /// [`DeadLetter::versions`] as processed, never as applied: messages depending on them go
+    /// on, and replaying the dead letter later still applies whatever nothing newer replaced.
+    /// An error means nothing was stored (the message goes back to the broker).
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BoxError>;
 }

@@ -51,6 +51,11 @@ pub struct SubscriberConfig {
     /// Processed versions shared with the application's other worker processes (Redis), with
     /// wake-ups; advanced after every processed message.
     pub versions: Option<Arc<dyn VersionStore>>,
+    /// Admit a message only if the broker-validated publisher user (AMQP `user_id`) is its
+    /// `app`, as with one broker user per app (see README, "Security"); off by default, since
+    /// a broker with a shared user (RabbitMQ's `guest`) would have every message refused. The
+    /// routing key must be the message's `app` either way.
+    pub require_user_id: bool,
 }
 
 impl SubscriberConfig {
@@ -67,6 +72,7 @@ impl SubscriberConfig {
             retry_delay: Duration::from_millis(20),
             error_notifier: log_errors(),
             versions: None,
+            require_user_id: false,
         }
     }
 }

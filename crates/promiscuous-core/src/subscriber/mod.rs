@@ -1,4 +1,5 @@
-//! The subscriber runtime: consume a queue, decode each message, hold it until what it depends
+//! The subscriber runtime: consume a queue, decode each message and admit it only from its
+//! owner (`trust`), hold it until what it depends
 //! on has been processed (the [`synchronizer`]), apply it on one of several runners through an
 //! [`Applier`] (the database glue), then ack. Bad input is dead-lettered with its error and
 //! stops nothing else; transient failures are retried with exponential backoff, then
@@ -10,6 +11,7 @@ mod metrics;
 mod runtime;
 mod session;
 pub mod synchronizer;
+pub mod trust;
 mod versions;
 
 pub use applier::{Applied, Applier, ApplyError, DeadLetter};

@@ -240,22 +240,28 @@ impl Inner {
             "queue {} (routing key {}): {error}; dead-lettered after {attempts} attempt(s)",
             self.config.app, delivery.routing_key
         )));
+        // Dead-lettered counts as processed: what depends on it must not wait, here (the
+        // synchronizer), in the other workers (the shared store) and after a restart (the
+        // applier records them with the letter). Nothing is known of a message that did not
+        // decode, or not trusted of one that was not admitted.
+        let processed = job.message.as_ref().map(versions).unwrap_or_default();
         let letter = DeadLetter {
             queue: self.config.app.clone(),
             routing_key: delivery.routing_key.clone(),
+            user_id: delivery.user_id.clone(),
             payload: delivery.payload.clone(),
             error,
             attempts,
             at_ms: crate::now_ms(),
+            versions: processed.clone(),
         };
         match self.applier.dead_letter(letter).await {
             Ok(()) => {
                 self.metrics.outcome(Outcome::DeadLettered);
                 span.record("outcome", Outcome::DeadLettered.as_str());
                 self.stats.send_modify(|s| s.dead_lettered += 1);
-                // Dead-lettered counts as processed: what depends on it must not wait forever.
                 Processed {
-                    versions: job.message.as_ref().map(versions).unwrap_or_default(),
+                    versions: processed,
                     requeue: false,
                 }
             }

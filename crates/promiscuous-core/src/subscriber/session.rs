@@ -22,6 +22,7 @@ use super::config::Ordering;
 use super::metrics::Outcome;
 use super::runtime::Inner;
 use super::synchronizer::{Released, Requirements, Submitted, Synchronizer};
+use super::trust;
 use crate::error::Error;
 use crate::message::{DecodeError, Message};
 use crate::transport::Delivery;
@@ -136,7 +137,14 @@ impl Session {
         self.outstanding.fetch_add(1, Atomic::SeqCst);
         self.inner.metrics.in_flight(1.0);
         self.inner.stats.send_modify(|s| s.in_flight += 1);
-        let message = Message::decode(&delivery.payload);
+        let message = Message::decode(&delivery.payload).and_then(|m| {
+            trust::admit(
+                m,
+                &delivery.routing_key,
+                delivery.user_id.as_deref(),
+                self.inner.config.require_user_id,
+            )
+        });
         let requirements = match (&message, self.inner.config.ordering) {
             (Ok(m), Ordering::Causal) => Requirements::causal(m, |app| self.inner.follows_app(app)),
             _ => Requirements::default(),

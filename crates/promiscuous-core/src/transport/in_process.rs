@@ -181,6 +181,8 @@ impl Consumer for InProcessConsumer {
                     let tag = q.next_tag;
                     q.unacked.insert(tag, (self.id, stored.clone()));
                     return Ok(Delivery {
+                        // No broker users in process: the publishing app is the routing key.
+                        user_id: Some(stored.routing_key.clone()),
                         routing_key: stored.routing_key,
                         payload: stored.payload.to_vec(),
                         redelivered: stored.redelivered,

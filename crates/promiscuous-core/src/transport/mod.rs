@@ -90,6 +90,10 @@ pub trait Acker: Send + Sync {
 pub struct Delivery {
     pub routing_key: String,
     pub payload: Vec<u8>,
+    /// The publisher's broker user, as the broker validated it (AMQP `user_id`: RabbitMQ refuses
+    /// a message whose `user_id` is not the publishing connection's user); `None` when the
+    /// publisher did not set it. The in-process transport sets the routing key's app.
+    pub user_id: Option<String>,
     /// The broker delivered it before without an ack.
     pub redelivered: bool,
     pub acker: Box<dyn Acker>,
@@ -99,6 +103,7 @@ impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
             .field("routing_key", &self.routing_key)
+            .field("user_id", &self.user_id)
             .field("payload_len", &self.payload.len())
             .field("redelivered", &self.redelivered)
             .finish()

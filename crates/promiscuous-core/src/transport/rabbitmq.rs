@@ -14,9 +14,20 @@
 //!   caller consumes again, so an ack for a delivery of the old channel never reaches a new one.
 //! - Every broker round trip is bounded ([`RabbitMqConfig::connect_timeout`],
 //!   [`RabbitMqConfig::operation_timeout`]): a hung or blocked broker is an error, not a hang.
+//! - Every message carries the AMQP `user_id` property: the user name of the URL. RabbitMQ
+//!   refuses a message whose `user_id` is not the connection's authenticated user, so a
+//!   subscriber can trust [`Delivery::user_id`] to name the publishing app's broker user. A
+//!   message the broker refuses (`ACCESS_REFUSED` from a topic permission on the routing key,
+//!   `PRECONDITION_FAILED` for the `user_id`) closes the publishing channel; `publish` then fails
+//!   with [`TransportError::Rejected`] naming the routing key and the broker's reply.
+//! - TLS: `amqps://` URLs connect with rustls, verifying the broker's certificate with the
+//!   system's root certificates and [`RabbitMqConfig::tls_ca`]. A failed handshake says why
+//!   (e.g. "the server's certificate is not signed by a trusted CA"). URLs in errors and logs
+//!   never show their password.
 
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,13 +37,16 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{FieldTable, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ConnectionStatus,
     ExchangeKind,
 };
 
 use super::{Acker, Consumer, Delivery, Outgoing, QueueSpec, Transport, TransportError};
+use crate::redis::tls;
 
 /// Settings of a [`RabbitMq`] transport.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +60,13 @@ pub struct RabbitMqConfig {
     /// Bound on everything else that waits for the broker: declarations, the confirms of one
     /// `publish` call, an ack.
     pub operation_timeout: Duration,
+    /// For `amqps://` URLs: a CA certificate file (PEM) whose certificates are trusted, *in
+    /// addition to* the system's root certificates (lapin adds them to those), to verify the
+    /// broker's certificate with (a private CA). `None`: the system's roots only. Read at each
+    /// connection (a missing or unreadable file is an error naming its path); ignored for
+    /// `amqp://` URLs. lapin loads the system's roots either way, and fails if there are none
+    /// (on Debian: install `ca-certificates`).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for RabbitMqConfig {
@@ -55,6 +76,7 @@ impl Default for RabbitMqConfig {
             connection_name: "promiscuous".into(),
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(30),
+            tls_ca: None,
         }
     }
 }
@@ -72,6 +94,12 @@ pub struct RabbitMq {
 
 struct Inner {
     url: String,
+    /// The URL parsed, or why it does not parse (without the password).
+    uri: Result<AMQPUri, String>,
+    /// `amqps://`.
+    tls: bool,
+    /// The URL's user, set as the `user_id` of every message; `None` without one in the URL.
+    user_id: Option<ShortString>,
     config: RabbitMqConfig,
     /// The publishing connection and its confirm-mode channel; the lock also serialises
     /// `publish` calls, so the confirms awaited by one call are its own.
@@ -129,15 +157,23 @@ enum Failure {
 }
 
 impl RabbitMq {
-    /// A transport for the broker at `url` (`amqp://user:password@host:port/vhost`, the vhost
-    /// URL-encoded: `%2f` is `/`; `amqps://` for TLS; query parameters such as `?heartbeat=10`
-    /// set the AMQP heartbeat, which bounds how long a silently dead connection goes
-    /// unnoticed). Does no I/O: connections are opened when first needed, in the Tokio runtime
-    /// of the first call.
+    /// A transport for the broker at `url` (`amqp://user:password@host:port/vhost`, user and
+    /// password percent-encoded, the vhost too: `%2f` is `/`; `amqps://` for TLS, see
+    /// [`RabbitMqConfig::tls_ca`]; query parameters such as `?heartbeat=10` set the AMQP
+    /// heartbeat, which bounds how long a silently dead connection goes unnoticed). Without a
+    /// user, lapin logs in as `guest` and messages carry no `user_id`. Does no I/O: connections
+    /// are opened when first needed, in the Tokio runtime of the first call (a URL that does not
+    /// parse fails then).
     pub fn new(url: impl Into<String>, config: RabbitMqConfig) -> Self {
+        let url = url.into();
+        let uri = parse_url(&url);
+        let user_id = user_of(&url, uri.as_ref().ok());
         Self {
             inner: Arc::new(Inner {
-                url: url.into(),
+                tls: tls::wants_tls(&url, "amqps"),
+                uri,
+                user_id,
+                url,
                 config,
                 publisher: tokio::sync::Mutex::new(None),
                 consumer: tokio::sync::Mutex::new(None),
@@ -202,20 +238,47 @@ impl fmt::Debug for RabbitMq {
 }
 
 impl Inner {
+    /// The TLS settings of a connection: the CA file's certificates for `amqps://` with
+    /// [`RabbitMqConfig::tls_ca`], else the defaults (the system's roots).
+    fn tls_config(&self) -> Result<OwnedTLSConfig, String> {
+        match &self.config.tls_ca {
+            Some(path) if self.tls => Ok(OwnedTLSConfig {
+                identity: None,
+                cert_chain: Some(tls::read_ca(path)?),
+            }),
+            _ => Ok(OwnedTLSConfig::default()),
+        }
+    }
+
     async fn connect(&self, role: &str) -> Result<Connection, TransportError> {
         let name = format!("{} ({role})", self.config.connection_name);
         let properties = ConnectionProperties::default().with_connection_name(name.into());
         let url = redact(&self.url);
+        let failed = |why: String| {
+            TransportError::Unavailable(format!("connecting to {url} to {role}: {why}"))
+        };
+        // Not `failed`: a URL that does not parse may not be redacted either.
+        let uri = self.uri.clone().map_err(|e| {
+            TransportError::Unavailable(format!("the AMQP URL (to {role}) does not parse: {e}"))
+        })?;
+        let tls_config = self.tls_config().map_err(failed)?;
+        let runtime = lapin::runtime::default_runtime().map_err(|e| failed(e.to_string()))?;
         match tokio::time::timeout(
             self.config.connect_timeout,
-            Connection::connect(&self.url, properties),
+            Connection::connect_uri_with_config(uri, properties, tls_config, runtime),
         )
         .await
         {
             Ok(Ok(connection)) => Ok(connection),
-            Ok(Err(e)) => Err(TransportError::Unavailable(format!(
-                "connecting to {url} to {role}: {e}"
-            ))),
+            Ok(Err(e)) => {
+                let text = e.to_string();
+                Err(TransportError::Unavailable(match tls::failure(&text) {
+                    Some(reason) if self.tls => {
+                        format!("TLS handshake with {url} (to {role}) failed: {reason} ({text})")
+                    }
+                    _ => format!("connecting to {url} to {role}: {text}"),
+                }))
+            }
             Err(_) => Err(TransportError::Unavailable(format!(
                 "connecting to {url} to {role}: no answer within {:?}",
                 self.config.connect_timeout
@@ -246,7 +309,7 @@ impl Inner {
         exchange: &ShortString,
     ) -> Result<(), TransportError> {
         self.op(
-            || format!("declaring topic exchange {exchange:?}"),
+            || format!("declaring topic exchange {:?}", exchange.as_str()),
             channel.exchange_declare(
                 exchange.clone(),
                 ExchangeKind::Topic,
@@ -288,12 +351,16 @@ impl Inner {
         exchange: &ShortString,
         messages: &[(ShortString, &[u8])],
     ) -> Result<(), Failure> {
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
+        if let Some(user) = &self.user_id {
+            properties = properties.with_user_id(user.clone());
+        }
         let mut confirms = Vec::with_capacity(messages.len());
+        let mut unsent = None;
         for (routing_key, payload) in messages {
-            let confirm = link
+            let sent = link
                 .channel
                 .basic_publish(
                     exchange.clone(),
@@ -302,14 +369,16 @@ impl Inner {
                     payload,
                     properties.clone(),
                 )
-                .await
-                .map_err(|e| {
-                    Failure::Broken(amqp_error(
-                        &format!("publishing to exchange {exchange:?} with key {routing_key:?}"),
-                        &e,
-                    ))
-                })?;
-            confirms.push((routing_key, confirm));
+                .await;
+            match sent {
+                Ok(confirm) => confirms.push((routing_key, confirm)),
+                // Most likely the broker closed the channel for an earlier message: its confirm
+                // below says why.
+                Err(e) => {
+                    unsent = Some(refusal(exchange, routing_key, "publishing", &e));
+                    break;
+                }
+            }
         }
         let mut nacked = Vec::new();
         for (routing_key, confirm) in confirms {
@@ -321,19 +390,23 @@ impl Inner {
                         "the publishing channel is not in confirm mode".into(),
                     )));
                 }
+                // The first message without a confirm is the one the broker refused, if it
+                // refused one: it closed the channel then, failing the later confirms too.
                 Err(e) => {
-                    return Err(Failure::Broken(amqp_error(
-                        &format!("waiting for the confirm of a message to exchange {exchange:?}"),
-                        &e,
-                    )));
+                    let what = "waiting for the confirm of the message";
+                    return Err(Failure::Broken(refusal(exchange, routing_key, what, &e)));
                 }
             }
+        }
+        if let Some(e) = unsent {
+            return Err(Failure::Broken(e));
         }
         if nacked.is_empty() {
             Ok(())
         } else {
             Err(Failure::Nacked(TransportError::Rejected(format!(
-                "exchange {exchange:?}: the broker nacked {} of {} messages (keys {nacked:?})",
+                "exchange {:?}: the broker nacked {} of {} messages (keys {nacked:?})",
+                exchange.as_str(),
                 nacked.len(),
                 messages.len()
             ))))
@@ -372,7 +445,7 @@ impl Inner {
         let queue = short("queue name", &spec.queue)?;
         self.declare_exchange(channel, &exchange).await?;
         self.op(
-            || format!("declaring durable queue {queue:?}"),
+            || format!("declaring durable queue {:?}", spec.queue),
             channel.queue_declare(
                 queue.clone(),
                 QueueDeclareOptions {
@@ -386,7 +459,12 @@ impl Inner {
         for binding in &spec.bindings {
             let pattern = short("binding pattern", binding)?;
             self.op(
-                || format!("binding queue {queue:?} to exchange {exchange:?} with {binding:?}"),
+                || {
+                    format!(
+                        "binding queue {:?} to exchange {:?} with {binding:?}",
+                        spec.queue, self.config.exchange
+                    )
+                },
                 channel.queue_bind(
                     queue.clone(),
                     exchange.clone(),
@@ -421,13 +499,18 @@ impl Inner {
         let channel = self.open_channel(connection, &spec.queue).await?;
         self.declare_queue(&channel, spec).await?;
         self.op(
-            || format!("setting prefetch {} for queue {queue:?}", spec.prefetch),
+            || {
+                format!(
+                    "setting prefetch {} for queue {:?}",
+                    spec.prefetch, spec.queue
+                )
+            },
             channel.basic_qos(spec.prefetch, BasicQosOptions::default()),
         )
         .await?;
         let consumer = self
             .op(
-                || format!("consuming queue {queue:?}"),
+                || format!("consuming queue {:?}", spec.queue),
                 channel.basic_consume(
                     queue.clone(),
                     ShortString::from(""),
@@ -475,7 +558,8 @@ impl Transport for RabbitMq {
         .await
         .unwrap_or_else(|_| {
             Err(Failure::Broken(TransportError::Unavailable(format!(
-                "exchange {exchange:?}: {} messages not confirmed within {:?}",
+                "exchange {:?}: {} messages not confirmed within {:?}",
+                inner.config.exchange,
                 batch.len(),
                 inner.config.operation_timeout
             ))))
@@ -603,6 +687,11 @@ impl Consumer for RabbitMqConsumer {
                         continue;
                     }
                     return Ok(Delivery {
+                        user_id: delivery
+                            .properties
+                            .user_id()
+                            .as_ref()
+                            .map(|u| u.to_string()),
                         routing_key: delivery.routing_key.to_string(),
                         payload: delivery.data,
                         redelivered: delivery.redelivered,
@@ -689,6 +778,32 @@ fn short(what: &str, value: &str) -> Result<ShortString, TransportError> {
     })
 }
 
+/// A failed publish of the message with `routing_key`. A refusal by the broker (a channel
+/// closed with a soft error: `ACCESS_REFUSED` for a routing key the user may not publish with,
+/// `PRECONDITION_FAILED` for a `user_id` that is not the connection's user) is `Rejected` with
+/// the broker's reply text; anything else is `Unavailable`.
+fn refusal(
+    exchange: &ShortString,
+    routing_key: &ShortString,
+    what: &str,
+    error: &lapin::Error,
+) -> TransportError {
+    let (exchange, key) = (exchange.as_str(), routing_key.as_str());
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(e) if error.is_amqp_soft_error() => {
+            TransportError::Rejected(format!(
+                "exchange {exchange:?}, routing key {key:?}: {} (the broker closed the \
+                 publishing channel)",
+                e.get_message()
+            ))
+        }
+        _ => amqp_error(
+            &format!("{what} to exchange {exchange:?} with routing key {key:?}"),
+            error,
+        ),
+    }
+}
+
 /// A broker-side refusal (an AMQP soft error such as PRECONDITION_FAILED or ACCESS_REFUSED:
 /// retrying will not help) is `Rejected`; anything else (I/O, closed connection or channel) is
 /// `Unavailable`.
@@ -702,6 +817,56 @@ fn amqp_error(context: &str, error: &lapin::Error) -> TransportError {
 
 use crate::error::redact_url as redact;
 
+/// Parses `url` as lapin does, except that an IP address as host is kept: lapin's URL parser
+/// (amq-protocol-uri 10) takes only domain names and silently puts `localhost` in place of an
+/// IP address. Errors never show the password.
+fn parse_url(url: &str) -> Result<AMQPUri, String> {
+    // The parser's messages may quote the URL as given: with its password.
+    let mut uri: AMQPUri = url
+        .parse()
+        .map_err(|e: String| e.replace(url, "<the URL>"))?;
+    if let Some(ip) = authority(url).and_then(|(_, host)| host_ip(host)) {
+        uri.authority.host = ip;
+    }
+    Ok(uri)
+}
+
+/// The userinfo (if any) and the host of `url`'s authority, as written.
+fn authority(url: &str) -> Option<(Option<&str>, &str)> {
+    let rest = url.split_once("://")?.1;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let (userinfo, host_port) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        &v6[..v6.find(']')?]
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    Some((userinfo, host))
+}
+
+fn host_ip(host: &str) -> Option<String> {
+    host.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string())
+}
+
+/// The `user_id` for messages: the URL's user name, percent-decoded (lapin's parse); `None`
+/// when the URL names no user (lapin then logs in as its default `guest`).
+fn user_of(url: &str, uri: Option<&AMQPUri>) -> Option<ShortString> {
+    let (Some(userinfo), Some(uri)) = (authority(url)?.0, uri) else {
+        return None;
+    };
+    let user = userinfo.split(':').next().unwrap_or_default();
+    if user.is_empty() {
+        return None;
+    }
+    ShortString::try_new(uri.authority.userinfo.username.as_str()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -713,6 +878,31 @@ mod tests {
             Err(TransportError::Rejected(_))
         ));
         assert!(short("routing key", &"k".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn urls_keep_ip_hosts_and_name_the_user() {
+        let uri = parse_url("amqp://u:p@10.1.2.3:5673/%2f").unwrap();
+        assert_eq!(
+            (uri.authority.host.as_str(), uri.authority.port),
+            ("10.1.2.3", 5673)
+        );
+        let uri = parse_url("amqps://u:p@[::1]:5671/%2f").unwrap();
+        assert_eq!(uri.authority.host, "::1");
+        let uri = parse_url("amqp://u:p@rabbit.example.org/%2f").unwrap();
+        assert_eq!(uri.authority.host, "rabbit.example.org");
+        let user = |url: &str| user_of(url, parse_url(url).ok().as_ref()).map(|u| u.to_string());
+        assert_eq!(user("amqp://trust_a:pw@h/%2f").as_deref(), Some("trust_a"));
+        assert_eq!(user("amqp://us%40er:pw@h/%2f").as_deref(), Some("us@er"));
+        assert_eq!(user("amqp://alone@h/").as_deref(), Some("alone"));
+        assert_eq!(
+            user("amqp://h:5672/%2f"),
+            None,
+            "lapin's guest is not claimed"
+        );
+        assert_eq!(user("amqp://:pw@h/"), None);
+        let err = parse_url("amqp:secret@host").unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
     }
 
     #[tokio::test]

@@ -23,13 +23,11 @@ use promiscuous_core::publisher::{context, wake};
 use promiscuous_core::{
     Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms,
 };
-use sea_orm::sea_query::{
-    Expr, MysqlQueryBuilder, PostgresQueryBuilder, Query, QueryStatementWriter, SqliteQueryBuilder,
-};
+use sea_orm::sea_query::{Expr, Query, QueryStatementWriter};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement};
 use serde_json::{Map, Value};
 
-use super::transaction::{self, LookupRow, Messages};
+use super::transaction::{self, LookupRow, Messages, Sql};
 use super::{Endpoint, Published};
 use crate::tables::{outbox, outbox_operations, versions};
 
@@ -90,9 +88,35 @@ fn record_each<M: Published>(
         let attributes = model
             .published_attributes(n)
             .map_err(|e| custom(endpoint.endpoint, "serializing published attributes", e))?;
+        for (name, value) in &attributes {
+            let depth = nesting(value);
+            if depth > MAX_ATTRIBUTE_NESTING {
+                return Err(DbErr::Custom(format!(
+                    "promiscuous: published attribute `{name}` of `{}` is nested {depth} \
+                     levels deep; at most {MAX_ATTRIBUTE_NESTING} can be published (a message \
+                     is JSON nested at most 128 levels deep, docs/PROTOCOL.md): nothing was \
+                     written",
+                    endpoint.endpoint
+                )));
+            }
+        }
         writes.record(endpoint, id, kind, Some(attributes), state)?;
     }
     Ok(())
+}
+
+/// How deep a published attribute's value may nest arrays and objects: the message around it
+/// (up to 5 levels, for an update's `changes`) must stay within the 128 levels every
+/// subscriber's JSON parser reads.
+pub const MAX_ATTRIBUTE_NESTING: usize = 100;
+
+/// Levels of arrays and objects in `value` (0 for a scalar).
+fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Records the destruction of the instance `id` of `M`, on each of its endpoints, and withdraws
@@ -210,8 +234,10 @@ struct Written {
 /// One published write in the making: what it read first (versions, dependencies, this
 /// transaction's messages), then the statements that end it (versions, outbox, the write
 /// permit), sent to the database in one round trip: each round trip costs about as much as the
-/// statement itself on SQLite. Values are written into the SQL by sea-query's builder for the
-/// connection's backend.
+/// statement itself on SQLite. On SQLite the values are bound to the batch's placeholders (so
+/// its text depends only on its shape, and SQLite's statement cache keeps it); PostgreSQL
+/// cannot prepare several statements at once, so there they are written into the text as
+/// literals that mean the same under any quoting settings (see [`Sql`]).
 struct Writes {
     backend: DbBackend,
     /// Not a mock connection: the write guard's permit is withdrawn.
@@ -225,6 +251,8 @@ struct Writes {
     /// The causal context's dependencies, by app written.
     needs: HashMap<String, context::Needs>,
     statements: Vec<String>,
+    /// The values of the statements' placeholders, in order (SQLite).
+    values: Vec<sea_orm::Value>,
     written: Vec<Written>,
 }
 
@@ -286,21 +314,19 @@ impl Writes {
             starting: HashMap::new(),
             needs,
             statements: Vec::new(),
+            values: Vec::new(),
             written: Vec::new(),
         })
     }
 
     fn push(&mut self, statement: &impl QueryStatementWriter) {
-        let sql = self.sql(statement);
-        self.statements.push(sql);
+        let sql = Sql::build(self.backend, statement);
+        self.push_sql(sql);
     }
 
-    fn sql(&self, statement: &impl QueryStatementWriter) -> String {
-        match self.backend {
-            DbBackend::Postgres => statement.to_string(PostgresQueryBuilder),
-            DbBackend::MySql => statement.to_string(MysqlQueryBuilder),
-            _ => statement.to_string(SqliteQueryBuilder),
-        }
+    fn push_sql(&mut self, sql: Sql) {
+        self.statements.push(sql.text);
+        self.values.extend(sql.values);
     }
 
     /// Bumps the version of `id` on `endpoint` and appends the operation to this transaction's
@@ -440,9 +466,9 @@ impl Writes {
 
     /// The outbox row (an SQL expression) and the id of this transaction's message for `app`,
     /// starting it (its header row) if this is the app's first write in the transaction.
-    fn message_for(&mut self, app: &str) -> Result<(String, String), DbErr> {
+    fn message_for(&mut self, app: &str) -> Result<(Expr, String), DbErr> {
         if let Some((id, message)) = self.messages.get(app) {
-            return Ok((id.to_string(), message.to_string()));
+            return Ok((Expr::val(id), message.to_string()));
         }
         let message = match self.starting.get(app) {
             Some(message) => message.clone(),
@@ -451,12 +477,12 @@ impl Writes {
                 let insert = self.header(app, &message)?;
                 let sql = transaction::start_message_sql(
                     self.backend,
-                    &insert,
+                    insert,
                     app,
                     &message,
                     &self.messages,
                 );
-                self.statements.push(sql);
+                self.push_sql(sql);
                 self.starting.insert(app.to_string(), message.clone());
                 message
             }
@@ -467,7 +493,7 @@ impl Writes {
 
     /// The `INSERT` of a message header for `app` (no operations: they are rows of
     /// `promiscuous_outbox_operations`).
-    fn header(&self, app: &str, message: &str) -> Result<String, DbErr> {
+    fn header(&self, app: &str, message: &str) -> Result<Sql, DbErr> {
         let current_user_id = self.needs.get(app).and_then(|n| n.current_user_id.clone());
         let header = Message {
             protocol: PROTOCOL_VERSION,
@@ -490,16 +516,16 @@ impl Writes {
             ])
             .values([app.into(), payload.into(), header.timestamp.into()])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
-        Ok(self.sql(&insert))
+        Ok(Sql::build(self.backend, &insert))
     }
 
     /// The `INSERT` of one operation row into the message at `outbox_id` (an SQL expression).
     fn operation_row(
         &self,
         op: &Operation,
-        outbox_id: String,
+        outbox_id: Expr,
         reads: &[Dependency],
-    ) -> Result<String, DbErr> {
+    ) -> Result<Sql, DbErr> {
         let encode = |e: serde_json::Error| custom(&op.endpoint, "encoding", e);
         let operation = serde_json::to_string(op).map_err(encode)?;
         let reads = if reads.is_empty() {
@@ -515,9 +541,9 @@ impl Writes {
                 outbox_operations::Column::Operation,
                 outbox_operations::Column::Reads,
             ])
-            .values([Expr::cust(outbox_id), operation.into(), reads.into()])
+            .values([outbox_id, operation.into(), reads.into()])
             .map_err(|e| DbErr::Custom(e.to_string()))?;
-        Ok(self.sql(&insert))
+        Ok(Sql::build(self.backend, &insert))
     }
 
     /// Appends `op` to the message at `outbox_id` with the dependencies it must carry: those
@@ -528,7 +554,7 @@ impl Writes {
         op: Operation,
         app: &str,
         key: String,
-        outbox_id: String,
+        outbox_id: Expr,
         message: String,
         verified: bool,
     ) -> Result<(), DbErr> {
@@ -544,7 +570,7 @@ impl Writes {
             carried = self.checkpoints(app, carried)?;
         }
         let row = self.operation_row(&op, outbox_id, &carried)?;
-        self.statements.push(row);
+        self.push_sql(row);
         self.written.push(Written {
             app: app.to_string(),
             key,
@@ -585,16 +611,16 @@ impl Writes {
             };
             let header = self.header(app, &uuid::Uuid::new_v4().to_string())?;
             let sql = match self.backend {
-                DbBackend::Postgres => format!(
-                    "WITH m AS ({header} RETURNING id) {}",
-                    self.operation_row(&op, "(SELECT id FROM m)".into(), chunk)?
+                DbBackend::Postgres => Sql::raw("WITH m AS (").then("", header).then(
+                    " RETURNING id) ",
+                    self.operation_row(&op, Expr::cust("(SELECT id FROM m)"), chunk)?,
                 ),
-                _ => format!(
-                    "{header}; {}",
-                    self.operation_row(&op, "last_insert_rowid()".into(), chunk)?
+                _ => header.then(
+                    "; ",
+                    self.operation_row(&op, Expr::cust("last_insert_rowid()"), chunk)?,
                 ),
             };
-            self.statements.push(sql);
+            self.push_sql(sql);
         }
         Ok(vec![Dependency {
             key: instance_key(&endpoint, &id),
@@ -618,7 +644,21 @@ impl Writes {
         if self.statements.is_empty() {
             return Ok(());
         }
-        db.execute_unprepared(&self.statements.join(";\n")).await?;
+        let sql = self.statements.join(";\n");
+        match self.backend {
+            // sqlx binds the values of a batch to the placeholders of its statements in turn.
+            DbBackend::Sqlite => {
+                db.execute_raw(Statement::from_sql_and_values(
+                    self.backend,
+                    sql,
+                    self.values,
+                ))
+                .await?;
+            }
+            _ => {
+                db.execute_unprepared(&sql).await?;
+            }
+        }
         for w in &self.written {
             tracing::debug!(
                 target: "promiscuous::publish",
@@ -637,14 +677,14 @@ impl Writes {
     }
 }
 
-/// Runs [`transaction::lookup_sql`]. On SQLite, a connection whose temporary tables were
+/// Runs [`transaction::lookup_statement`]. On SQLite, a connection whose temporary tables were
 /// rolled back with a savepoint gets them again.
 async fn lookup<C: ConnectionTrait>(
     db: &C,
     keys: &[String],
 ) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
     let backend = db.get_database_backend();
-    let stmt = || Statement::from_string(backend, transaction::lookup_sql(backend, keys));
+    let stmt = || transaction::lookup_statement(backend, keys);
     match db.query_all_raw(stmt()).await {
         Err(e) if backend == DbBackend::Sqlite && e.to_string().contains("no such table") => {
             db.execute_unprepared(transaction::SQLITE_TABLES).await?;

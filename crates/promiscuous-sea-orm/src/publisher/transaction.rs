@@ -47,7 +47,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::sea_query::{
+    Expr, MysqlQueryBuilder, PostgresQueryBuilder, QueryBuilder, QueryStatementWriter, SqlWriter,
+    SqliteQueryBuilder,
+};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 use super::guard::PERMITS;
 
@@ -55,9 +59,113 @@ use super::guard::PERMITS;
 const SQLITE_MESSAGES: &str = "promiscuous_transaction";
 
 /// `'text'` with embedded quotes doubled: a string literal for SQLite and PostgreSQL (with
-/// `standard_conforming_strings`, the default since PostgreSQL 9.1).
+/// `standard_conforming_strings`, the default since PostgreSQL 9.1). For constants only (table
+/// and app names, ids this crate generates); values are bound (SQLite) or written by
+/// [`postgres_literal`].
 pub(crate) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A PostgreSQL string literal of `text` that means `text` whatever the session's quoting
+/// settings: `'…'` with quotes doubled, or, if `text` holds a backslash or a NUL, an escape
+/// string `E'…'` with quotes doubled and backslashes doubled. sea-query's own writer escapes a
+/// quote as `\'`, which a server with `backslash_quote = off` refuses; a plain `'…'` holding a
+/// backslash changes meaning with `standard_conforming_strings = off`. A NUL is written `\000`,
+/// which PostgreSQL refuses (its text cannot hold one): the write fails with PostgreSQL's error.
+pub(crate) fn postgres_literal(text: &str) -> String {
+    if !text.contains(['\\', '\0']) {
+        return literal(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    out.push_str("E'");
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\000"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// SQL text with the values of its `?` placeholders, in order (SQLite); on PostgreSQL, whose
+/// batches of several statements cannot be prepared, the values are written into the text (by
+/// [`postgres_literal`]) and there are none.
+#[derive(Debug, Default)]
+pub struct Sql {
+    pub text: String,
+    pub values: Vec<Value>,
+}
+
+impl Sql {
+    /// Text without values.
+    pub fn raw(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            values: Vec::new(),
+        }
+    }
+
+    /// `statement` for `backend`.
+    pub fn build(backend: DbBackend, statement: &impl QueryStatementWriter) -> Self {
+        match backend {
+            DbBackend::Sqlite => {
+                let (text, values) = statement.build(SqliteQueryBuilder);
+                Self {
+                    text,
+                    values: values.0,
+                }
+            }
+            DbBackend::Postgres => {
+                let mut text = PostgresText(String::with_capacity(256));
+                statement.build_collect_any_into(&PostgresQueryBuilder, &mut text);
+                Self::raw(text.0)
+            }
+            _ => Self::raw(statement.to_string(MysqlQueryBuilder)),
+        }
+    }
+
+    /// This text, `separator`, then `next` (its values after these).
+    pub fn then(mut self, separator: &str, next: Sql) -> Self {
+        self.text.push_str(separator);
+        self.text.push_str(&next.text);
+        self.values.extend(next.values);
+        self
+    }
+}
+
+/// Writes a PostgreSQL statement with its string values as [`postgres_literal`]s (the others as
+/// sea-query writes them: numbers, NULL).
+struct PostgresText(String);
+
+impl std::fmt::Write for PostgresText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.push_str(s);
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for PostgresText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl SqlWriter for PostgresText {
+    fn push_param<T: QueryBuilder>(&mut self, value: Value, query_builder: &T) {
+        match value {
+            Value::String(Some(text)) => self.0.push_str(&postgres_literal(&text)),
+            other => query_builder
+                .write_value(&mut self.0, &other)
+                .expect("writing to a String"),
+        }
+    }
+
+    fn as_writer(&mut self) -> &mut dyn std::fmt::Write {
+        self as _
+    }
 }
 
 fn outside_a_transaction(endpoint: &str) -> DbErr {
@@ -249,10 +357,13 @@ impl Messages {
 /// A query returning, in columns `key`, `version`, `attributes`, `nonce`, `message`: the rows
 /// of `promiscuous_versions` whose key is in `keys`, then (key NULL) what [`read_lookup`] needs
 /// to know the messages this transaction started.
-pub fn lookup_sql(backend: DbBackend, keys: &[String]) -> String {
-    let list = keys
-        .iter()
-        .map(|k| literal(k))
+/// The keys are bound parameters: they hold the application's primary keys.
+pub fn lookup_statement(backend: DbBackend, keys: &[String]) -> Statement {
+    let list = (1..=keys.len())
+        .map(|n| match backend {
+            DbBackend::Postgres => format!("${n}"),
+            _ => "?".to_string(),
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let messages = match backend {
@@ -267,19 +378,23 @@ pub fn lookup_sql(backend: DbBackend, keys: &[String]) -> String {
         ),
     };
     if keys.is_empty() {
-        return messages;
+        return Statement::from_string(backend, messages);
     }
     let no_nonce = match backend {
         DbBackend::Postgres => "NULL::bigint",
         _ => "NULL",
     };
-    format!(
-        "SELECT key, version, attributes, {no_nonce} AS nonce, message \
-         FROM promiscuous_versions WHERE key IN ({list}) UNION ALL {messages}"
+    Statement::from_sql_and_values(
+        backend,
+        format!(
+            "SELECT key, version, attributes, {no_nonce} AS nonce, message \
+             FROM promiscuous_versions WHERE key IN ({list}) UNION ALL {messages}"
+        ),
+        keys.iter().map(|k| Value::from(k.as_str())),
     )
 }
 
-/// One row of [`lookup_sql`] with a NULL key.
+/// One row of [`lookup_statement`] with a NULL key.
 pub struct LookupRow {
     pub version: Option<i64>,
     pub attributes: Option<String>,
@@ -287,7 +402,7 @@ pub struct LookupRow {
     pub message: Option<String>,
 }
 
-/// The messages this transaction started, from the rows of [`lookup_sql`] with a NULL key.
+/// The messages this transaction started, from the rows of [`lookup_statement`] with a NULL key.
 pub fn read_lookup(backend: DbBackend, rows: Vec<LookupRow>) -> Result<Messages, DbErr> {
     let mut messages = Messages::default();
     match backend {
@@ -335,34 +450,39 @@ pub fn read_lookup(backend: DbBackend, rows: Vec<LookupRow>) -> Result<Messages,
 /// transaction's message for `app`. `insert` is the plain `INSERT` (without a terminator).
 pub fn start_message_sql(
     backend: DbBackend,
-    insert: &str,
+    insert: Sql,
     app: &str,
     message: &str,
     messages: &Messages,
-) -> String {
+) -> Sql {
     match backend {
-        DbBackend::Postgres => format!(
+        DbBackend::Postgres => Sql::raw(format!(
             "WITH m AS ({insert} RETURNING id) SELECT set_config('promiscuous.outbox', \
              (COALESCE(NULLIF(current_setting('promiscuous.outbox', true), ''), '{{}}')::jsonb \
              || jsonb_build_object({app}, jsonb_build_array(m.id, {message})))::text, true) \
              FROM m",
-            app = literal(app),
-            message = literal(message)
-        ),
+            insert = insert.text,
+            app = postgres_literal(app),
+            message = postgres_literal(message)
+        )),
         _ => {
-            let mut sql = format!(
-                "{insert}; INSERT INTO temp.{SQLITE_MESSAGES} (app, outbox_id, nonce, message) \
-                 VALUES ({}, last_insert_rowid(), {}, {})",
-                literal(app),
-                messages.nonce,
-                literal(message)
-            );
+            let remember = Sql {
+                text: format!(
+                    "INSERT INTO temp.{SQLITE_MESSAGES} (app, outbox_id, nonce, message) \
+                     VALUES (?, last_insert_rowid(), ?, ?)"
+                ),
+                values: vec![app.into(), messages.nonce.into(), message.into()],
+            };
+            let mut sql = insert.then("; ", remember);
             if let Some(connection) = &messages.connection {
-                sql.push_str(&format!(
-                    "; DELETE FROM temp.{SQLITE_CONNECTION}; \
-                     INSERT INTO temp.{SQLITE_CONNECTION} (id) VALUES ({})",
-                    literal(connection)
-                ));
+                let id = Sql {
+                    text: format!(
+                        "DELETE FROM temp.{SQLITE_CONNECTION}; \
+                         INSERT INTO temp.{SQLITE_CONNECTION} (id) VALUES (?)"
+                    ),
+                    values: vec![connection.as_str().into()],
+                };
+                sql = sql.then("; ", id);
                 nonces().insert(connection.clone(), messages.nonce);
             }
             sql
@@ -372,16 +492,17 @@ pub fn start_message_sql(
 
 /// An SQL expression for the outbox row id of this transaction's message for `app`, started
 /// earlier in the same batch of statements by [`start_message_sql`].
-pub fn message_id_expr(backend: DbBackend, app: &str, messages: &Messages) -> String {
+pub fn message_id_expr(backend: DbBackend, app: &str, messages: &Messages) -> Expr {
     match backend {
-        DbBackend::Postgres => format!(
+        DbBackend::Postgres => Expr::cust(format!(
             "(current_setting('promiscuous.outbox')::jsonb -> {} ->> 0)::bigint",
-            literal(app)
-        ),
-        _ => format!(
-            "(SELECT max(outbox_id) FROM temp.{SQLITE_MESSAGES} WHERE app = {} AND nonce = {})",
-            literal(app),
-            messages.nonce
+            postgres_literal(app)
+        )),
+        _ => Expr::cust_with_values(
+            format!(
+                "(SELECT max(outbox_id) FROM temp.{SQLITE_MESSAGES} WHERE app = ? AND nonce = ?)"
+            ),
+            [Value::from(app), Value::from(messages.nonce)],
         ),
     }
 }
@@ -397,6 +518,44 @@ mod tests {
             literal("'); DROP TABLE users; --"),
             "'''); DROP TABLE users; --'"
         );
+    }
+
+    #[test]
+    fn postgres_literals_mean_their_text_under_any_quoting_settings() {
+        assert_eq!(postgres_literal("it's"), "'it''s'");
+        assert_eq!(postgres_literal("a\\'b"), "E'a\\\\''b'");
+        assert_eq!(postgres_literal("\\"), "E'\\\\'");
+        assert_eq!(postgres_literal("nul\0"), "E'nul\\000'");
+        assert_eq!(postgres_literal("$$ \n"), "'$$ \n'");
+    }
+
+    #[test]
+    fn statements_bind_their_values_on_sqlite_and_write_robust_literals_on_postgres() {
+        use sea_orm::sea_query::{Alias, Query};
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new("t"))
+            .columns([Alias::new("a"), Alias::new("b"), Alias::new("c")])
+            .values([
+                "x\\'); DROP TABLE t; --".into(),
+                7i64.into(),
+                Option::<String>::None.into(),
+            ])
+            .unwrap();
+        let sqlite = Sql::build(DbBackend::Sqlite, &insert);
+        assert_eq!(
+            sqlite.text,
+            r#"INSERT INTO "t" ("a", "b", "c") VALUES (?, ?, ?)"#
+        );
+        assert_eq!(sqlite.values.len(), 3);
+        let postgres = Sql::build(DbBackend::Postgres, &insert);
+        assert_eq!(
+            postgres.text,
+            r#"INSERT INTO "t" ("a", "b", "c") VALUES (E'x\\''); DROP TABLE t; --', 7, NULL)"#
+        );
+        assert!(postgres.values.is_empty());
+        let both = sqlite.then("; ", Sql::build(DbBackend::Sqlite, &insert));
+        assert_eq!(both.values.len(), 6);
     }
 
     #[test]

@@ -6,26 +6,35 @@ use async_trait::async_trait;
 use promiscuous_core::publisher::BoxError;
 use promiscuous_core::subscriber::{Applied, Applier, ApplyError, DeadLetter};
 use promiscuous_core::{Message, Operation, OperationKind};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, UnionType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    NotSet, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, NotSet, QueryOrder, Set, TransactionTrait,
 };
 
 use super::{AttributeError, Ctx, Observed, Subscribed, Subscription};
-use crate::tables::{applied, dead_letters};
+use crate::tables::{applied, dead_letters, processed};
 
 /// Applies messages to a subscriber database: each message in one transaction, each operation
 /// by upsert (create/update) or delete (destroy) of the rows of every model subscribed to its
 /// endpoint, skipping versions already applied; the applied version is claimed first, in the
-/// same transaction, so a redelivered message has no second effect, even when two workers
-/// apply it at once. Operations on endpoints nobody here follows only have their version
-/// recorded (messages that depend on them need not wait).
+/// same transaction (`promiscuous_applied`), so a redelivered message has no second effect,
+/// even when two workers apply it at once.
+///
+/// Versions processed without effect are recorded apart, in `promiscuous_processed`: those of
+/// operations on endpoints nobody here follows (ignored: one statement per message or batch,
+/// with its other writes) and those of dead-lettered messages (with the dead letter, in one
+/// transaction). They count for causal waits ([`Applier::versions`] takes the greater of the
+/// two), so messages depending on them do not wait, even after a restart, but not for
+/// skipping: a replayed dead letter, or an instance whose endpoint is followed later, is still
+/// applied when nothing newer was.
 #[derive(Clone)]
 pub struct SeaOrmApplier {
     db: DatabaseConnection,
     /// endpoint → what follows it, with the type it follows (if any).
     handlers: HashMap<&'static str, Vec<Registered>>,
+    /// Replays check the recorded `user_id` too (see [`SeaOrmApplier::require_user_id`]).
+    pub(crate) require_user_id: bool,
 }
 
 impl SeaOrmApplier {
@@ -33,7 +42,16 @@ impl SeaOrmApplier {
         Self {
             db,
             handlers: HashMap::new(),
+            require_user_id: false,
         }
+    }
+
+    /// Whether dead-letter replays admit a message only if the `user_id` recorded with it is
+    /// its `app`, as the subscriber does with `Subscriber::require_user_id(true)` (which sets
+    /// this). A replay always checks the recorded routing key.
+    pub fn require_user_id(mut self, require: bool) -> Self {
+        self.require_user_id = require;
+        self
     }
 
     /// Follows each of `M::SUBSCRIPTIONS` into model `M`.
@@ -96,7 +114,8 @@ impl SeaOrmApplier {
             .await
     }
 
-    /// The applied version of an instance (`"{endpoint}/{id}"`), if any.
+    /// The applied version of an instance (`"{endpoint}/{id}"`), if any: what was applied,
+    /// not what was only ignored or dead-lettered (see [`SeaOrmApplier::processed_version`]).
     pub async fn applied_version(&self, key: &str) -> Result<Option<u64>, DbErr> {
         Ok(applied::Entity::find_by_id(key.to_string())
             .one(&self.db)
@@ -104,21 +123,34 @@ impl SeaOrmApplier {
             .map(|r| r.version as u64))
     }
 
+    /// The processed version of an instance, if any: the greater of its applied version and
+    /// the version recorded as processed without effect (ignored, dead-lettered). What causal
+    /// waits compare dependencies with.
+    pub async fn processed_version(&self, key: &str) -> Result<Option<u64>, DbErr> {
+        let found = processed_versions(&self.db, &[key.to_string()]).await?;
+        Ok(found.get(key).copied())
+    }
+
+    /// Applies `message` in `txn`; the versions of its ignored operations go to `ignored`, for
+    /// the caller to record (one statement for the whole transaction).
     async fn apply_in(
         &self,
         txn: &DatabaseTransaction,
         message: &Message,
+        ignored: &mut Vec<(String, u64)>,
     ) -> Result<Applied, ApplyError> {
         let mut outcome = Applied::default();
         for op in &message.operations {
-            if !claim(txn, op).await? {
-                outcome.skipped += 1;
-                continue;
-            }
             let handlers = self.handlers_for(op);
             if handlers.is_empty() {
-                // Not followed: only its version is recorded, for the messages depending on it.
+                // Not followed: only processed, for the messages depending on it. Not claimed
+                // as applied, so that following the endpoint later still applies the instance.
+                ignored.push((op.key(), op.version));
                 outcome.ignored += 1;
+                continue;
+            }
+            if !claim(txn, op).await? {
+                outcome.skipped += 1;
                 continue;
             }
             for h in handlers {
@@ -128,6 +160,85 @@ impl SeaOrmApplier {
         }
         Ok(outcome)
     }
+
+    /// Whether nothing here follows any operation of `message` (all ignored).
+    fn ignores(&self, message: &Message) -> bool {
+        message
+            .operations
+            .iter()
+            .all(|op| self.handlers_for(op).is_empty())
+    }
+}
+
+/// Raises the processed versions of `versions` (instance key, version) in
+/// `promiscuous_processed`: one conditional upsert per 400 distinct keys (a version lower than
+/// the recorded one changes nothing).
+async fn record_processed<C: ConnectionTrait>(
+    db: &C,
+    versions: &[(String, u64)],
+) -> Result<(), DbErr> {
+    // One row per key (PostgreSQL refuses to upsert a row twice in one statement).
+    let mut highest: HashMap<&str, u64> = HashMap::new();
+    for (key, version) in versions {
+        let v = highest.entry(key.as_str()).or_insert(0);
+        *v = Ord::max(*v, *version);
+    }
+    let mut rows: Vec<(&str, u64)> = highest.into_iter().collect();
+    rows.sort_unstable();
+    let on_conflict = OnConflict::column(processed::Column::Key)
+        .update_column(processed::Column::Version)
+        .action_and_where(
+            Expr::col((processed::Entity, processed::Column::Version)).lt(Expr::col((
+                Alias::new("excluded"),
+                processed::Column::Version,
+            ))),
+        )
+        .to_owned();
+    // Two bound parameters per row: well under SQLite's limit per statement.
+    for chunk in rows.chunks(400) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(processed::Entity)
+            .columns([processed::Column::Key, processed::Column::Version])
+            .on_conflict(on_conflict.clone());
+        for (key, version) in chunk {
+            insert.values_panic([(*key).into(), (*version as i64).into()]);
+        }
+        db.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+/// The processed version of each of `keys` that has one: the greater of its applied and its
+/// processed-without-effect version (one query per 400 keys).
+async fn processed_versions<C: ConnectionTrait>(
+    db: &C,
+    keys: &[String],
+) -> Result<HashMap<String, u64>, DbErr> {
+    let mut found: HashMap<String, u64> = HashMap::new();
+    // Each key is bound twice: well under SQLite's limit of bound parameters per statement.
+    for chunk in keys.chunks(400) {
+        let mut select = Query::select();
+        select
+            .columns([applied::Column::Key, applied::Column::Version])
+            .from(applied::Entity)
+            .and_where(Expr::col(applied::Column::Key).is_in(chunk.iter().cloned()))
+            .union(
+                UnionType::All,
+                Query::select()
+                    .columns([processed::Column::Key, processed::Column::Version])
+                    .from(processed::Entity)
+                    .and_where(Expr::col(processed::Column::Key).is_in(chunk.iter().cloned()))
+                    .to_owned(),
+            );
+        for row in db.query_all(&select).await? {
+            let key: String = row.try_get("", "key")?;
+            let version: i64 = row.try_get("", "version")?;
+            let v = found.entry(key).or_insert(0);
+            *v = Ord::max(*v, version as u64);
+        }
+    }
+    Ok(found)
 }
 
 /// Records `op.version` as the instance's applied version if it is newer than the recorded one,
@@ -182,12 +293,31 @@ impl Applier for SeaOrmApplier {
     }
 
     async fn apply(&self, message: &Message) -> Result<Applied, ApplyError> {
+        if self.ignores(message) {
+            // Nothing to apply: one statement, no transaction.
+            let versions: Vec<(String, u64)> = message
+                .operations
+                .iter()
+                .map(|op| (op.key(), op.version))
+                .collect();
+            record_processed(&self.db, &versions)
+                .await
+                .map_err(|e| ApplyError::Transient(format!("recording ignored versions: {e}")))?;
+            return Ok(Applied {
+                ignored: versions.len(),
+                ..Applied::default()
+            });
+        }
         let txn = self
             .db
             .begin()
             .await
             .map_err(|e| ApplyError::Transient(format!("beginning a transaction: {e}")))?;
-        let outcome = self.apply_in(&txn, message).await?;
+        let mut ignored = Vec::new();
+        let outcome = self.apply_in(&txn, message, &mut ignored).await?;
+        record_processed(&txn, &ignored)
+            .await
+            .map_err(|e| ApplyError::Transient(format!("recording ignored versions: {e}")))?;
         txn.commit()
             .await
             .map_err(|e| ApplyError::Transient(format!("committing: {e}")))?;
@@ -206,9 +336,13 @@ impl Applier for SeaOrmApplier {
                         ApplyError::Transient(format!("beginning a transaction: {e}"))
                     })?;
                 let mut outcomes = Vec::with_capacity(messages.len());
+                let mut ignored = Vec::new();
                 for message in messages {
-                    outcomes.push(self.apply_in(&txn, message).await?);
+                    outcomes.push(self.apply_in(&txn, message, &mut ignored).await?);
                 }
+                record_processed(&txn, &ignored).await.map_err(|e| {
+                    ApplyError::Transient(format!("recording ignored versions: {e}"))
+                })?;
                 txn.commit()
                     .await
                     .map_err(|e| ApplyError::Transient(format!("committing: {e}")))?;
@@ -218,34 +352,50 @@ impl Applier for SeaOrmApplier {
         )
     }
 
+    /// The greater of the applied (`promiscuous_applied`) and the processed-without-effect
+    /// (`promiscuous_processed`) version of each key.
     async fn versions(&self, keys: &[String]) -> Result<Vec<u64>, BoxError> {
-        let mut found: HashMap<String, u64> = HashMap::new();
-        // Well under SQLite's limit of bound parameters per statement.
-        for chunk in keys.chunks(500) {
-            let rows = applied::Entity::find()
-                .filter(applied::Column::Key.is_in(chunk.iter().cloned()))
-                .all(&self.db)
-                .await?;
-            found.extend(rows.into_iter().map(|r| (r.key, r.version as u64)));
-        }
+        let found = processed_versions(&self.db, keys).await?;
         Ok(keys
             .iter()
             .map(|k| found.get(k).copied().unwrap_or(0))
             .collect())
     }
 
+    /// Inserts the dead letter and raises its versions in `promiscuous_processed`, in one
+    /// transaction. PostgreSQL's text cannot hold a NUL: there a NUL in the letter's text (an
+    /// error naming an id that holds one) is written `\u0000`, and a version whose key holds
+    /// one is not recorded (no such instance can be stored here), so that the letter is stored
+    /// rather than requeued forever.
     async fn dead_letter(&self, letter: DeadLetter) -> Result<(), BoxError> {
+        let postgres = self.db.get_database_backend() == DbBackend::Postgres;
+        let text = |s: String| {
+            if postgres && s.contains('\0') {
+                s.replace('\0', "\\u0000")
+            } else {
+                s
+            }
+        };
+        let versions: Vec<(String, u64)> = letter
+            .versions
+            .into_iter()
+            .filter(|(key, _)| !(postgres && key.contains('\0')))
+            .collect();
+        let txn = self.db.begin().await?;
         dead_letters::ActiveModel {
             id: NotSet,
-            queue: Set(letter.queue),
-            routing_key: Set(letter.routing_key),
+            queue: Set(text(letter.queue)),
+            routing_key: Set(text(letter.routing_key)),
+            user_id: Set(letter.user_id.map(text)),
             payload: Set(letter.payload),
-            error: Set(letter.error),
+            error: Set(text(letter.error)),
             attempts: Set(letter.attempts as i32),
             at_ms: Set(letter.at_ms),
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await?;
+        record_processed(&txn, &versions).await?;
+        txn.commit().await?;
         Ok(())
     }
 }

@@ -71,12 +71,27 @@ pub async fn delete_all<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
 }
 
 impl SeaOrmApplier {
-    /// Replays the dead letter `id`: decodes its payload and applies it like a delivery (one
+    /// Replays the dead letter `id`: decodes its payload, admits it from its owner with the
+    /// routing key and `user_id` recorded with it, and applies it like a delivery (one
     /// transaction, versions claimed, callbacks run), without waiting for its dependencies.
     /// On success the dead letter is deleted; on failure it stays, with the new error.
+    ///
+    /// Dead-lettering recorded the message's versions as processed (`promiscuous_processed`,
+    /// so that what depended on them went on), not as applied: each operation is applied
+    /// unless a newer version of its instance was applied meanwhile.
     pub async fn replay_dead_letter(&self, id: i64) -> Result<Replayed, DeadLetterError> {
         let letter = get(self.db(), id).await?;
-        let outcome = match Message::decode(&letter.payload) {
+        // Admitted again as on delivery: a message refused for not coming from its owner
+        // stays refused.
+        let admitted = Message::decode(&letter.payload).and_then(|m| {
+            promiscuous_core::subscriber::trust::admit(
+                m,
+                &letter.routing_key,
+                letter.user_id.as_deref(),
+                self.require_user_id,
+            )
+        });
+        let outcome = match admitted {
             Err(e) => Err(e.to_string()),
             Ok(message) => self
                 .apply(&message)

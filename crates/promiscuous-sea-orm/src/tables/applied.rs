@@ -1,5 +1,8 @@
 //! Subscriber side: the last applied version of every replicated instance, written in the same
-//! transaction as the subscriber's data (exactly-once effect).
+//! transaction as the subscriber's data (exactly-once effect). An operation whose version is not
+//! greater is skipped. Only operations that took effect (or ran callbacks) are recorded here:
+//! versions processed without effect (ignored, dead-lettered) are in
+//! [`processed`](super::processed).
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

@@ -8,6 +8,8 @@ pub struct Model {
     pub id: i64,
     pub queue: String,
     pub routing_key: String,
+    /// The publisher's broker-validated user (AMQP `user_id`), if the delivery had one.
+    pub user_id: Option<String>,
     pub payload: Vec<u8>,
     #[sea_orm(column_type = "Text")]
     pub error: String,

@@ -4,4 +4,5 @@ pub mod applied;
 pub mod dead_letters;
 pub mod outbox;
 pub mod outbox_operations;
+pub mod processed;
 pub mod versions;

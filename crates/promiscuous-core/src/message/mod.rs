@@ -1,6 +1,13 @@
 //! The wire protocol: JSON [`Message`]s carrying one or more operations applied atomically
-//! (today the publisher sends one message per published write), documented in
+//! (all the published writes of one publisher transaction to one app), documented in
 //! `docs/PROTOCOL.md` and `docs/protocol.schema.json`.
+//!
+//! - [`Message::encode`] writes the wire format;
+//! - [`Message::decode`] is the one way in from the wire: the strict decoder (module `decode`)
+//!   accepts exactly the protocol. (`Deserialize` is derived for promiscuous's own storage,
+//!   such as the publisher's outbox rows; it does not validate, never use it on payloads.)
+
+mod decode;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +17,10 @@ use serde_json::{Map, Value};
 
 /// The protocol version this crate writes and the newest it reads.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest version and timestamp the protocol allows: 2^53 − 1, the largest integer every
+/// JSON parser represents exactly (JavaScript's `Number.MAX_SAFE_INTEGER`).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// A replicated unit of work: operations applied atomically, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,14 +117,25 @@ pub struct Change {
 /// Why a payload is not a valid message. Always names the offending part.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
+    /// Not UTF-8 JSON, not an object, or nested deeper than 128 levels.
     #[error("malformed message: {0}")]
     Json(String),
     #[error(
         "unsupported protocol version {found} (this subscriber reads up to {PROTOCOL_VERSION})"
     )]
     Protocol { found: u32 },
-    #[error("message {message}: {problem}")]
-    Invalid { message: String, problem: String },
+    /// Against the schema or the protocol's rules: `field` is the path of the offending part
+    /// (`operations[2].version`), `message` the message's id when it has one.
+    #[error("{}{field}: {problem}", .message.as_ref().map(|m| format!("message {m}: ")).unwrap_or_default())]
+    Invalid {
+        message: Option<String>,
+        field: String,
+        problem: String,
+    },
+    /// Valid, but not from whom it claims: the routing key or the broker-validated user is not
+    /// the message's `app` (see `docs/PROTOCOL.md`, "Owners").
+    #[error("message {message} refused: {reason}")]
+    Untrusted { message: String, reason: String },
 }
 
 /// The key of an instance in dependencies and version stores: `"{endpoint}/{id}"`.
@@ -137,86 +159,11 @@ impl Message {
         serde_json::to_vec(self).expect("a Message always serializes")
     }
 
-    /// Parse and validate a payload from the wire. Never panics on bad input.
+    /// Parses and validates a payload from the wire: accepts exactly what
+    /// `docs/protocol.schema.json` accepts and the protocol's rules allow (module `decode`).
+    /// Never panics on bad input.
     pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
-        let value: Value =
-            serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?;
-        if let Some(found) = value.get("protocol").and_then(Value::as_u64)
-            && found > PROTOCOL_VERSION as u64
-        {
-            return Err(DecodeError::Protocol {
-                found: found.min(u32::MAX as u64) as u32,
-            });
-        }
-        let message: Message =
-            serde_json::from_value(value).map_err(|e| DecodeError::Json(e.to_string()))?;
-        message.validate()?;
-        Ok(message)
-    }
-
-    fn validate(&self) -> Result<(), DecodeError> {
-        let invalid = |problem: String| DecodeError::Invalid {
-            message: self.id.clone(),
-            problem,
-        };
-        if self.protocol == 0 {
-            return Err(invalid("protocol version 0 does not exist".into()));
-        }
-        if self.app.is_empty() {
-            return Err(invalid("has an empty app".into()));
-        }
-        for d in self
-            .dependencies
-            .read
-            .iter()
-            .chain(&self.dependencies.write)
-        {
-            if d.version == 0 {
-                return Err(invalid(format!("dependency {} has version 0", d.key)));
-            }
-        }
-        if self.operations.is_empty() {
-            return Err(invalid("has no operations".into()));
-        }
-        for (i, op) in self.operations.iter().enumerate() {
-            if op.endpoint.split('/').count() < 2 || op.endpoint.split('/').any(str::is_empty) {
-                return Err(invalid(format!(
-                    "operation {i} has endpoint {:?}; expected \"app/model\"",
-                    op.endpoint
-                )));
-            }
-            if op.types.is_empty() {
-                return Err(invalid(format!(
-                    "operation {i} ({}) has no types",
-                    op.endpoint
-                )));
-            }
-            if op.version == 0 {
-                return Err(invalid(format!(
-                    "operation {i} ({}) has version 0; versions start at 1",
-                    op.key()
-                )));
-            }
-            let id_ok = match &op.id {
-                Value::String(s) => !s.is_empty(),
-                Value::Number(n) => n.is_i64() || n.is_u64(),
-                _ => false,
-            };
-            if !id_ok {
-                return Err(invalid(format!(
-                    "operation {i} on {} has id {} (expected a non-empty string or an integer)",
-                    op.endpoint, op.id
-                )));
-            }
-            if op.operation != OperationKind::Destroy && op.attributes.is_none() {
-                return Err(invalid(format!(
-                    "operation {i} ({} {}) carries no attributes",
-                    op.operation,
-                    op.key()
-                )));
-            }
-        }
-        Ok(())
+        decode::decode(payload)
     }
 }
 
@@ -261,7 +208,11 @@ mod tests {
             .unwrap()
             .remove("attributes");
         let err = Message::decode(v.to_string().as_bytes()).unwrap_err();
-        assert!(err.to_string().contains("carries no attributes"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("operations[0].attributes: is required on create"),
+            "{err}"
+        );
 
         let mut v = sample();
         v["operations"][0]["operation"] = json!("explode");
