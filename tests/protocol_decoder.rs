@@ -457,7 +457,7 @@ fn check(validator: &Validator, value: &Value, named: Option<&str>) -> Result<()
 #[test]
 fn generated_messages_are_valid_and_decode() {
     let validator = validator();
-    runner(1_000)
+    runner(500)
         .run(&message(), |value| {
             prop_assert!(protocol_accepts(&validator, &value.to_string()), "{value}");
             check(&validator, &value, None)
@@ -469,7 +469,7 @@ fn generated_messages_are_valid_and_decode() {
 fn the_decoder_and_the_schema_agree_on_mutated_messages() {
     let validator = validator();
     let cases = (message(), prop::collection::vec(mutation(), 1..4));
-    runner(4_000)
+    runner(3_000)
         .run(&cases, |(mut value, mutations)| {
             let mut named = None;
             for m in &mutations {
