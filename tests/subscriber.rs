@@ -362,3 +362,45 @@ async fn batches_apply_together_and_a_bad_message_only_fails_itself() {
     assert_eq!(letters.len(), 1);
     assert!(letters[0].error.contains("email"), "{}", letters[0].error);
 }
+
+/// `7` and `"7"` have one instance key, so they are one instance: either fits an integer key
+/// column. Another spelling of the number (`"021"`) is another key, and is refused.
+#[tokio::test]
+async fn a_string_id_and_its_integer_are_one_instance() {
+    let broker = InProcess::new();
+    let (sub, db) = subscriber(&broker).await;
+    let mut publisher = MockPublisher::new("crowdtap", broker.clone());
+    publisher
+        .create(USER, json!(21), json!({"name": "Luke", "email": "l@t"}))
+        .await
+        .unwrap();
+    publisher
+        .update(
+            USER,
+            json!("21"),
+            json!({"name": "Skywalker", "email": "l@t"}),
+        )
+        .await
+        .unwrap();
+    publisher
+        .update(
+            USER,
+            json!("021"),
+            json!({"name": "Other key", "email": "l@t"}),
+        )
+        .await
+        .unwrap();
+    let stats = sub.run_until_idle(IDLE).await.unwrap();
+    assert_eq!(
+        (stats.operations_applied, stats.dead_lettered),
+        (2, 1),
+        "{stats:?}"
+    );
+    assert_eq!(member_of(&db, 21).await.unwrap().name, "Skywalker");
+    let letter = &sub.applier().dead_letters().await.unwrap()[0];
+    assert!(
+        letter.error.contains("canonical decimal form"),
+        "{}",
+        letter.error
+    );
+}
