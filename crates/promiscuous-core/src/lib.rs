@@ -8,6 +8,7 @@ pub mod message;
 pub mod publisher;
 pub mod redis;
 pub mod subscriber;
+mod tls;
 pub mod transport;
 
 pub use error::{Error, ErrorNotifier};

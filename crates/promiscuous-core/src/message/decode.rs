@@ -42,7 +42,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
     let top = Object {
         map: &root,
         path: String::new(),
-        message: id.map(str::to_owned),
+        message: id,
     };
     let protocol = match top.required("protocol")? {
         Value::Number(n) if integer(n) == Some(Int::Unsigned(PROTOCOL_VERSION as u64)) => {
@@ -241,7 +241,8 @@ struct Object<'a> {
     map: &'a Map<String, Value>,
     /// `""` for the message, else e.g. `operations[0]`.
     path: String,
-    message: Option<String>,
+    /// The message's id, for errors (borrowed: objects are made per operation and dependency).
+    message: Option<&'a str>,
 }
 
 #[derive(Clone, Copy)]
@@ -261,7 +262,7 @@ impl<'a> Object<'a> {
 
     fn invalid(&self, field: &str, problem: String) -> DecodeError {
         DecodeError::Invalid {
-            message: self.message.clone(),
+            message: self.message.map(str::to_owned),
             field: self.child(field),
             problem,
         }
@@ -273,10 +274,10 @@ impl<'a> Object<'a> {
             Value::Object(map) => Ok(Object {
                 map,
                 path: path.to_owned(),
-                message: self.message.clone(),
+                message: self.message,
             }),
             other => Err(DecodeError::Invalid {
-                message: self.message.clone(),
+                message: self.message.map(str::to_owned),
                 field: path.to_owned(),
                 problem: format!("must be an object, found {}", kind(other)),
             }),

@@ -11,7 +11,6 @@
 //! trusted CA"), with the URL but never its password.
 
 mod lease;
-pub(crate) mod tls;
 mod versions;
 
 use std::path::PathBuf;
@@ -25,6 +24,7 @@ pub use lease::RedisLease;
 pub use versions::RedisVersions;
 
 use crate::error::{Error, redact_url};
+use crate::tls;
 
 /// Connection settings.
 #[derive(Debug, Clone)]

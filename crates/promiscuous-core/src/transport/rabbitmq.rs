@@ -46,7 +46,7 @@ use lapin::{
 };
 
 use super::{Acker, Consumer, Delivery, Outgoing, QueueSpec, Transport, TransportError};
-use crate::redis::tls;
+use crate::tls;
 
 /// Settings of a [`RabbitMq`] transport.
 #[derive(Debug, Clone, PartialEq)]
