@@ -18,7 +18,7 @@ use shared::{member, user};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    promiscuous::cli::Cli::new("crowdtap_members")
+    promiscuous_cli::Cli::new("crowdtap_members")
         .subscribe::<member::Model>()
         .publish::<user::Model>()
         .run()

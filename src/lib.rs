@@ -31,7 +31,10 @@ pub use promiscuous_sea_orm::{
     Subscription,
 };
 
-pub mod cli;
+/// The command line an application builds with its models (feature `cli`: the crate
+/// `promiscuous-cli`, which brings clap and indicatif; a library user compiles neither without it).
+#[cfg(feature = "cli")]
+pub use promiscuous_cli as cli;
 
 /// The lower layers, for custom pipelines: relay and outbox, subscriber runtime and applier.
 pub mod pipeline {

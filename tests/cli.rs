@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use promiscuous::cli::{Cli, CliError};
 use promiscuous::{InProcess, Subscriber, SubscriberService, Transport};
+use promiscuous_cli::{Cli, CliError};
 use promiscuous_test::MockPublisher;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, Schema};
 use serde_json::json;

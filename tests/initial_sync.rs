@@ -31,13 +31,13 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use promiscuous::cli::Cli;
 use promiscuous::pipeline::tables;
 use promiscuous::transport::QueueSpec;
 use promiscuous::{
     BoxError, Callbacks, Ctx, InProcess, Message, OperationKind, Publisher, Subscriber,
     SubscriberService, Transport,
 };
+use promiscuous_cli::Cli;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
     EntityTrait, IntoActiveModel, ModelTrait, QuerySelect, Set, SqliteTransactionMode,
@@ -809,7 +809,7 @@ async fn the_rows_are_left_to_the_applications_relay_unless_relay_is_given() {
 
     // Both at once make no sense.
     match publish(&["--relay", "--lease", "app-outbox"]).await {
-        Err(promiscuous::cli::CliError::Usage(m)) => assert!(m.contains("--lease"), "{m}"),
+        Err(promiscuous_cli::CliError::Usage(m)) => assert!(m.contains("--lease"), "{m}"),
         other => panic!("expected a usage error, got {other:?}"),
     }
     let help = publish(&["--help"]).await.unwrap();

@@ -1,10 +1,14 @@
 //! The promiscuous command line, as a library entry point: Rust cannot load models at run time,
 //! so an application builds its own `promiscuous` binary with its models registered.
 //!
+//! The application depends on this crate (`promiscuous-cli = "0.1"`), or on the facade with its
+//! `cli` feature (`promiscuous = { version = "0.1", features = ["cli"] }`, then
+//! `promiscuous::cli::Cli`); a library user who takes neither compiles no clap or indicatif.
+//!
 //! ```ignore
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
-//!     promiscuous::cli::Cli::new("crowdtap_members") // the subscriber app (its queue)
+//!     promiscuous_cli::Cli::new("crowdtap_members") // the subscriber app (its queue)
 //!         .subscribe::<member::Model>()               // what `subscribe` follows
 //!         .publish::<user::Model>()                   // what `publish <model>` knows
 //!         .run()                                      // parses the process arguments
@@ -25,7 +29,6 @@ mod subscribe;
 mod sync;
 
 use std::ffi::OsString;
-use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -40,12 +43,14 @@ use promiscuous_sea_orm::subscriber::{Observed, SeaOrmApplier, Subscribed};
 use promiscuous_sea_orm::{Endpoint, Subscriber};
 use sea_orm::{DatabaseConnection, EntityName, EntityTrait, FromQueryResult, ModelTrait};
 
-/// A failed command: what went wrong, with its context.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A failed command: what went wrong, with its context (displayed without trailing whitespace).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CliError {
     /// The command line is wrong (exit code 2); the message is clap's, with the usage.
+    #[error("{}", .0.trim_end())]
     Usage(String),
     /// The command failed (exit code 1).
+    #[error("{}", .0.trim_end())]
     Failed(String),
 }
 
@@ -62,16 +67,6 @@ impl CliError {
         }
     }
 }
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CliError::Usage(m) | CliError::Failed(m) => f.write_str(m.trim_end()),
-        }
-    }
-}
-
-impl std::error::Error for CliError {}
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -460,5 +455,18 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn errors_keep_their_message_and_exit_code() {
+        let usage = CliError::Usage("error: unexpected argument\n\nUsage: promiscuous\n".into());
+        assert_eq!(
+            usage.to_string(),
+            "error: unexpected argument\n\nUsage: promiscuous"
+        );
+        assert_eq!(usage.exit_code(), ExitCode::from(2));
+        let failed = CliError::failed("no database ");
+        assert_eq!(failed.to_string(), "no database");
+        assert_eq!(failed.exit_code(), ExitCode::from(1));
     }
 }
