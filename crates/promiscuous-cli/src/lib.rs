@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use indicatif::ProgressBar;
+use promiscuous_core::redis::{Redis, RedisConfig};
 use promiscuous_core::transport::{RabbitMq, RabbitMqConfig, Transport};
 use promiscuous_sea_orm::publisher::Published;
 use promiscuous_sea_orm::subscriber::{Observed, SeaOrmApplier, Subscribed};
@@ -309,6 +310,16 @@ impl Env<'_> {
         sea_orm::Database::connect(url.as_str())
             .await
             .map_err(|e| CliError::failed(format!("connecting to {}: {e}", redact(url))))
+    }
+
+    /// Redis at `url` (`--redis-url`), trusting `--tls-ca` for `rediss://`.
+    pub fn redis(&self, url: &str) -> Result<Redis, CliError> {
+        let config = RedisConfig {
+            tls_ca: self.connections.tls_ca.clone(),
+            ..RedisConfig::default()
+        };
+        Redis::new(url, config)
+            .map_err(|e| CliError::failed(format!("Redis at {}: {e}", redact(url))))
     }
 
     /// The broker: the transport given to [`Cli::transport`], else RabbitMQ at `--amqp-url`,

@@ -5,11 +5,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use promiscuous_core::redis::{Redis, RedisConfig, RedisVersions};
+use promiscuous_core::redis::RedisVersions;
 use promiscuous_core::subscriber::Ordering;
 use promiscuous_sea_orm::Subscriber;
 
-use super::{CliError, Env, Out, redact};
+use super::{CliError, Env, Out};
 
 /// Without `--recovery`, a message waits this long for a dependency (the library's default).
 const DEFAULT_RECOVERY_SECS: f64 = 10.0;
@@ -119,14 +119,7 @@ pub(crate) async fn run(
     }
     let mut shared = "none";
     if let Some(url) = &env.connections.redis_url {
-        let redis = Redis::new(
-            url,
-            RedisConfig {
-                tls_ca: env.connections.tls_ca.clone(),
-                ..RedisConfig::default()
-            },
-        )
-        .map_err(|e| CliError::failed(format!("Redis at {}: {e}", redact(url))))?;
+        let redis = env.redis(url)?;
         subscriber = subscriber.versions(Arc::new(RedisVersions::new(redis, &app)));
         shared = "Redis";
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use promiscuous_core::publisher::Lease;
-use promiscuous_core::redis::{Redis, RedisConfig, RedisLease};
+use promiscuous_core::redis::RedisLease;
 use promiscuous_sea_orm::Publisher;
 use promiscuous_sea_orm::publisher::{Published, record_sync};
 use promiscuous_sea_orm::tables::outbox;
@@ -28,7 +28,7 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 
-use super::{CliError, Env, Out, PublishedModel, redact};
+use super::{CliError, Env, Out, PublishedModel};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct PublishArgs {
@@ -339,14 +339,7 @@ fn relaying(env: &Env<'_>, args: &PublishArgs) -> Result<Relaying, CliError> {
              PROMISCUOUS_REDIS_URL",
         ));
     };
-    let redis = Redis::new(
-        url,
-        RedisConfig {
-            tls_ca: env.connections.tls_ca.clone(),
-            ..RedisConfig::default()
-        },
-    )
-    .map_err(|e| CliError::failed(format!("Redis at {}: {e}", redact(url))))?;
+    let redis = env.redis(url)?;
     let lease = Arc::new(RedisLease::new(redis, name, LEASE_TTL));
     Ok(Relaying::Leased(transport, broker, lease, name.clone()))
 }
