@@ -6,7 +6,8 @@
 //! `#[subscribe(...)]` and keeps a copy of the fields it cares about, in its own database, with
 //! callbacks on create, update and destroy. A subscriber never applies an older state over a
 //! newer one, never applies an operation twice, and applies what a write depended on (what its
-//! [`context`] read or wrote before) first, while independent messages run in parallel.
+//! [`context`](mod@context) read or wrote before) first, while independent messages run in
+//! parallel.
 //!
 //! See the README for a tour, `docs/PROTOCOL.md` for the wire format, and
 //! `examples/quickstart.rs` for a runnable publisher + subscriber pair.

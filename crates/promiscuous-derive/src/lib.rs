@@ -1,7 +1,7 @@
 //! `#[publish]` and `#[subscribe]`: attribute macros for SeaORM entity models.
 //!
 //! Each macro follows the same three steps, in its own module:
-//! [`args`] parses the attribute, [`model`] validates it against the struct into a checked model,
+//! `args` parses the attribute, `model` validates it against the struct into a checked model,
 //! and [`publish`] / [`subscribe`] generate code from that model only. Every problem is a
 //! `syn::Error` spanned at its cause; after an error the struct is still emitted unchanged
 //! (with the error, and for `#[publish]` the plain `ActiveModelBehavior` the entity then lacks),
