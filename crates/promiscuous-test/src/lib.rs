@@ -17,6 +17,7 @@
 
 pub mod chaos;
 pub mod definitions;
+pub mod error;
 pub mod factory;
 pub mod history;
 pub mod mock;
