@@ -4,6 +4,7 @@ pub mod definitions;
 pub mod guard;
 mod hooks;
 mod outbox;
+mod sql_batch;
 pub mod tracked;
 pub mod transaction;
 
