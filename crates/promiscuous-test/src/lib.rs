@@ -21,6 +21,7 @@ pub mod error;
 pub mod factory;
 pub mod history;
 pub mod mock;
+pub mod rng;
 
 pub use definitions::{
     AttributeDefinition, Definitions, DefinitionsError, EndpointDefinition, validate_observer,
