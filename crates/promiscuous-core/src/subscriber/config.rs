@@ -1,3 +1,5 @@
+//! A subscriber's settings ([`SubscriberConfig`], [`Ordering`]) and its counters ([`Stats`]).
+
 use std::sync::Arc;
 use std::time::Duration;
 
