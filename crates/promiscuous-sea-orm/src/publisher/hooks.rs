@@ -27,8 +27,8 @@ use sea_orm::sea_query::{Expr, Query, QueryStatementWriter};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait};
 use serde_json::{Map, Value};
 
-use super::sql_batch::SqlBatch;
-use super::transaction::{self, LookupRow, Messages, Sql};
+use super::sql::{Sql, SqlBatch};
+use super::transaction::{self, LookupRow, Messages};
 use super::{Endpoint, Published};
 use crate::tables::{outbox, outbox_operations, versions};
 
