@@ -49,7 +49,7 @@ pub(crate) fn postgres_literal(text: &str) -> String {
 
 /// SQL text with the values of its `?` placeholders, in order (SQLite); on PostgreSQL, whose
 /// batches of several statements cannot be prepared, the values are written into the text (by
-/// [`postgres_literal`]) and there are none.
+/// `postgres_literal`) and there are none.
 #[derive(Debug, Default)]
 pub struct Sql {
     pub text: String,
