@@ -21,7 +21,7 @@ use promiscuous_core::transport::{
     Consumer, Delivery, Outgoing, QueueSpec, Transport, TransportError,
 };
 
-use crate::history::SplitMix64;
+use crate::rng::SplitMix64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

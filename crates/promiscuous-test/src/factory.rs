@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use crate::definitions::{Definitions, EndpointDefinition};
-use crate::mock::MockError;
+use crate::error::MockError;
 
 /// Builds attribute maps for the endpoints of a publisher's definitions, numbering instances
 /// per endpoint (1, 2, ...).

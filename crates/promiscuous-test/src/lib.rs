@@ -17,9 +17,11 @@
 
 pub mod chaos;
 pub mod definitions;
+pub mod error;
 pub mod factory;
 pub mod history;
 pub mod mock;
+pub mod rng;
 
 pub use definitions::{
     AttributeDefinition, Definitions, DefinitionsError, EndpointDefinition, validate_observer,

@@ -24,8 +24,17 @@ use super::{
     OperationKind, PROTOCOL_VERSION,
 };
 
+impl Message {
+    /// Parses and validates a payload from the wire: accepts exactly what
+    /// `docs/protocol.schema.json` accepts and the protocol's rules allow (module `decode`).
+    /// Never panics on bad input.
+    pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
+        decode(payload)
+    }
+}
+
 /// Parses and validates a payload (see the module documentation).
-pub(super) fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
+fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
     let value: Value =
         serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?;
     let Value::Object(root) = value else {

@@ -158,13 +158,6 @@ impl Message {
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a Message always serializes")
     }
-
-    /// Parses and validates a payload from the wire: accepts exactly what
-    /// `docs/protocol.schema.json` accepts and the protocol's rules allow (module `decode`).
-    /// Never panics on bad input.
-    pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
-        decode::decode(payload)
-    }
 }
 
 /// The host name written into messages.

@@ -1,3 +1,6 @@
+//! The [`Lease`] trait: the exclusive right to relay one outbox, so several relay processes can
+//! run for availability while only one publishes.
+
 use async_trait::async_trait;
 
 use crate::error::Error;

@@ -1,3 +1,6 @@
+//! The outbox as the relay sees it: the [`Outbox`] storage trait, its [`OutboxEntry`] rows, and
+//! [`BoxError`], the error type of storage backends.
+
 use async_trait::async_trait;
 
 /// Errors from storage backends, kept opaque to the core.

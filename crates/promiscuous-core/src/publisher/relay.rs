@@ -1,3 +1,6 @@
+//! The relay ([`Relay`], tuned by [`RelayConfig`]): moves committed outbox rows to the
+//! transport, in order, removing a row only once the broker confirmed it; and its metrics.
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,3 +1,6 @@
+//! The relay's lease in Redis ([`RedisLease`]): `SET NX PX`, renewed and released only by its
+//! holder's token, so one relay process at a time publishes an outbox.
+
 use std::time::Duration;
 
 use async_trait::async_trait;

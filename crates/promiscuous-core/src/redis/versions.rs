@@ -1,3 +1,6 @@
+//! Processed versions in Redis ([`RedisVersions`]), shared by the worker processes of one
+//! subscriber application, with wake-ups by Redis pub/sub.
+
 use async_trait::async_trait;
 use futures_util::{Stream, StreamExt};
 use redis::Script;

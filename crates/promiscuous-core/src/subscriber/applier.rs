@@ -1,3 +1,6 @@
+//! What the subscriber runtime applies messages through: the [`Applier`] trait, what applying
+//! did ([`Applied`]), why it failed ([`ApplyError`]) and the [`DeadLetter`]s it keeps.
+
 use async_trait::async_trait;
 
 use crate::message::Message;

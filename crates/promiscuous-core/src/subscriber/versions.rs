@@ -1,3 +1,7 @@
+//! Processed versions shared by the workers of one subscriber application: the
+//! [`VersionStore`] trait, its wake-up stream ([`Wakeups`]) and the in-memory store
+//! ([`MemoryVersions`]).
+
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

@@ -17,7 +17,7 @@
 use promiscuous_core::Error;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 
-use super::transaction::literal;
+use super::sql::literal;
 
 use super::tracked::PublishedEntity;
 

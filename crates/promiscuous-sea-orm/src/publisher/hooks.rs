@@ -24,10 +24,11 @@ use promiscuous_core::{
     Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms,
 };
 use sea_orm::sea_query::{Expr, Query, QueryStatementWriter};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait};
 use serde_json::{Map, Value};
 
-use super::transaction::{self, LookupRow, Messages, Sql};
+use super::sql::{Sql, SqlBatch};
+use super::transaction::{self, LookupRow, Messages};
 use super::{Endpoint, Published};
 use crate::tables::{outbox, outbox_operations, versions};
 
@@ -233,11 +234,7 @@ struct Written {
 
 /// One published write in the making: what it read first (versions, dependencies, this
 /// transaction's messages), then the statements that end it (versions, outbox, the write
-/// permit), sent to the database in one round trip: each round trip costs about as much as the
-/// statement itself on SQLite. On SQLite the values are bound to the batch's placeholders (so
-/// its text depends only on its shape, and SQLite's statement cache keeps it); PostgreSQL
-/// cannot prepare several statements at once, so there they are written into the text as
-/// literals that mean the same under any quoting settings (see [`Sql`]).
+/// permit), sent to the database in one round trip (a [`SqlBatch`]).
 struct Writes {
     backend: DbBackend,
     /// Not a mock connection: the write guard's permit is withdrawn.
@@ -250,9 +247,7 @@ struct Writes {
     starting: HashMap<String, String>,
     /// The causal context's dependencies, by app written.
     needs: HashMap<String, context::Needs>,
-    statements: Vec<String>,
-    /// The values of the statements' placeholders, in order (SQLite).
-    values: Vec<sea_orm::Value>,
+    batch: SqlBatch,
     written: Vec<Written>,
 }
 
@@ -313,20 +308,17 @@ impl Writes {
             messages,
             starting: HashMap::new(),
             needs,
-            statements: Vec::new(),
-            values: Vec::new(),
+            batch: SqlBatch::new(backend),
             written: Vec::new(),
         })
     }
 
     fn push(&mut self, statement: &impl QueryStatementWriter) {
-        let sql = Sql::build(self.backend, statement);
-        self.push_sql(sql);
+        self.batch.push(statement);
     }
 
     fn push_sql(&mut self, sql: Sql) {
-        self.statements.push(sql.text);
-        self.values.extend(sql.values);
+        self.batch.push_sql(sql);
     }
 
     /// Bumps the version of `id` on `endpoint` and appends the operation to this transaction's
@@ -634,31 +626,17 @@ impl Writes {
             return;
         }
         if let Some(sql) = super::guard::release_sql(self.backend, table) {
-            self.statements.push(sql);
+            self.batch.push_text(sql);
         }
     }
 
     /// Runs the statements, in order, in one round trip; remembers the writes in the causal
     /// context and wakes the relay if an operation was added.
     async fn send<C: ConnectionTrait>(self, db: &C) -> Result<(), DbErr> {
-        if self.statements.is_empty() {
+        if self.batch.is_empty() {
             return Ok(());
         }
-        let sql = self.statements.join(";\n");
-        match self.backend {
-            // sqlx binds the values of a batch to the placeholders of its statements in turn.
-            DbBackend::Sqlite => {
-                db.execute_raw(Statement::from_sql_and_values(
-                    self.backend,
-                    sql,
-                    self.values,
-                ))
-                .await?;
-            }
-            _ => {
-                db.execute_unprepared(&sql).await?;
-            }
-        }
+        self.batch.run(db).await?;
         for w in &self.written {
             tracing::debug!(
                 target: "promiscuous::publish",

@@ -1,13 +1,16 @@
 //! Publisher side: what `#[publish]` generates calls into, and the outbox the relay reads.
 
 pub mod definitions;
+mod ephemeral;
 pub mod guard;
 mod hooks;
 mod outbox;
+mod sql;
 pub mod tracked;
 pub mod transaction;
 
 pub use definitions::Definition;
+pub use ephemeral::Ephemeral;
 pub use hooks::record_sync;
 pub use hooks::{
     before_write, record_destroy, record_ephemeral, record_save, require_transaction, track_read,
@@ -16,7 +19,6 @@ pub use outbox::{PendingMessage, SeaOrmOutbox, messages as outbox_messages};
 pub use tracked::{PublishedEntity, Tracked, tracked};
 
 use promiscuous_core::message::instance_key;
-use sea_orm::{ConnectionTrait, DbErr};
 use serde_json::{Map, Value};
 
 /// One attribute published to an endpoint.
@@ -50,20 +52,6 @@ pub trait Published: Send + Sync + 'static {
         &self,
         endpoint: usize,
     ) -> Result<Map<String, Value>, serde_json::Error>;
-}
-
-/// A struct published like a model, but never stored by the publisher: an event. Implemented
-/// by `#[ephemeral(...)]`.
-pub trait Ephemeral: Published + Sized {
-    /// Publishes it: a create of its id at the next version, on each of its endpoints, written
-    /// to the outbox in the caller's transaction (refused outside one), with the causal
-    /// context's dependencies.
-    fn publish<C: ConnectionTrait>(
-        &self,
-        db: &C,
-    ) -> impl std::future::Future<Output = Result<(), DbErr>> + Send {
-        hooks::record_ephemeral(self, db)
-    }
 }
 
 /// The instance keys of `model`, one per endpoint (none if its id does not serialize).

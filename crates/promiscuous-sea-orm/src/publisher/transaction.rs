@@ -47,126 +47,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use sea_orm::sea_query::{
-    Expr, MysqlQueryBuilder, PostgresQueryBuilder, QueryBuilder, QueryStatementWriter, SqlWriter,
-    SqliteQueryBuilder,
-};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 use super::guard::PERMITS;
+use super::sql::{literal, postgres_literal};
+
+pub use super::sql::Sql;
 
 /// The temporary table that maps, on SQLite, each app to its message in this transaction.
 const SQLITE_MESSAGES: &str = "promiscuous_transaction";
-
-/// `'text'` with embedded quotes doubled: a string literal for SQLite and PostgreSQL (with
-/// `standard_conforming_strings`, the default since PostgreSQL 9.1). For constants only (table
-/// and app names, ids this crate generates); values are bound (SQLite) or written by
-/// [`postgres_literal`].
-pub(crate) fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-/// A PostgreSQL string literal of `text` that means `text` whatever the session's quoting
-/// settings: `'…'` with quotes doubled, or, if `text` holds a backslash or a NUL, an escape
-/// string `E'…'` with quotes doubled and backslashes doubled. sea-query's own writer escapes a
-/// quote as `\'`, which a server with `backslash_quote = off` refuses; a plain `'…'` holding a
-/// backslash changes meaning with `standard_conforming_strings = off`. A NUL is written `\000`,
-/// which PostgreSQL refuses (its text cannot hold one): the write fails with PostgreSQL's error.
-pub(crate) fn postgres_literal(text: &str) -> String {
-    if !text.contains(['\\', '\0']) {
-        return literal(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    out.push_str("E'");
-    for c in text.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str("\\\\"),
-            '\0' => out.push_str("\\000"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
-
-/// SQL text with the values of its `?` placeholders, in order (SQLite); on PostgreSQL, whose
-/// batches of several statements cannot be prepared, the values are written into the text (by
-/// `postgres_literal`) and there are none.
-#[derive(Debug, Default)]
-pub struct Sql {
-    pub text: String,
-    pub values: Vec<Value>,
-}
-
-impl Sql {
-    /// Text without values.
-    pub fn raw(text: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            values: Vec::new(),
-        }
-    }
-
-    /// `statement` for `backend`.
-    pub fn build(backend: DbBackend, statement: &impl QueryStatementWriter) -> Self {
-        match backend {
-            DbBackend::Sqlite => {
-                let (text, values) = statement.build(SqliteQueryBuilder);
-                Self {
-                    text,
-                    values: values.0,
-                }
-            }
-            DbBackend::Postgres => {
-                let mut text = PostgresText(String::with_capacity(256));
-                statement.build_collect_any_into(&PostgresQueryBuilder, &mut text);
-                Self::raw(text.0)
-            }
-            _ => Self::raw(statement.to_string(MysqlQueryBuilder)),
-        }
-    }
-
-    /// This text, `separator`, then `next` (its values after these).
-    pub fn then(mut self, separator: &str, next: Sql) -> Self {
-        self.text.push_str(separator);
-        self.text.push_str(&next.text);
-        self.values.extend(next.values);
-        self
-    }
-}
-
-/// Writes a PostgreSQL statement with its string values as [`postgres_literal`]s (the others as
-/// sea-query writes them: numbers, NULL).
-struct PostgresText(String);
-
-impl std::fmt::Write for PostgresText {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.push_str(s);
-        Ok(())
-    }
-}
-
-impl std::fmt::Display for PostgresText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl SqlWriter for PostgresText {
-    fn push_param<T: QueryBuilder>(&mut self, value: Value, query_builder: &T) {
-        match value {
-            Value::String(Some(text)) => self.0.push_str(&postgres_literal(&text)),
-            other => query_builder
-                .write_value(&mut self.0, &other)
-                .expect("writing to a String"),
-        }
-    }
-
-    fn as_writer(&mut self) -> &mut dyn std::fmt::Write {
-        self as _
-    }
-}
 
 fn outside_a_transaction(endpoint: &str) -> DbErr {
     DbErr::Custom(format!(

@@ -1,3 +1,7 @@
+//! The SeaORM applier ([`SeaOrmApplier`]): applies messages to the subscriber's database, one
+//! transaction per message or batch, claiming each applied version before its effect, and
+//! records the versions processed without effect.
+
 use std::collections::{BTreeSet, HashMap};
 use std::marker::PhantomData;
 use std::sync::Arc;

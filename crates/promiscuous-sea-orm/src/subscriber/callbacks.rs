@@ -1,3 +1,6 @@
+//! What a subscribed model reacts with: the [`Callbacks`] trait and the [`Ctx`] its methods see
+//! (the applying transaction, the message, the operation).
+
 use std::collections::BTreeMap;
 use std::future::Future;
 

@@ -1,32 +1,11 @@
-//! A history checker for randomized tests of the subscriber.
-//!
-//! A test records what the publisher emitted ([`History::published`]), every operation the
-//! subscriber actually applied, in the global order the effects became visible
-//! ([`History::applied`]; duplicates and stale operations the subscriber skipped are *not*
-//! recorded), and every dependency recovery mode skipped on purpose
-//! ([`History::skipped_dependency`]). [`History::check`] then verifies the guarantees of
-//! `DESIGN.md` on that history:
-//!
-//! 1. no loss (G3): every published operation on a followed instance was applied (or, with
-//!    [`Strictness::LatestWins`], a later version of the same instance was);
-//! 2. no duplicate effect (G4): no `(key, version)` was applied twice;
-//! 3. per-instance order (G1): the applied versions of one instance strictly increase;
-//! 4. causal order (G2): every read dependency on a followed instance was applied at that version
-//!    or a newer one before the dependent operation, and (with [`Strictness::EveryVersion`]) the
-//!    previous version of the written instance was applied before it, unless recovery mode
-//!    recorded the dependency as skipped;
-//! 5. no phantom: nothing was applied that the history does not show as published by that
-//!    message.
-//!
-//! [`random_workload`] produces a deterministic, seeded workload of messages with correct
-//! versions and read/write dependencies to feed such tests.
+//! The history checker: what a test recorded (published messages, applied operations, skipped
+//! dependencies) and [`History::check`], which verifies the ordering guarantees on it (see the
+//! [`history`](super) module documentation for the list).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use promiscuous_core::message::{PROTOCOL_VERSION, instance_key};
-use promiscuous_core::{Dependencies, Dependency, Message, Operation, OperationKind};
-use serde_json::{Map, Value};
+use promiscuous_core::{Dependency, Message};
 
 /// How strictly [`History::check`] requires intermediate versions to be applied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -217,7 +196,7 @@ pub struct Report {
     pub skipped_dependencies: Vec<SkippedDependency>,
 }
 
-/// A recorded publisher/subscriber history; see the [module documentation](self).
+/// A recorded publisher/subscriber history; see the [module documentation](super).
 #[derive(Debug, Clone, Default)]
 pub struct History {
     strictness: Strictness,
@@ -449,119 +428,12 @@ pub fn describe(violations: &[Violation]) -> String {
         .collect::<String>()
 }
 
-/// splitmix64: a tiny deterministic PRNG, good enough to drive workloads.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
-
-/// Endpoints used by [`random_workload`]; instance `i` lives at `WORKLOAD_ENDPOINTS[i % 2]` with
-/// id `i`.
-pub const WORKLOAD_ENDPOINTS: [&str; 2] = ["crowdtap/user", "crowdtap/friendship"];
-
-/// A deterministic workload of `writes` messages (one operation each) in global commit order:
-/// `publishers` contexts take turns at random, each reading 0–2 random existing instances among
-/// `instances` and then writing one (create on its first write, update afterwards). Each message
-/// carries the right per-instance version, its write dependency, and as read dependencies every
-/// instance its context read or wrote since its previous write (including that write), at the
-/// version seen. Message ids are `"p{publisher}-{n}"`.
-pub fn random_workload(
-    seed: u64,
-    publishers: usize,
-    instances: usize,
-    writes: usize,
-) -> Vec<Message> {
-    assert!(
-        publishers > 0 && instances > 0,
-        "need publishers and instances"
-    );
-    let mut rng = SplitMix64::new(seed);
-    let mut versions = vec![0u64; instances];
-    // Per context: instance -> version seen since the context's last write.
-    let mut contexts: Vec<BTreeMap<usize, u64>> = vec![BTreeMap::new(); publishers];
-    let mut messages = Vec::with_capacity(writes);
-    for n in 0..writes {
-        let p = rng.below(publishers);
-        for _ in 0..rng.below(3) {
-            let i = rng.below(instances);
-            if versions[i] > 0 {
-                contexts[p].insert(i, versions[i]);
-            }
-        }
-        let i = rng.below(instances);
-        versions[i] += 1;
-        let version = versions[i];
-        let endpoint = WORKLOAD_ENDPOINTS[i % WORKLOAD_ENDPOINTS.len()];
-        let id = Value::from(i as u64);
-        let key = instance_key(endpoint, &id);
-        let read = contexts[p]
-            .iter()
-            .map(|(&j, &v)| Dependency {
-                key: instance_key(
-                    WORKLOAD_ENDPOINTS[j % WORKLOAD_ENDPOINTS.len()],
-                    &Value::from(j as u64),
-                ),
-                version: v,
-            })
-            .collect();
-        let mut attributes = Map::new();
-        attributes.insert("n".into(), Value::from(n as u64));
-        messages.push(Message {
-            protocol: PROTOCOL_VERSION,
-            app: "crowdtap".into(),
-            id: format!("p{p}-{n}"),
-            timestamp: n as i64,
-            host: format!("publisher-{p}"),
-            current_user_id: None,
-            dependencies: Dependencies {
-                read,
-                write: vec![Dependency {
-                    key: key.clone(),
-                    version,
-                }],
-            },
-            operations: vec![Operation {
-                endpoint: endpoint.into(),
-                types: vec![crate::type_name(endpoint)],
-                id,
-                operation: if version == 1 {
-                    OperationKind::Create
-                } else {
-                    OperationKind::Update
-                },
-                version,
-                attributes: Some(attributes),
-                changes: None,
-                sync: false,
-            }],
-        });
-        contexts[p].clear();
-        contexts[p].insert(i, version);
-    }
-    messages
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use promiscuous_core::message::instance_key;
+    use promiscuous_core::{Dependencies, Operation, OperationKind};
+    use serde_json::{Map, json};
 
     /// A one-operation message of app "crowdtap" writing `endpoint/id` at `version`, with read
     /// dependencies `reads` (`(key, version)`).
@@ -895,102 +767,5 @@ mod tests {
             matches!(&v[0], Violation::PublishedTwice { first, second, .. }
             if first == "a" && second == "b")
         );
-    }
-
-    #[test]
-    fn random_workload_is_deterministic_and_well_formed() {
-        let a = random_workload(42, 3, 8, 200);
-        assert_eq!(a, random_workload(42, 3, 8, 200));
-        assert_ne!(a, random_workload(43, 3, 8, 200));
-        assert_eq!(a.len(), 200);
-        let mut versions: HashMap<String, u64> = HashMap::new();
-        for m in &a {
-            Message::decode(&m.encode()).unwrap();
-            let op = &m.operations[0];
-            let v = versions.entry(op.key()).or_insert(0);
-            *v += 1;
-            assert_eq!(op.version, *v);
-            assert_eq!(
-                m.dependencies.write,
-                vec![Dependency {
-                    key: op.key(),
-                    version: op.version
-                }]
-            );
-            for d in &m.dependencies.read {
-                assert!(d.version <= versions[&d.key], "{} reads the future", m.id);
-            }
-        }
-        assert!(a.iter().any(|m| m.dependencies.read.len() > 1));
-    }
-
-    #[test]
-    fn random_workload_applied_in_publish_order_passes() {
-        for seed in 0..20 {
-            let messages = random_workload(seed, 4, 10, 150);
-            let mut h = History::new();
-            for (n, m) in messages.iter().enumerate() {
-                h.published(m);
-                h.applied_message(n % 3, m);
-            }
-            let report = h
-                .check(all)
-                .unwrap_or_else(|v| panic!("seed {seed}:\n{}", describe(&v)));
-            assert_eq!(report.published_ops, 150);
-            assert_eq!(report.applied_ops, 150);
-        }
-    }
-
-    #[test]
-    fn random_causally_invalid_permutation_fails() {
-        for seed in 0..20 {
-            let messages = random_workload(seed, 4, 10, 150);
-            let producer: HashMap<(String, u64), usize> = messages
-                .iter()
-                .enumerate()
-                .map(|(n, m)| ((m.operations[0].key(), m.operations[0].version), n))
-                .collect();
-            // Pick a random message that depends on an earlier one, and swap the two.
-            let mut rng = SplitMix64::new(seed ^ 0xdead_beef);
-            let (j, i) = loop {
-                let j = rng.below(messages.len());
-                let m = &messages[j];
-                let op = &m.operations[0];
-                let deps: Vec<usize> = m
-                    .dependencies
-                    .read
-                    .iter()
-                    .map(|d| (d.key.clone(), d.version))
-                    .chain((op.version > 1).then(|| (op.key(), op.version - 1)))
-                    .filter_map(|d| producer.get(&d).copied())
-                    .filter(|&i| i < j)
-                    .collect();
-                if !deps.is_empty() {
-                    break (j, deps[rng.below(deps.len())]);
-                }
-            };
-            let mut order: Vec<usize> = (0..messages.len()).collect();
-            order.swap(i, j);
-            let mut h = History::new();
-            for m in &messages {
-                h.published(m);
-            }
-            for (n, &k) in order.iter().enumerate() {
-                h.applied_message(n % 2, &messages[k]);
-            }
-            let v = h
-                .check(all)
-                .expect_err(&format!("seed {seed}: swapping {i} and {j} went unnoticed"));
-            let dependent = &messages[j].id;
-            assert!(
-                v.iter().any(|v| match v {
-                    Violation::Causal { event, .. } => &event.message == dependent,
-                    Violation::OutOfOrder { later, .. } => later.message == messages[i].id,
-                    _ => false,
-                }),
-                "seed {seed}:\n{}",
-                describe(&v)
-            );
-        }
     }
 }

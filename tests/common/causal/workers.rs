@@ -1,0 +1,258 @@
+//! The subscriber side of the causal tests: the databases, the subscriber application under
+//! test ([`Setup`] starts [`Workers`]: several worker processes on one queue, sharing one
+//! database and one version store), waiting until everything published was processed, the
+//! recorded [`History`], and the convergence check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use promiscuous::pipeline::{
+    SeaOrmApplier, SubscriberConfig, SubscriberRuntime, VersionStore, schema,
+};
+use promiscuous::{Error, Ordering, Stats, Transport};
+use promiscuous_test::chaos::Delayed;
+use promiscuous_test::history::{History, Strictness};
+use promiscuous_test::{create_table, sqlite};
+use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::models::publisher::{friendship, photo};
+use super::models::subscriber as sub;
+use crate::common::user;
+
+pub const ENDPOINTS: [&str; 3] = ["crowdtap/user", "crowdtap/friendship", "crowdtap/photo"];
+
+pub async fn publisher_db() -> DatabaseConnection {
+    let db = sqlite().await.unwrap();
+    create_table(&db, user::Entity).await.unwrap();
+    create_table(&db, friendship::Entity).await.unwrap();
+    create_table(&db, photo::Entity).await.unwrap();
+    db
+}
+
+pub async fn subscriber_db() -> DatabaseConnection {
+    let db = sqlite().await.unwrap();
+    create_table(&db, sub::user::Entity).await.unwrap();
+    create_table(&db, sub::friendship::Entity).await.unwrap();
+    create_table(&db, sub::photo::Entity).await.unwrap();
+    create_table(&db, sub::audience::Entity).await.unwrap();
+    create_table(&db, sub::event::Entity).await.unwrap();
+    schema::setup_subscriber(&db).await.unwrap();
+    db
+}
+
+pub fn applier(db: &DatabaseConnection) -> SeaOrmApplier {
+    SeaOrmApplier::new(db.clone())
+        .subscribe::<sub::user::Model>()
+        .subscribe::<sub::friendship::Model>()
+        .subscribe::<sub::photo::Model>()
+}
+
+pub type Running = JoinHandle<Result<Stats, Error>>;
+
+/// The subscriber application under test: several worker "processes" (runtimes, each with its
+/// own runners) consuming one queue and sharing one database and one version store.
+pub struct Workers {
+    pub runtimes: Vec<Arc<SubscriberRuntime>>,
+    pub tasks: Vec<(oneshot::Sender<()>, Running)>,
+}
+
+pub struct Setup<'a> {
+    pub queue: &'a str,
+    pub workers: usize,
+    pub runners: usize,
+    pub ordering: Ordering,
+    pub seed: u64,
+    /// A store per worker (Redis: one connection each) or shared (memory).
+    pub store: &'a dyn Fn(usize) -> Arc<dyn VersionStore>,
+    pub delay: fn(&promiscuous::Message, &promiscuous_test::chaos::Dice) -> Duration,
+    pub max_attempts: u32,
+    pub notifier: promiscuous::ErrorNotifier,
+    pub dependency_timeout: Duration,
+    pub recheck: Duration,
+    pub prefetch: u16,
+}
+
+impl<'a> Setup<'a> {
+    pub fn new(queue: &'a str, store: &'a dyn Fn(usize) -> Arc<dyn VersionStore>) -> Self {
+        Self {
+            queue,
+            workers: 2,
+            runners: 3,
+            ordering: Ordering::Causal,
+            seed: 0,
+            store,
+            delay: |_, dice| dice.up_to(Duration::from_millis(2)),
+            max_attempts: 1,
+            notifier: promiscuous::log_errors(),
+            dependency_timeout: Duration::from_secs(30),
+            recheck: Duration::from_secs(1),
+            prefetch: 1000,
+        }
+    }
+
+    pub async fn start(
+        &self,
+        db: &DatabaseConnection,
+        transport: impl Transport + Clone,
+    ) -> Workers {
+        let mut runtimes = Vec::new();
+        for worker in 0..self.workers {
+            let config = SubscriberConfig {
+                workers: self.runners,
+                ordering: self.ordering,
+                versions: Some((self.store)(worker)),
+                max_attempts: self.max_attempts,
+                retry_delay: Duration::from_millis(1),
+                error_notifier: self.notifier.clone(),
+                dependency_timeout: self.dependency_timeout,
+                recheck_interval: self.recheck,
+                prefetch: self.prefetch,
+                ..SubscriberConfig::new(self.queue)
+            };
+            let delayed = Delayed::with(
+                applier(db),
+                worker,
+                self.seed ^ (worker as u64 + 1),
+                self.delay,
+            );
+            // Odd seeds apply what is ready together, in one transaction per batch.
+            let delayed = if self.seed % 2 == 1 {
+                delayed.batching()
+            } else {
+                delayed
+            };
+            let runtime = Arc::new(SubscriberRuntime::new(
+                Arc::new(transport.clone()),
+                Arc::new(delayed),
+                config,
+            ));
+            runtime.declare().await.unwrap();
+            runtimes.push(runtime);
+        }
+        let tasks = runtimes
+            .iter()
+            .map(|rt| {
+                let (stop, stopped) = oneshot::channel::<()>();
+                let rt = rt.clone();
+                let task = tokio::spawn(async move {
+                    rt.run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                });
+                (stop, task)
+            })
+            .collect();
+        Workers { runtimes, tasks }
+    }
+}
+
+impl Workers {
+    /// The workers' stats together (see `Stats`'s `AddAssign`: counters summed, every field
+    /// combined).
+    pub fn stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for rt in &self.runtimes {
+            total += &*rt.stats().borrow();
+        }
+        total
+    }
+
+    pub async fn stop(self) -> Stats {
+        let stats = self.stats();
+        for (stop, task) in self.tasks {
+            let _ = stop.send(());
+            task.await.unwrap().unwrap();
+        }
+        stats
+    }
+}
+
+/// Waits until every published operation has been processed (its version, or a newer one, is
+/// recorded in the subscriber's database) or `within` passes; returns whether it was.
+pub async fn processed(
+    db: &DatabaseConnection,
+    published: &[promiscuous::Message],
+    within: Duration,
+) -> bool {
+    let applier = applier(db);
+    let mut wanted: std::collections::HashMap<String, u64> = Default::default();
+    for m in published {
+        for op in &m.operations {
+            let v = wanted.entry(op.key()).or_insert(0);
+            *v = (*v).max(op.version);
+        }
+    }
+    let keys: Vec<String> = wanted.keys().cloned().collect();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let have = promiscuous::pipeline::Applier::versions(&applier, &keys)
+            .await
+            .unwrap();
+        if keys.iter().zip(&have).all(|(k, v)| *v >= wanted[k]) {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The history: what was published, and what the subscriber applied, in commit order.
+pub async fn history(db: &DatabaseConnection, published: &[promiscuous::Message]) -> History {
+    let mut h = History::with_strictness(Strictness::EveryVersion);
+    for m in published {
+        h.published(m);
+    }
+    for e in sub::event::Entity::find()
+        .order_by_asc(sub::event::Column::Seq)
+        .all(db)
+        .await
+        .unwrap()
+    {
+        h.applied(e.worker as usize, &e.message, &e.key, e.version as u64);
+    }
+    h
+}
+
+pub fn follows(key: &str) -> bool {
+    ENDPOINTS.iter().any(|e| key.starts_with(&format!("{e}/")))
+}
+
+/// Every row of `E`, mapped by `f`, sorted.
+pub async fn rows<E: EntityTrait, T: Ord>(
+    db: &DatabaseConnection,
+    f: impl Fn(E::Model) -> T,
+) -> Vec<T> {
+    let mut rows: Vec<T> = E::find()
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(f)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The subscriber holds exactly the publisher's rows.
+pub async fn assert_converged(pdb: &DatabaseConnection, sdb: &DatabaseConnection, what: &str) {
+    assert_eq!(
+        rows::<sub::user::Entity, _>(sdb, |u| (u.crowdtap_id, u.name)).await,
+        rows::<user::Entity, _>(pdb, |u| (u.id, u.name)).await,
+        "{what}: users"
+    );
+    assert_eq!(
+        rows::<sub::friendship::Entity, _>(sdb, |f| (f.crowdtap_id, f.user_id, f.friend_id)).await,
+        rows::<friendship::Entity, _>(pdb, |f| (f.id, f.user_id, f.friend_id)).await,
+        "{what}: friendships"
+    );
+    assert_eq!(
+        rows::<sub::photo::Entity, _>(sdb, |p| (p.crowdtap_id, p.user_id, p.caption)).await,
+        rows::<photo::Entity, _>(pdb, |p| (p.id, p.user_id, p.caption)).await,
+        "{what}: photos"
+    );
+}

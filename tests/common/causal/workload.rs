@@ -1,0 +1,249 @@
+//! The publisher side of the causal tests: a seeded causal workload through the real publisher
+//! (concurrent tasks, causal contexts of a few transactions, tracked reads, rollbacks), and the
+//! ground truth of what each write depended on ([`Truth`]).
+
+use std::sync::Arc;
+
+use promiscuous::Tracked;
+use promiscuous_test::history::SplitMix64;
+use sea_orm::{
+    ActiveModelTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel,
+    ModelTrait, Set, TransactionTrait,
+};
+
+use super::models::publisher::{friendship, photo};
+use crate::common::user;
+
+pub fn pick<T: Clone>(rng: &mut SplitMix64, items: &[T]) -> Option<T> {
+    (!items.is_empty()).then(|| items[rng.below(items.len())].clone())
+}
+
+/// The primary key of the workload's models.
+pub trait Id {
+    fn id(&self) -> i32;
+}
+
+impl Id for user::Model {
+    fn id(&self) -> i32 {
+        self.id
+    }
+}
+
+impl Id for friendship::Model {
+    fn id(&self) -> i32 {
+        self.id
+    }
+}
+
+impl Id for photo::Model {
+    fn id(&self) -> i32 {
+        self.id
+    }
+}
+
+/// Reads `m` in the transaction, a dependency of the context's next writes: transparently (a
+/// query through the tracked transaction) or explicitly (`track_read`), at random.
+pub async fn reread<E>(txn: &Tracked<DatabaseTransaction>, rng: &mut SplitMix64, m: &E::Model)
+where
+    E: EntityTrait,
+    E::PrimaryKey: sea_orm::PrimaryKeyTrait<ValueType = i32>,
+    E::Model: promiscuous::Published + Id,
+{
+    if rng.below(2) == 0 {
+        promiscuous::track_read(m, txn).await.unwrap();
+    } else {
+        E::find_by_id(m.id()).one(txn).await.unwrap();
+    }
+}
+
+/// One transaction of a publisher task: a few reads (tracked), then one write. Users are never
+/// destroyed, so a photo's owner always exists.
+pub async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: usize) {
+    let txn = promiscuous::tracked(db.begin().await.unwrap());
+    // Listing is not reading for causality: through the plain transaction.
+    let users = user::Entity::find().all(txn.inner()).await.unwrap();
+    let friendships = friendship::Entity::find().all(txn.inner()).await.unwrap();
+    let photos = photo::Entity::find().all(txn.inner()).await.unwrap();
+    for _ in 0..rng.below(3) {
+        match rng.below(3) {
+            0 => {
+                if let Some(u) = pick(rng, &users) {
+                    reread::<user::Entity>(&txn, rng, &u).await;
+                }
+            }
+            1 => {
+                if let Some(f) = pick(rng, &friendships) {
+                    reread::<friendship::Entity>(&txn, rng, &f).await;
+                }
+            }
+            _ => {
+                if let Some(p) = pick(rng, &photos) {
+                    reread::<photo::Entity>(&txn, rng, &p).await;
+                }
+            }
+        }
+    }
+    match rng.below(7) {
+        1 if !users.is_empty() => {
+            let u = pick(rng, &users).unwrap();
+            reread::<user::Entity>(&txn, rng, &u).await;
+            let mut am = u.into_active_model();
+            am.name = Set(format!("name-{n}"));
+            am.update(&txn).await.unwrap();
+        }
+        2 if users.len() >= 2 => {
+            let (a, b) = (pick(rng, &users).unwrap(), pick(rng, &users).unwrap());
+            reread::<user::Entity>(&txn, rng, &a).await;
+            reread::<user::Entity>(&txn, rng, &b).await;
+            friendship::ActiveModel {
+                user_id: Set(a.id),
+                friend_id: Set(b.id),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap();
+        }
+        3 if !friendships.is_empty() => {
+            pick(rng, &friendships).unwrap().delete(&txn).await.unwrap();
+        }
+        4 | 5 if !users.is_empty() => {
+            let owner = pick(rng, &users).unwrap();
+            reread::<user::Entity>(&txn, rng, &owner).await;
+            photo::ActiveModel {
+                user_id: Set(owner.id),
+                caption: Set(format!("photo-{n}")),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap();
+        }
+        6 if !photos.is_empty() => {
+            let p = pick(rng, &photos).unwrap();
+            if rng.below(3) == 0 {
+                p.delete(&txn).await.unwrap();
+            } else {
+                let mut am = p.into_active_model();
+                am.caption = Set(format!("caption-{n}"));
+                am.update(&txn).await.unwrap();
+            }
+        }
+        _ => {
+            user::ActiveModel {
+                name: Set(format!("user-{n}")),
+                email: Set(format!("u{n}@example.org")),
+                password: Set("pw".into()),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await
+            .unwrap();
+        }
+    }
+    if rng.below(12) == 0 {
+        txn.rollback().await.unwrap();
+    } else {
+        txn.commit().await.unwrap();
+    }
+}
+
+/// What each write of a workload depended on before the publisher reduced it (the ground
+/// truth of causal order), and whether the workload asks for a deliberately wrong reduction.
+#[derive(Clone, Default)]
+pub struct Truth {
+    pub writes: Arc<std::sync::Mutex<Vec<promiscuous::context::WriteRecord>>>,
+    pub unsound_reduction: bool,
+}
+
+impl Truth {
+    pub fn options(&self, user: i64) -> promiscuous::context::TestOptions {
+        let writes = self.writes.clone();
+        promiscuous::context::TestOptions {
+            current_user_id: Some(user.into()),
+            observer: Some(Arc::new(move |w| writes.lock().unwrap().push(w))),
+            unsound_reduction: self.unsound_reduction,
+        }
+    }
+
+    /// `published` with each message's read dependencies replaced by everything its writes
+    /// depended on (checkpoint messages keep theirs).
+    pub fn of(&self, published: &[promiscuous::Message]) -> Vec<promiscuous::Message> {
+        let writes = self.writes.lock().unwrap();
+        published
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                let mut reads: std::collections::BTreeMap<String, u64> = Default::default();
+                let mut found = false;
+                for w in writes.iter().filter(|w| w.message == m.id) {
+                    found = true;
+                    for d in &w.dependencies {
+                        let v = reads.entry(d.key.clone()).or_insert(0);
+                        *v = (*v).max(d.version);
+                    }
+                }
+                if found {
+                    for op in &m.operations {
+                        reads.remove(&op.key());
+                    }
+                    m.dependencies.read = reads
+                        .into_iter()
+                        .map(|(key, version)| promiscuous::Dependency { key, version })
+                        .collect();
+                }
+                m
+            })
+            .collect()
+    }
+}
+
+/// `tasks` publisher tasks run `transactions` transactions each, concurrently, in causal
+/// contexts of 1 to 4 transactions.
+pub async fn causal_workload(
+    db: &DatabaseConnection,
+    seed: u64,
+    tasks: usize,
+    transactions: usize,
+) {
+    causal_workload_with(db, seed, tasks, transactions, &Truth::default()).await
+}
+
+/// [`causal_workload`], recording the ground truth in `truth`.
+pub async fn causal_workload_with(
+    db: &DatabaseConnection,
+    seed: u64,
+    tasks: usize,
+    transactions: usize,
+    truth: &Truth,
+) {
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let db = db.clone();
+            let truth = truth.clone();
+            tokio::spawn(async move {
+                let mut rng = SplitMix64::new(seed.wrapping_mul(31).wrapping_add(t as u64));
+                let mut done = 0;
+                while done < transactions {
+                    let len = (1 + rng.below(4)).min(transactions - done);
+                    let start = done;
+                    let db = db.clone();
+                    rng = promiscuous::context::context_for_tests(
+                        truth.options(t as i64),
+                        async move {
+                            for i in 0..len {
+                                one_transaction(&db, &mut rng, t * 10_000 + start + i).await;
+                            }
+                            rng
+                        },
+                    )
+                    .await;
+                    done += len;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+}
