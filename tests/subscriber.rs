@@ -138,7 +138,7 @@ async fn an_older_state_never_overwrites_a_newer_one() {
         .unwrap();
     let sub = promiscuous::Subscriber::new("members", db.clone(), broker.clone())
         .subscribe::<member::Model>()
-        .ordering(promiscuous::Ordering::Bareback)
+        .ordering(promiscuous::OrderingMode::Bareback)
         .workers(1)
         .build()
         .await

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use promiscuous_core::publisher::{Lease, Relay, RelayConfig};
 use promiscuous_core::subscriber::{
-    Ordering, Stats, SubscriberConfig, SubscriberRuntime, VersionStore,
+    OrderingMode, Stats, SubscriberConfig, SubscriberRuntime, VersionStore,
 };
 use promiscuous_core::transport::Transport;
 use promiscuous_core::{Error, ErrorNotifier};
@@ -204,9 +204,9 @@ impl Subscriber {
         self
     }
 
-    /// How messages are ordered: [`Ordering::Causal`] (the default) or [`Ordering::Bareback`]
+    /// How messages are ordered: [`OrderingMode::Causal`] (the default) or [`OrderingMode::Bareback`]
     /// (no waiting; unsafe, see its documentation).
-    pub fn ordering(mut self, ordering: Ordering) -> Self {
+    pub fn ordering(mut self, ordering: OrderingMode) -> Self {
         self.config.ordering = ordering;
         self
     }

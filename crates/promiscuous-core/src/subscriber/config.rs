@@ -1,3 +1,6 @@
+//! A subscriber's settings ([`SubscriberConfig`], with [`OrderingMode`] and the backoff caps)
+//! and its counters ([`Stats`]). A leaf: uses only the applier's and version store's types.
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -5,9 +8,16 @@ use super::applier::Applied;
 use super::versions::VersionStore;
 use crate::error::{ErrorNotifier, log_errors};
 
+/// Longest wait between two attempts to apply a message (the retry delay doubles up to it).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// Longest wait before consuming again after a lost connection, or subscribing again to the
+/// shared store's wake-ups (the delay starts at `retry_delay` and doubles up to it).
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+
 /// How a subscriber orders the messages it applies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Ordering {
+pub enum OrderingMode {
     /// Causal order (the default): a message waits until the instances it read and the previous
     /// version of those it writes have been processed; independent messages run in parallel.
     #[default]
@@ -35,7 +45,8 @@ pub struct SubscriberConfig {
     /// Most messages a runner applies in one transaction (those ready at once, independent of
     /// each other); 64 by default, 1 for one transaction per message.
     pub batch: usize,
-    pub ordering: Ordering,
+    /// Causal (the default) or none at all (see [`OrderingMode`]).
+    pub ordering: OrderingMode,
     /// Recovery: how long a message waits for its dependencies before it is applied without
     /// them (reported as [`Error::Recover`](crate::Error::Recover)); 10 s by default. A missing
     /// dependency never blocks forever.
@@ -45,7 +56,7 @@ pub struct SubscriberConfig {
     pub recheck_interval: Duration,
     /// Attempts for a transiently failing message before it is dead-lettered.
     pub max_attempts: u32,
-    /// Delay before the second attempt; doubles each time.
+    /// Delay before the second attempt; doubles each time, up to [`MAX_RETRY_DELAY`].
     pub retry_delay: Duration,
     pub error_notifier: ErrorNotifier,
     /// Processed versions shared with the application's other worker processes (Redis), with
@@ -65,7 +76,7 @@ impl SubscriberConfig {
             prefetch: 1000,
             workers: 4,
             batch: 64,
-            ordering: Ordering::Causal,
+            ordering: OrderingMode::Causal,
             dependency_timeout: Duration::from_secs(10),
             recheck_interval: Duration::from_secs(1),
             max_attempts: 5,

@@ -8,6 +8,7 @@
 mod applier;
 mod config;
 mod metrics;
+mod processing;
 mod runtime;
 mod session;
 pub mod synchronizer;
@@ -15,6 +16,6 @@ pub mod trust;
 mod versions;
 
 pub use applier::{Applied, Applier, ApplyError, DeadLetter};
-pub use config::{Ordering, Stats, SubscriberConfig};
+pub use config::{MAX_RECONNECT_DELAY, MAX_RETRY_DELAY, OrderingMode, Stats, SubscriberConfig};
 pub use runtime::SubscriberRuntime;
 pub use versions::{MemoryVersions, VersionStore, Wakeups};

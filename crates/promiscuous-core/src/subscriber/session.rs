@@ -6,6 +6,9 @@
 //!
 //! A session ends when its consumer does (shutdown, idle, lost connection): messages being
 //! applied are finished, the others are dropped unacknowledged and the broker redelivers them.
+//!
+//! Uses `processing` (what a runner does with one message), the `synchronizer` and `trust`;
+//! the runtime above uses this module, never the other way round.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as Atomic};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,23 +21,18 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use super::config::Ordering;
+use super::config::{MAX_RECONNECT_DELAY, OrderingMode};
 use super::metrics::Outcome;
-use super::runtime::Inner;
+use super::processing::{Job, Shared};
 use super::synchronizer::{Released, Requirements, Submitted, Synchronizer};
 use super::trust;
+use super::versions::VersionStore;
 use crate::error::Error;
-use crate::message::{DecodeError, Message};
+use crate::message::Message;
 use crate::transport::Delivery;
 
-/// A delivery and what it decoded to.
-pub(super) struct Job {
-    pub delivery: Delivery,
-    pub message: Result<Message, DecodeError>,
-}
-
 pub(super) struct Session {
-    pub inner: Arc<Inner>,
+    pub inner: Arc<Shared>,
     sync: Mutex<Synchronizer<Job>>,
     ready: async_channel::Sender<Released<Job>>,
     /// Deliveries submitted and not yet finished (waiting, ready or being applied).
@@ -52,7 +50,7 @@ pub(super) struct Running {
 
 impl Session {
     /// Starts the runners and helpers of a new session.
-    pub fn start(inner: Arc<Inner>) -> Running {
+    pub fn start(inner: Arc<Shared>) -> Running {
         let (ready, queue) = async_channel::unbounded();
         let session = Arc::new(Session {
             sync: Mutex::new(Synchronizer::new(inner.config.dependency_timeout)),
@@ -93,7 +91,7 @@ impl Session {
             })
             .collect();
         let mut helpers = vec![tokio::spawn(session.clone().tick())];
-        if session.inner.config.ordering == Ordering::Causal
+        if session.inner.config.ordering == OrderingMode::Causal
             && let Some(store) = session.inner.config.versions.clone()
         {
             helpers.push(tokio::spawn(session.clone().listen(store)));
@@ -146,7 +144,9 @@ impl Session {
             )
         });
         let requirements = match (&message, self.inner.config.ordering) {
-            (Ok(m), Ordering::Causal) => Requirements::causal(m, |app| self.inner.follows_app(app)),
+            (Ok(m), OrderingMode::Causal) => {
+                Requirements::causal(m, |app| self.inner.follows_app(app))
+            }
             _ => Requirements::default(),
         };
         let job = Job { delivery, message };
@@ -385,7 +385,7 @@ impl Session {
     }
 
     /// Learns the versions other workers process, from the shared store's wake-ups.
-    async fn listen(self: Arc<Self>, store: Arc<dyn super::VersionStore>) {
+    async fn listen(self: Arc<Self>, store: Arc<dyn VersionStore>) {
         let first = self.inner.config.retry_delay;
         let mut backoff = first;
         loop {
@@ -409,7 +409,7 @@ impl Session {
                 Err(e) => self.notify(&e),
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff = (backoff * 2).min(MAX_RECONNECT_DELAY);
         }
     }
 }
