@@ -15,6 +15,9 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// shared store's wake-ups (the delay starts at `retry_delay` and doubles up to it).
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
+/// Shortest `recheck_interval` the timer honours (a shorter one is taken as this).
+pub const MIN_RECHECK_INTERVAL: Duration = Duration::from_millis(5);
+
 /// How a subscriber orders the messages it applies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OrderingMode {
@@ -52,7 +55,8 @@ pub struct SubscriberConfig {
     /// dependency never blocks forever.
     pub dependency_timeout: Duration,
     /// How often versions that waiting messages need are looked up again (database, shared
-    /// store), in case a wake-up was lost or another worker has no shared store; 1 s by default.
+    /// store), in case a wake-up was lost or another worker has no shared store, and the queue
+    /// depth polled; 1 s by default, at least [`MIN_RECHECK_INTERVAL`].
     pub recheck_interval: Duration,
     /// Attempts for a transiently failing message before it is dead-lettered.
     pub max_attempts: u32,

@@ -16,6 +16,9 @@ pub mod trust;
 mod versions;
 
 pub use applier::{Applied, Applier, ApplyError, DeadLetter};
-pub use config::{MAX_RECONNECT_DELAY, MAX_RETRY_DELAY, OrderingMode, Stats, SubscriberConfig};
+pub use config::{
+    MAX_RECONNECT_DELAY, MAX_RETRY_DELAY, MIN_RECHECK_INTERVAL, OrderingMode, Stats,
+    SubscriberConfig,
+};
 pub use runtime::SubscriberRuntime;
 pub use versions::{MemoryVersions, VersionStore, Wakeups};
