@@ -61,9 +61,8 @@ async fn main() -> Result<(), BoxError> {
         })
         .versions(Arc::new(RedisVersions::new(redis, &args.app)))
         .require_user_id(args.require_user_id)
-        .build()
-        .await?
-        .start();
+        .start()
+        .await?;
     println!("subscriber {} consuming; Ctrl-C to stop", args.app);
     tokio::signal::ctrl_c().await?;
     let stats = subscriber.shutdown().await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::applier::Applied;
 use super::versions::VersionStore;
-use crate::error::{ErrorNotifier, log_errors};
+use crate::error::{Error, ErrorNotifier, log_errors};
 
 /// Longest wait between two attempts to apply a message (the retry delay doubles up to it).
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -90,6 +90,25 @@ impl SubscriberConfig {
             require_user_id: false,
         }
     }
+
+    /// The one rule for counts: `prefetch`, `workers`, `batch` and `max_attempts` must be at
+    /// least 1. A zero is refused (naming the setting), never silently raised: the subscriber
+    /// builder checks it before anything starts.
+    pub fn check(&self) -> Result<(), Error> {
+        let counts = [
+            ("prefetch", usize::from(self.prefetch)),
+            ("workers", self.workers),
+            ("batch", self.batch),
+            ("max_attempts", self.max_attempts as usize),
+        ];
+        match counts.iter().find(|(_, n)| *n == 0) {
+            Some((name, _)) => Err(Error::Subscriber(format!(
+                "subscriber {}: {name} must be at least 1",
+                self.app
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Counters of what a subscriber did.
@@ -125,5 +144,28 @@ impl Stats {
         self.operations_applied += a.applied;
         self.operations_skipped += a.skipped;
         self.operations_ignored += a.ignored;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SubscriberConfig;
+
+    #[test]
+    fn every_count_must_be_at_least_one() {
+        assert!(SubscriberConfig::new("s").check().is_ok());
+        type Zero = fn(&mut SubscriberConfig);
+        let zeros: [(&str, Zero); 4] = [
+            ("prefetch", |c| c.prefetch = 0),
+            ("workers", |c| c.workers = 0),
+            ("batch", |c| c.batch = 0),
+            ("max_attempts", |c| c.max_attempts = 0),
+        ];
+        for (name, zero) in zeros {
+            let mut config = SubscriberConfig::new("s");
+            zero(&mut config);
+            let e = config.check().expect_err(name);
+            assert!(e.to_string().contains(name), "{name}: {e}");
+        }
     }
 }

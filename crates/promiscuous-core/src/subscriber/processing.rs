@@ -237,7 +237,7 @@ impl Shared {
             match self.applier.apply(message).await {
                 Ok(a) => return Ok(a),
                 Err(e @ ApplyError::Permanent(_)) => return Err((e, attempt)),
-                Err(e) if attempt >= self.config.max_attempts.max(1) => return Err((e, attempt)),
+                Err(e) if attempt >= self.config.max_attempts => return Err((e, attempt)),
                 Err(e) => {
                     tracing::warn!(message = %message.id, attempt, error = %e, "apply failed, retrying");
                     self.metrics.retry();

@@ -17,7 +17,9 @@ use crate::error::Error;
 use crate::transport::{Consumer, QueueSpec, Transport, TransportError};
 
 /// Consumes the subscriber application's queue and applies what arrives: in causal order, on
-/// several runners, with retries, dead letters and recovery (see [`SubscriberConfig`]).
+/// several runners, with retries, dead letters and recovery (see [`SubscriberConfig`]). A
+/// config with a zero count is refused by [`declare`](Self::declare), [`run`](Self::run) and
+/// [`run_until_idle`](Self::run_until_idle) ([`SubscriberConfig::check`]).
 pub struct SubscriberRuntime {
     inner: Arc<Shared>,
 }
@@ -53,6 +55,7 @@ impl SubscriberRuntime {
     /// Declares the queue and its bindings without consuming: messages published from now on
     /// are kept for this subscriber.
     pub async fn declare(&self) -> Result<(), Error> {
+        self.inner.config.check()?;
         self.inner
             .transport
             .declare(&self.spec())
@@ -86,6 +89,7 @@ impl SubscriberRuntime {
     ) -> Result<Stats, Error> {
         tokio::pin!(shutdown);
         let config = &self.inner.config;
+        config.check()?;
         let mut backoff = config.retry_delay;
         loop {
             let consumer = tokio::select! {
@@ -147,6 +151,7 @@ impl SubscriberRuntime {
     /// finished (applied, dead-lettered, or released by the dependency timeout); for tests and
     /// synchronous harnesses. Returns the counters since this subscriber was made.
     pub async fn run_until_idle(&self, idle: Duration) -> Result<Stats, Error> {
+        self.inner.config.check()?;
         let mut consumer = self.consumer().await?;
         let running = Session::start(self.inner.clone());
         let session = running.session().clone();

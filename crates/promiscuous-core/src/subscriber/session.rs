@@ -69,7 +69,8 @@ impl Session {
             #[cfg(test)]
             wakeups: AtomicUsize::new(0),
         });
-        let runners = (0..session.inner.config.workers.max(1))
+        // Counts are at least 1: the runtime checked its config.
+        let runners = (0..session.inner.config.workers)
             .map(|worker| {
                 let (session, queue) = (session.clone(), queue.clone());
                 tokio::spawn(async move {
@@ -77,7 +78,7 @@ impl Session {
                         // What else is ready goes with it, in one transaction.
                         let mut batch = vec![first];
                         let most = if session.inner.applier.batches() {
-                            session.inner.config.batch.max(1)
+                            session.inner.config.batch
                         } else {
                             1
                         };
