@@ -1,3 +1,7 @@
+//! The database glue a subscriber applies messages through: the [`Applier`] trait, what
+//! applying came to ([`Applied`], [`ApplyError`]) and the [`DeadLetter`] it stores. A leaf: uses
+//! only the message model and the boxed error type.
+
 use async_trait::async_trait;
 
 use crate::message::Message;

@@ -4,6 +4,11 @@
 //! [`Applier`] (the database glue), then ack. Bad input is dead-lettered with its error and
 //! stops nothing else; transient failures are retried with exponential backoff, then
 //! dead-lettered; a dependency that never arrives is skipped after a timeout (recovery).
+//!
+//! Layers, each using only those below it: `runtime` (the public [`SubscriberRuntime`]:
+//! queue, reconnection) → `session` (pump, timer, runners) → `processing` (one message: apply,
+//! retry, dead-letter, ack) and the `synchronizer`, `trust`; at the bottom the leaves `config`,
+//! `applier`, `versions`, `metrics`.
 
 mod applier;
 mod config;

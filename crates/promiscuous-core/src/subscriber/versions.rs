@@ -1,3 +1,7 @@
+//! Processed versions shared between the worker processes of one subscriber app, with
+//! wake-ups: the [`VersionStore`] trait (Redis implements it in `redis/`) and
+//! [`MemoryVersions`], between subscribers of one process. A leaf: uses only the error type.
+
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
