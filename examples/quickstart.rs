@@ -109,9 +109,8 @@ async fn main() -> Result<(), BoxError> {
     let subscriber_db = sqlite_with(member::Entity).await?;
     let subscriber = Subscriber::new("crowdtap_members", subscriber_db.clone(), broker.clone())
         .subscribe::<member::Model>()
-        .build()
-        .await?
-        .start();
+        .start()
+        .await?;
 
     // The publisher service: its relay moves committed writes to the broker.
     let publisher_db = sqlite_with(user::Entity).await?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use promiscuous::{BoxError, Ordering, RedisVersions, Subscriber};
+use promiscuous::{BoxError, OrderingMode, RedisVersions, Subscriber};
 
 mod shared;
 use shared::member;
@@ -55,15 +55,14 @@ async fn main() -> Result<(), BoxError> {
         .workers(args.workers)
         .dependency_timeout(Duration::try_from_secs_f64(args.dependency_timeout)?)
         .ordering(if args.bareback {
-            Ordering::Bareback
+            OrderingMode::Bareback
         } else {
-            Ordering::Causal
+            OrderingMode::Causal
         })
         .versions(Arc::new(RedisVersions::new(redis, &args.app)))
         .require_user_id(args.require_user_id)
-        .build()
-        .await?
-        .start();
+        .start()
+        .await?;
     println!("subscriber {} consuming; Ctrl-C to stop", args.app);
     tokio::signal::ctrl_c().await?;
     let stats = subscriber.shutdown().await?;

@@ -16,7 +16,7 @@ pub use promiscuous_core::error::log_errors;
 pub use promiscuous_core::message::{self, PROTOCOL_VERSION};
 pub use promiscuous_core::publisher::context::{self, context, context_as};
 pub use promiscuous_core::redis::{self, Redis, RedisConfig, RedisLease, RedisVersions};
-pub use promiscuous_core::subscriber::{MemoryVersions, Ordering, Stats};
+pub use promiscuous_core::subscriber::{MemoryVersions, OrderingMode, Stats};
 pub use promiscuous_core::transport::{self, InProcess, Transport};
 pub use promiscuous_core::{
     Change, DecodeError, Dependencies, Dependency, Error, ErrorNotifier, Message, Operation,

@@ -21,7 +21,7 @@ use common::servers::{cleanup, collector, rabbit, servers, unique};
 use common::user;
 use promiscuous::pipeline::{SubscriberConfig, SubscriberRuntime, VersionStore, schema};
 use promiscuous::{
-    Error, InProcess, MemoryVersions, Ordering, Publisher, Redis, RedisConfig, RedisVersions,
+    Error, InProcess, MemoryVersions, OrderingMode, Publisher, Redis, RedisConfig, RedisVersions,
     Stats, Transport,
 };
 use promiscuous_test::MockPublisher;
@@ -213,7 +213,7 @@ async fn a_tracked_connection_is_not_a_transaction() {
 /// subscriber's stats.
 async fn randomized_run(
     seed: u64,
-    ordering: Ordering,
+    ordering: OrderingMode,
 ) -> (
     Result<promiscuous_test::history::Report, Vec<Violation>>,
     Stats,
@@ -226,7 +226,7 @@ async fn randomized_run(
 /// (what each write depended on before the publisher reduced its dependencies).
 async fn randomized_run_with(
     seed: u64,
-    ordering: Ordering,
+    ordering: OrderingMode,
     truth: &Truth,
 ) -> (
     Result<promiscuous_test::history::Report, Vec<Violation>>,
@@ -254,7 +254,7 @@ async fn randomized_run_with(
     publisher.shutdown().await.unwrap();
     chaos.flush().await.unwrap();
     let published = recording.published();
-    let within = if ordering == Ordering::Causal {
+    let within = if ordering == OrderingMode::Causal {
         Duration::from_secs(30)
     } else {
         Duration::from_secs(3)
@@ -262,7 +262,7 @@ async fn randomized_run_with(
     let complete = processed(&sdb, &published, within).await;
     let stats = workers.stop().await;
     let h = history(&sdb, &truth.of(&published)).await;
-    if ordering == Ordering::Causal && !truth.unsound_reduction {
+    if ordering == OrderingMode::Causal && !truth.unsound_reduction {
         assert!(
             complete,
             "seed {seed}: not everything was processed: {stats:?}"
@@ -275,7 +275,7 @@ async fn randomized_run_with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomized_histories_keep_every_guarantee() {
     for seed in 0..6 {
-        let (checked, stats, _) = randomized_run(seed, Ordering::Causal).await;
+        let (checked, stats, _) = randomized_run(seed, OrderingMode::Causal).await;
         let report = checked.unwrap_or_else(|v| panic!("seed {seed}:\n{}", describe(&v)));
         eprintln!(
             "seed {seed}: {} messages, {} operations applied in order; {stats:?}",
@@ -304,13 +304,13 @@ async fn reduced_dependencies_keep_causal_order_and_a_wrong_reduction_is_caught(
     let mut caught = Vec::new();
     for seed in 0..6 {
         let truth = Truth::default();
-        let (checked, _, _) = randomized_run_with(seed, Ordering::Causal, &truth).await;
+        let (checked, _, _) = randomized_run_with(seed, OrderingMode::Causal, &truth).await;
         checked.unwrap_or_else(|v| panic!("seed {seed} (sound reduction):\n{}", describe(&v)));
         let wrong = Truth {
             unsound_reduction: true,
             ..Truth::default()
         };
-        let (checked, _, _) = randomized_run_with(seed, Ordering::Causal, &wrong).await;
+        let (checked, _, _) = randomized_run_with(seed, OrderingMode::Causal, &wrong).await;
         if let Err(v) = checked {
             eprintln!(
                 "seed {seed}: the wrong reduction made {} violations, e.g. {}",
@@ -419,7 +419,7 @@ async fn reading_ten_thousand_rows_then_writing_makes_small_messages() {
 async fn the_checker_catches_a_subscriber_that_does_not_order() {
     let mut caught = Vec::new();
     for seed in 0..6 {
-        let (checked, _, _) = randomized_run(seed, Ordering::Bareback).await;
+        let (checked, _, _) = randomized_run(seed, OrderingMode::Bareback).await;
         if let Err(v) = checked {
             eprintln!("seed {seed}: {} violations, e.g. {}", v.len(), v[0]);
             assert!(
@@ -468,7 +468,7 @@ fn slow(
 
 /// "Create a user, then a photo of theirs", ten times, applied by two workers: the photo never
 /// arrives before its owner. Without ordering it does.
-async fn user_then_photo(ordering: Ordering) -> Stats {
+async fn user_then_photo(ordering: OrderingMode) -> Stats {
     let broker = InProcess::new();
     let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
     let store = |_| -> Arc<dyn VersionStore> { Arc::new(MemoryVersions::new()) };
@@ -522,18 +522,18 @@ async fn user_then_photo(ordering: Ordering) -> Stats {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_user_then_photo_never_fails_with_two_workers() {
-    let stats = user_then_photo(Ordering::Causal).await;
+    let stats = user_then_photo(OrderingMode::Causal).await;
     assert_eq!(stats.dead_lettered, 0, "{stats:?}");
     assert_eq!(stats.operations_applied, 20, "{stats:?}");
     assert!(stats.waited > 0, "photos waited for their owner: {stats:?}");
     // The control: the same run without ordering loses photos to the dead-letter store.
-    let unordered = user_then_photo(Ordering::Bareback).await;
+    let unordered = user_then_photo(OrderingMode::Bareback).await;
     assert!(unordered.dead_lettered > 0, "{unordered:?}");
 }
 
 /// Kid is friends with Mom and Dad; in one context Kid unfriends both, then posts a photo.
 /// Returns who could see the photo on the subscriber.
-async fn unfriend_parents_then_post_photo(ordering: Ordering) -> Vec<i32> {
+async fn unfriend_parents_then_post_photo(ordering: OrderingMode) -> Vec<i32> {
     let broker = InProcess::new();
     let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
     let store = |_| -> Arc<dyn VersionStore> { Arc::new(MemoryVersions::new()) };
@@ -637,12 +637,12 @@ async fn unfriending_the_parents_then_posting_a_photo_is_never_reversed() {
     // Ids: Kid 1, Mom 2, Dad 3, Pal 4.
     for _ in 0..3 {
         assert_eq!(
-            unfriend_parents_then_post_photo(Ordering::Causal).await,
+            unfriend_parents_then_post_photo(OrderingMode::Causal).await,
             vec![4]
         );
     }
     // The control: without ordering, the parents see the photo.
-    let unordered = unfriend_parents_then_post_photo(Ordering::Bareback).await;
+    let unordered = unfriend_parents_then_post_photo(OrderingMode::Bareback).await;
     assert!(
         unordered.contains(&2) && unordered.contains(&3),
         "{unordered:?}"
@@ -956,7 +956,7 @@ impl<A: promiscuous::pipeline::Applier> promiscuous::pipeline::Applier for Gauge
 }
 
 /// The most applies that ran at once for `messages`, on 4 runners.
-async fn concurrency(messages: &[promiscuous::Message], ordering: Ordering) -> usize {
+async fn concurrency(messages: &[promiscuous::Message], ordering: OrderingMode) -> usize {
     let broker = InProcess::new();
     let sdb = subscriber_db().await;
     let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -997,7 +997,7 @@ async fn independent_messages_run_in_parallel_and_dependent_ones_in_turn() {
             )
         })
         .collect();
-    assert_eq!(concurrency(&independent, Ordering::Causal).await, 4);
+    assert_eq!(concurrency(&independent, OrderingMode::Causal).await, 4);
     let chain: Vec<_> = (1..=8)
         .map(|i| {
             mock.message(
@@ -1008,7 +1008,7 @@ async fn independent_messages_run_in_parallel_and_dependent_ones_in_turn() {
             )
         })
         .collect();
-    assert_eq!(concurrency(&chain, Ordering::Causal).await, 1);
+    assert_eq!(concurrency(&chain, OrderingMode::Causal).await, 1);
 }
 
 // ---------------------------------------------------------------------------------------------

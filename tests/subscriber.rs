@@ -13,11 +13,17 @@ use serde_json::json;
 
 const USER: &str = "crowdtap/user";
 
-async fn subscriber(broker: &InProcess) -> (SubscriberService, DatabaseConnection) {
+/// A fresh database with the members table.
+async fn members_db() -> DatabaseConnection {
     let db = promiscuous_test::sqlite().await.unwrap();
     promiscuous_test::create_table(&db, member::Entity)
         .await
         .unwrap();
+    db
+}
+
+async fn subscriber(broker: &InProcess) -> (SubscriberService, DatabaseConnection) {
+    let db = members_db().await;
     let service = promiscuous::Subscriber::new("members", db.clone(), broker.clone())
         .subscribe::<member::Model>()
         .retries(3, Duration::from_millis(1))
@@ -138,7 +144,7 @@ async fn an_older_state_never_overwrites_a_newer_one() {
         .unwrap();
     let sub = promiscuous::Subscriber::new("members", db.clone(), broker.clone())
         .subscribe::<member::Model>()
-        .ordering(promiscuous::Ordering::Bareback)
+        .ordering(promiscuous::OrderingMode::Bareback)
         .workers(1)
         .build()
         .await
@@ -300,6 +306,48 @@ async fn a_subscriber_without_models_is_refused() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("follows nothing"), "{err}");
+}
+
+/// One rule for every count: a zero is refused, naming the setting (never silently raised).
+#[tokio::test]
+async fn a_zero_count_is_refused() {
+    let db = promiscuous_test::sqlite().await.unwrap();
+    type Zero = fn(promiscuous::Subscriber) -> promiscuous::Subscriber;
+    let zeros: [(&str, Zero); 4] = [
+        ("workers", |s| s.workers(0)),
+        ("batch", |s| s.batch(0)),
+        ("prefetch", |s| s.prefetch(0)),
+        ("max_attempts", |s| s.retries(0, Duration::from_millis(1))),
+    ];
+    for (name, zero) in zeros {
+        let subscriber = promiscuous::Subscriber::new("members", db.clone(), InProcess::new())
+            .subscribe::<member::Model>();
+        let err = zero(subscriber).start().await.err().expect(name);
+        assert!(err.to_string().contains(name), "{name}: {err}");
+    }
+}
+
+/// `start()` in one step, like the publisher's: tables, queue, then consuming in the background.
+#[tokio::test]
+async fn start_is_one_step_like_the_publishers() {
+    let broker = InProcess::new();
+    let db = members_db().await;
+    let handle = promiscuous::Subscriber::new("members", db.clone(), broker.clone())
+        .subscribe::<member::Model>()
+        .start()
+        .await
+        .unwrap();
+    let mut publisher = MockPublisher::new("crowdtap", broker.clone());
+    publisher
+        .create(USER, json!(31), json!({"name": "Leia", "email": "l@t"}))
+        .await
+        .unwrap();
+    handle
+        .wait_until(Duration::from_secs(10), |s| s.operations_applied == 1)
+        .await
+        .unwrap();
+    assert_eq!(member_of(&db, 31).await.unwrap().name, "Leia");
+    handle.shutdown().await.unwrap();
 }
 
 /// Ready messages are applied together, one transaction per batch; a batch holding a bad

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use promiscuous_core::redis::RedisVersions;
-use promiscuous_core::subscriber::Ordering;
+use promiscuous_core::subscriber::OrderingMode;
 use promiscuous_sea_orm::Subscriber;
 
 use super::{CliError, Env, Out};
@@ -103,9 +103,9 @@ pub(crate) async fn run(
     };
     let db = env.database().await?;
     let ordering = if args.bareback {
-        Ordering::Bareback
+        OrderingMode::Bareback
     } else {
-        Ordering::Causal
+        OrderingMode::Causal
     };
     let mut subscriber = Subscriber::with_transport(app.clone(), db, transport)
         .prefetch(args.prefetch)

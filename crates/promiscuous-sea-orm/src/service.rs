@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use promiscuous_core::publisher::{Lease, Relay, RelayConfig};
 use promiscuous_core::subscriber::{
-    Ordering, Stats, SubscriberConfig, SubscriberRuntime, VersionStore,
+    OrderingMode, Stats, SubscriberConfig, SubscriberRuntime, VersionStore,
 };
 use promiscuous_core::transport::Transport;
 use promiscuous_core::{Error, ErrorNotifier};
@@ -148,6 +148,16 @@ impl Drop for PublisherHandle {
 }
 
 /// Configures the subscribing side of a service.
+///
+/// One step, like [`Publisher`]: `Subscriber::new(..).subscribe::<M>().start().await?` gives a
+/// [`SubscriberHandle`] consuming in the background. Two steps, to declare the queue now and
+/// consume later (messages published in between wait in the queue): [`Subscriber::build`] gives
+/// a [`SubscriberService`], then [`SubscriberService::start`] (or
+/// [`SubscriberService::run_until_idle`] in tests).
+///
+/// Counts (`prefetch`, `workers`, `batch`, the attempts of `retries`) must be at least 1: a zero
+/// is refused by `build`/`start` with an error naming the setting
+/// ([`SubscriberConfig::check`]).
 pub struct Subscriber {
     transport: Arc<dyn Transport>,
     applier: SeaOrmApplier,
@@ -185,28 +195,29 @@ impl Subscriber {
     }
 
     /// Most messages a runner applies in one transaction (64 by default): the independent
-    /// messages ready at once. `1` applies each message in its own transaction.
+    /// messages ready at once. `1` applies each message in its own transaction; `0` is refused.
     pub fn batch(mut self, batch: usize) -> Self {
-        self.config.batch = batch.max(1);
+        self.config.batch = batch;
         self
     }
 
     /// Unacknowledged deliveries in flight (1,000 by default). Messages waiting for a
-    /// dependency count, so keep it well above how far out of order messages may arrive.
+    /// dependency count, so keep it well above how far out of order messages may arrive. `0` is
+    /// refused.
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.config.prefetch = prefetch;
         self
     }
 
-    /// Runners applying independent messages concurrently (4 by default).
+    /// Runners applying independent messages concurrently (4 by default; `0` is refused).
     pub fn workers(mut self, workers: usize) -> Self {
         self.config.workers = workers;
         self
     }
 
-    /// How messages are ordered: [`Ordering::Causal`] (the default) or [`Ordering::Bareback`]
+    /// How messages are ordered: [`OrderingMode::Causal`] (the default) or [`OrderingMode::Bareback`]
     /// (no waiting; unsafe, see its documentation).
-    pub fn ordering(mut self, ordering: Ordering) -> Self {
+    pub fn ordering(mut self, ordering: OrderingMode) -> Self {
         self.config.ordering = ordering;
         self
     }
@@ -248,14 +259,24 @@ impl Subscriber {
         self
     }
 
+    /// Attempts for a transiently failing message before it is dead-lettered (5 by default;
+    /// `0` is refused), and the delay before the second one (20 ms by default), which doubles
+    /// each time up to [`MAX_RETRY_DELAY`](promiscuous_core::subscriber::MAX_RETRY_DELAY).
     pub fn retries(mut self, max_attempts: u32, first_delay: Duration) -> Self {
         self.config.max_attempts = max_attempts;
         self.config.retry_delay = first_delay;
         self
     }
 
-    /// Creates promiscuous' tables and declares the queue with its bindings, so messages
-    /// published from now on wait for this subscriber. Does not consume yet.
+    /// Creates promiscuous' tables, declares the queue with its bindings and consumes in the
+    /// background: [`Subscriber::build`] then [`SubscriberService::start`].
+    pub async fn start(self) -> Result<SubscriberHandle, Error> {
+        Ok(self.build().await?.start())
+    }
+
+    /// The first of two steps: creates promiscuous' tables and declares the queue with its
+    /// bindings, so messages published from now on wait for this subscriber. Does not consume
+    /// yet: [`SubscriberService::start`] does.
     pub async fn build(self) -> Result<SubscriberService, Error> {
         if self.applier.endpoints().is_empty() {
             return Err(Error::Subscriber(format!(
@@ -264,12 +285,7 @@ impl Subscriber {
                 self.config.app
             )));
         }
-        if self.config.workers == 0 || self.config.prefetch == 0 {
-            return Err(Error::Subscriber(format!(
-                "subscriber {}: workers ({}) and prefetch ({}) must be at least 1",
-                self.config.app, self.config.workers, self.config.prefetch
-            )));
-        }
+        self.config.check()?;
         crate::schema::setup_subscriber(self.applier.db())
             .await
             .map_err(|e| db_error("creating the subscriber tables", e))?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use promiscuous::pipeline::{
     SeaOrmApplier, SubscriberConfig, SubscriberRuntime, VersionStore, schema,
 };
-use promiscuous::{Error, Ordering, Stats, Transport};
+use promiscuous::{Error, OrderingMode, Stats, Transport};
 use promiscuous_test::chaos::Delayed;
 use promiscuous_test::history::{History, Strictness};
 use promiscuous_test::{create_table, sqlite};
@@ -62,7 +62,7 @@ pub struct Setup<'a> {
     pub queue: &'a str,
     pub workers: usize,
     pub runners: usize,
-    pub ordering: Ordering,
+    pub ordering: OrderingMode,
     pub seed: u64,
     /// A store per worker (Redis: one connection each) or shared (memory).
     pub store: &'a dyn Fn(usize) -> Arc<dyn VersionStore>,
@@ -80,7 +80,7 @@ impl<'a> Setup<'a> {
             queue,
             workers: 2,
             runners: 3,
-            ordering: Ordering::Causal,
+            ordering: OrderingMode::Causal,
             seed: 0,
             store,
             delay: |_, dice| dice.up_to(Duration::from_millis(2)),

@@ -1,5 +1,6 @@
-//! What the subscriber runtime applies messages through: the [`Applier`] trait, what applying
-//! did ([`Applied`]), why it failed ([`ApplyError`]) and the [`DeadLetter`]s it keeps.
+//! The database glue a subscriber applies messages through: the [`Applier`] trait, what
+//! applying came to ([`Applied`], [`ApplyError`]) and the [`DeadLetter`] it stores. A leaf: uses
+//! only the message model and the boxed error type.
 
 use async_trait::async_trait;
 

@@ -1,15 +1,26 @@
-//! A subscriber's settings ([`SubscriberConfig`], [`Ordering`]) and its counters ([`Stats`]).
+//! A subscriber's settings ([`SubscriberConfig`], with [`OrderingMode`] and the backoff caps)
+//! and its counters ([`Stats`]). A leaf: uses only the applier's and version store's types.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::applier::Applied;
 use super::versions::VersionStore;
-use crate::error::{ErrorNotifier, log_errors};
+use crate::error::{Error, ErrorNotifier, log_errors};
+
+/// Longest wait between two attempts to apply a message (the retry delay doubles up to it).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// Longest wait before consuming again after a lost connection, or subscribing again to the
+/// shared store's wake-ups (the delay starts at `retry_delay` and doubles up to it).
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+
+/// Shortest `recheck_interval` the timer honours (a shorter one is taken as this).
+pub const MIN_RECHECK_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How a subscriber orders the messages it applies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Ordering {
+pub enum OrderingMode {
     /// Causal order (the default): a message waits until the instances it read and the previous
     /// version of those it writes have been processed; independent messages run in parallel.
     #[default]
@@ -37,17 +48,19 @@ pub struct SubscriberConfig {
     /// Most messages a runner applies in one transaction (those ready at once, independent of
     /// each other); 64 by default, 1 for one transaction per message.
     pub batch: usize,
-    pub ordering: Ordering,
+    /// Causal (the default) or none at all (see [`OrderingMode`]).
+    pub ordering: OrderingMode,
     /// Recovery: how long a message waits for its dependencies before it is applied without
     /// them (reported as [`Error::Recover`](crate::Error::Recover)); 10 s by default. A missing
     /// dependency never blocks forever.
     pub dependency_timeout: Duration,
     /// How often versions that waiting messages need are looked up again (database, shared
-    /// store), in case a wake-up was lost or another worker has no shared store; 1 s by default.
+    /// store), in case a wake-up was lost or another worker has no shared store, and the queue
+    /// depth polled; 1 s by default, at least [`MIN_RECHECK_INTERVAL`].
     pub recheck_interval: Duration,
     /// Attempts for a transiently failing message before it is dead-lettered.
     pub max_attempts: u32,
-    /// Delay before the second attempt; doubles each time.
+    /// Delay before the second attempt; doubles each time, up to [`MAX_RETRY_DELAY`].
     pub retry_delay: Duration,
     pub error_notifier: ErrorNotifier,
     /// Processed versions shared with the application's other worker processes (Redis), with
@@ -67,7 +80,7 @@ impl SubscriberConfig {
             prefetch: 1000,
             workers: 4,
             batch: 64,
-            ordering: Ordering::Causal,
+            ordering: OrderingMode::Causal,
             dependency_timeout: Duration::from_secs(10),
             recheck_interval: Duration::from_secs(1),
             max_attempts: 5,
@@ -75,6 +88,25 @@ impl SubscriberConfig {
             error_notifier: log_errors(),
             versions: None,
             require_user_id: false,
+        }
+    }
+
+    /// The one rule for counts: `prefetch`, `workers`, `batch` and `max_attempts` must be at
+    /// least 1. A zero is refused (naming the setting), never silently raised: the subscriber
+    /// builder checks it before anything starts.
+    pub fn check(&self) -> Result<(), Error> {
+        let counts = [
+            ("prefetch", usize::from(self.prefetch)),
+            ("workers", self.workers),
+            ("batch", self.batch),
+            ("max_attempts", self.max_attempts as usize),
+        ];
+        match counts.iter().find(|(_, n)| *n == 0) {
+            Some((name, _)) => Err(Error::Subscriber(format!(
+                "subscriber {}: {name} must be at least 1",
+                self.app
+            ))),
+            None => Ok(()),
         }
     }
 }
@@ -185,5 +217,28 @@ mod stats_tests {
                 ..Stats::default()
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SubscriberConfig;
+
+    #[test]
+    fn every_count_must_be_at_least_one() {
+        assert!(SubscriberConfig::new("s").check().is_ok());
+        type Zero = fn(&mut SubscriberConfig);
+        let zeros: [(&str, Zero); 4] = [
+            ("prefetch", |c| c.prefetch = 0),
+            ("workers", |c| c.workers = 0),
+            ("batch", |c| c.batch = 0),
+            ("max_attempts", |c| c.max_attempts = 0),
+        ];
+        for (name, zero) in zeros {
+            let mut config = SubscriberConfig::new("s");
+            zero(&mut config);
+            let e = config.check().expect_err(name);
+            assert!(e.to_string().contains(name), "{name}: {e}");
+        }
     }
 }

@@ -4,10 +4,16 @@
 //! [`Applier`] (the database glue), then ack. Bad input is dead-lettered with its error and
 //! stops nothing else; transient failures are retried with exponential backoff, then
 //! dead-lettered; a dependency that never arrives is skipped after a timeout (recovery).
+//!
+//! Layers, each using only those below it: `runtime` (the public [`SubscriberRuntime`]:
+//! queue, reconnection) → `session` (pump, timer, runners) → `processing` (one message: apply,
+//! retry, dead-letter, ack) and the `synchronizer`, `trust`; at the bottom the leaves `config`,
+//! `applier`, `versions`, `metrics`.
 
 mod applier;
 mod config;
 mod metrics;
+mod processing;
 mod runtime;
 mod session;
 pub mod synchronizer;
@@ -15,6 +21,9 @@ pub mod trust;
 mod versions;
 
 pub use applier::{Applied, Applier, ApplyError, DeadLetter};
-pub use config::{Ordering, Stats, SubscriberConfig};
+pub use config::{
+    MAX_RECONNECT_DELAY, MAX_RETRY_DELAY, MIN_RECHECK_INTERVAL, OrderingMode, Stats,
+    SubscriberConfig,
+};
 pub use runtime::SubscriberRuntime;
 pub use versions::{MemoryVersions, VersionStore, Wakeups};

@@ -1,41 +1,27 @@
+//! The subscriber runtime: the public [`SubscriberRuntime`], which declares and consumes the
+//! queue, reconnects with backoff, and runs one [`Session`] per consumer.
+//!
+//! The top layer: uses `session` (the pump and runners) and `processing` (what they share);
+//! neither of them uses this module.
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::applier::{Applied, Applier, ApplyError, DeadLetter};
-use super::config::{Ordering, Stats, SubscriberConfig};
-use super::metrics::{Metrics, Outcome, lag_since};
-use super::session::{Job, Session};
+use super::applier::Applier;
+use super::config::{MAX_RECONNECT_DELAY, Stats, SubscriberConfig};
+use super::processing::Shared;
+use super::session::Session;
 use crate::error::Error;
-use crate::message::Message;
-use crate::transport::{Consumer, QueueSpec, Transport, TransportError, topic_matches};
+use crate::transport::{Consumer, QueueSpec, Transport, TransportError};
 
 /// Consumes the subscriber application's queue and applies what arrives: in causal order, on
-/// several runners, with retries, dead letters and recovery (see [`SubscriberConfig`]).
+/// several runners, with retries, dead letters and recovery (see [`SubscriberConfig`]). A
+/// config with a zero count is refused by [`declare`](Self::declare), [`run`](Self::run) and
+/// [`run_until_idle`](Self::run_until_idle) ([`SubscriberConfig::check`]).
 pub struct SubscriberRuntime {
-    inner: Arc<Inner>,
-}
-
-/// What the sessions of a runtime share.
-pub(super) struct Inner {
-    transport: Arc<dyn Transport>,
-    pub applier: Arc<dyn Applier>,
-    pub config: SubscriberConfig,
-    pub stats: watch::Sender<Stats>,
-    /// Reported through the `metrics` facade, labelled with the app.
-    pub metrics: Metrics,
-    connected: watch::Sender<bool>,
-    /// The queue's binding patterns (publisher apps).
-    bindings: Vec<String>,
-}
-
-/// What processing a message came to.
-pub(super) struct Processed {
-    /// The versions it processed (applied, skipped, ignored or dead-lettered); none if it goes
-    /// back to the broker.
-    pub versions: Vec<(String, u64)>,
-    requeue: bool,
+    inner: Arc<Shared>,
 }
 
 impl SubscriberRuntime {
@@ -44,17 +30,8 @@ impl SubscriberRuntime {
         applier: Arc<dyn Applier>,
         config: SubscriberConfig,
     ) -> Self {
-        let bindings = applier.bindings();
         Self {
-            inner: Arc::new(Inner {
-                transport,
-                applier,
-                metrics: Metrics::new(&config.app),
-                config,
-                stats: watch::Sender::new(Stats::default()),
-                connected: watch::Sender::new(false),
-                bindings,
-            }),
+            inner: Arc::new(Shared::new(transport, applier, config)),
         }
     }
 
@@ -78,6 +55,7 @@ impl SubscriberRuntime {
     /// Declares the queue and its bindings without consuming: messages published from now on
     /// are kept for this subscriber.
     pub async fn declare(&self) -> Result<(), Error> {
+        self.inner.config.check()?;
         self.inner
             .transport
             .declare(&self.spec())
@@ -111,8 +89,8 @@ impl SubscriberRuntime {
     ) -> Result<Stats, Error> {
         tokio::pin!(shutdown);
         let config = &self.inner.config;
+        config.check()?;
         let mut backoff = config.retry_delay;
-        let max_backoff = Duration::from_secs(5);
         loop {
             let consumer = tokio::select! {
                 _ = &mut shutdown => return Ok(self.current()),
@@ -130,7 +108,7 @@ impl SubscriberRuntime {
                         _ = &mut shutdown => return Ok(self.current()),
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(max_backoff);
+                    backoff = (backoff * 2).min(MAX_RECONNECT_DELAY);
                     continue;
                 }
             };
@@ -173,6 +151,7 @@ impl SubscriberRuntime {
     /// finished (applied, dead-lettered, or released by the dependency timeout); for tests and
     /// synchronous harnesses. Returns the counters since this subscriber was made.
     pub async fn run_until_idle(&self, idle: Duration) -> Result<Stats, Error> {
+        self.inner.config.check()?;
         let mut consumer = self.consumer().await?;
         let running = Session::start(self.inner.clone());
         let session = running.session().clone();
@@ -197,191 +176,5 @@ impl SubscriberRuntime {
         running.stop().await;
         drop(consumer);
         outcome.map(|()| self.current())
-    }
-}
-
-impl Inner {
-    /// Whether the queue receives the messages of publisher app `app`.
-    pub fn follows_app(&self, app: &str) -> bool {
-        self.bindings.iter().any(|b| topic_matches(b, app))
-    }
-
-    fn notify(&self, e: &Error) {
-        (self.config.error_notifier)(e);
-    }
-
-    /// Applies a message (with retries), or stores it as a dead letter. Records its outcome
-    /// and attempts on `span` (its `promiscuous.apply` span) and in the metrics.
-    pub async fn process(&self, job: &Job, span: &tracing::Span) -> Processed {
-        let versions = |m: &Message| -> Vec<(String, u64)> {
-            m.operations
-                .iter()
-                .map(|op| (op.key(), op.version))
-                .collect()
-        };
-        let (error, attempts) = match &job.message {
-            Err(e) => (e.to_string(), 1),
-            Ok(message) => {
-                let started = std::time::Instant::now();
-                let result = self.apply_with_retries(message, span).await;
-                match result {
-                    Ok(applied) => {
-                        return self.applied(message, &applied, started.elapsed(), span);
-                    }
-                    Err((e, attempts)) => {
-                        self.metrics.apply_time(started.elapsed());
-                        (format!("message {}: {e}", message.id), attempts)
-                    }
-                }
-            }
-        };
-        let delivery = &job.delivery;
-        self.notify(&Error::Subscriber(format!(
-            "queue {} (routing key {}): {error}; dead-lettered after {attempts} attempt(s)",
-            self.config.app, delivery.routing_key
-        )));
-        // Dead-lettered counts as processed: what depends on it must not wait, here (the
-        // synchronizer), in the other workers (the shared store) and after a restart (the
-        // applier records them with the letter). Nothing is known of a message that did not
-        // decode, or not trusted of one that was not admitted.
-        let processed = job.message.as_ref().map(versions).unwrap_or_default();
-        let letter = DeadLetter {
-            queue: self.config.app.clone(),
-            routing_key: delivery.routing_key.clone(),
-            user_id: delivery.user_id.clone(),
-            payload: delivery.payload.clone(),
-            error,
-            attempts,
-            at_ms: crate::now_ms(),
-            versions: processed.clone(),
-        };
-        match self.applier.dead_letter(letter).await {
-            Ok(()) => {
-                self.metrics.outcome(Outcome::DeadLettered);
-                span.record("outcome", Outcome::DeadLettered.as_str());
-                self.stats.send_modify(|s| s.dead_lettered += 1);
-                Processed {
-                    versions: processed,
-                    requeue: false,
-                }
-            }
-            Err(e) => {
-                self.metrics.outcome(Outcome::Requeued);
-                span.record("outcome", Outcome::Requeued.as_str());
-                self.notify(&Error::Subscriber(format!(
-                    "could not store a dead letter ({e}); the message is requeued"
-                )));
-                Processed {
-                    versions: Vec::new(),
-                    requeue: true,
-                }
-            }
-        }
-    }
-
-    /// Records that `message` was applied (in `took`, retries or its batch included): metrics,
-    /// stats, its span; returns what it processed.
-    pub fn applied(
-        &self,
-        message: &Message,
-        applied: &Applied,
-        took: std::time::Duration,
-        span: &tracing::Span,
-    ) -> Processed {
-        self.metrics.apply_time(took);
-        let lag = lag_since(message.timestamp);
-        self.metrics.lag(lag);
-        let outcome = if applied.applied > 0 {
-            Outcome::Applied
-        } else {
-            Outcome::Skipped
-        };
-        self.metrics.outcome(outcome);
-        span.record("outcome", outcome.as_str());
-        self.stats.send_modify(|s| {
-            s.add(applied);
-            s.last_lag = Some(lag);
-        });
-        Processed {
-            versions: message
-                .operations
-                .iter()
-                .map(|op| (op.key(), op.version))
-                .collect(),
-            requeue: false,
-        }
-    }
-
-    /// Asks the transport how many messages wait in the queue; reports it (stats, gauge).
-    pub async fn poll_queue_depth(&self) {
-        if let Ok(Some(depth)) = self.transport.queue_depth(&self.config.app).await {
-            let mut previous = None;
-            self.stats.send_modify(|s| {
-                previous = s.queue_depth.replace(depth);
-            });
-            let delta = depth as f64 - previous.unwrap_or(0) as f64;
-            if delta != 0.0 {
-                self.metrics.queue_depth(delta);
-            }
-        }
-    }
-
-    /// Publishes progress to the shared version store, then acks (or requeues). The database
-    /// stays the truth, so a failure of the store is reported, not fatal.
-    pub async fn settle(&self, job: &Job, processed: Processed) {
-        self.advance(&processed.versions).await;
-        self.acknowledge(job, processed.requeue).await;
-    }
-
-    /// Publishes processed versions to the shared version store (one round trip for all).
-    pub async fn advance(&self, versions: &[(String, u64)]) {
-        if let Some(store) = &self.config.versions
-            && self.config.ordering == Ordering::Causal
-            && !versions.is_empty()
-            && let Err(e) = store.advance(versions).await
-        {
-            self.notify(&e);
-        }
-    }
-
-    /// Acks the delivery, or gives it back to the broker with `requeue`.
-    pub async fn acknowledge(&self, job: &Job, requeue: bool) {
-        let settled = if requeue {
-            job.delivery.nack(true).await
-        } else {
-            job.delivery.ack().await
-        };
-        if let Err(e) = settled {
-            // The effect is stored with its version, so the redelivery this causes is skipped.
-            self.notify(&Error::Connection(format!(
-                "{} on queue {}: {e}",
-                if requeue { "nack" } else { "ack" },
-                self.config.app
-            )));
-        }
-    }
-
-    async fn apply_with_retries(
-        &self,
-        message: &Message,
-        span: &tracing::Span,
-    ) -> Result<Applied, (ApplyError, u32)> {
-        let mut delay = self.config.retry_delay;
-        let mut attempt = 1;
-        loop {
-            span.record("attempt", attempt);
-            match self.applier.apply(message).await {
-                Ok(a) => return Ok(a),
-                Err(e @ ApplyError::Permanent(_)) => return Err((e, attempt)),
-                Err(e) if attempt >= self.config.max_attempts.max(1) => return Err((e, attempt)),
-                Err(e) => {
-                    tracing::warn!(message = %message.id, attempt, error = %e, "apply failed, retrying");
-                    self.metrics.retry();
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-            }
-        }
     }
 }

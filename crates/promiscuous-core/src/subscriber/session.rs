@@ -1,11 +1,15 @@
 //! One consumer session: the pump hands each delivery to the synchronizer, which releases it to
 //! the runners once its dependencies are processed. Versions it does not know are looked up in
 //! the database and the shared store; versions processed elsewhere arrive as wake-ups from the
-//! shared store; a ticker releases timed-out messages (recovery) and looks up again what waiting
-//! messages need (a safety net for lost wake-ups).
+//! shared store; a timer releases timed-out messages (recovery) at their deadline and, every
+//! `recheck_interval`, looks up again what waiting messages need (a safety net for lost
+//! wake-ups) and polls the queue depth. It sleeps until the next of these, never more often.
 //!
 //! A session ends when its consumer does (shutdown, idle, lost connection): messages being
 //! applied are finished, the others are dropped unacknowledged and the broker redelivers them.
+//!
+//! Uses `processing` (what a runner does with one message), the `synchronizer` and `trust`;
+//! the runtime above uses this module, never the other way round.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as Atomic};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,29 +22,29 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use super::config::Ordering;
+use super::config::{MAX_RECONNECT_DELAY, MIN_RECHECK_INTERVAL, OrderingMode};
 use super::metrics::Outcome;
-use super::runtime::Inner;
+use super::processing::{Job, Shared};
 use super::synchronizer::{Released, Requirements, Submitted, Synchronizer};
 use super::trust;
+use super::versions::VersionStore;
 use crate::error::Error;
-use crate::message::{DecodeError, Message};
+use crate::message::Message;
 use crate::transport::Delivery;
 
-/// A delivery and what it decoded to.
-pub(super) struct Job {
-    pub delivery: Delivery,
-    pub message: Result<Message, DecodeError>,
-}
-
 pub(super) struct Session {
-    pub inner: Arc<Inner>,
+    pub inner: Arc<Shared>,
     sync: Mutex<Synchronizer<Job>>,
     ready: async_channel::Sender<Released<Job>>,
     /// Deliveries submitted and not yet finished (waiting, ready or being applied).
     outstanding: AtomicUsize,
     idle: Notify,
+    /// Tells the timer that a message waits with a deadline while none did before.
+    deadline_set: Notify,
     stopping: AtomicBool,
+    /// How often the timer woke up (to check that an idle session sleeps).
+    #[cfg(test)]
+    wakeups: AtomicUsize,
 }
 
 /// The running parts of a session.
@@ -52,7 +56,7 @@ pub(super) struct Running {
 
 impl Session {
     /// Starts the runners and helpers of a new session.
-    pub fn start(inner: Arc<Inner>) -> Running {
+    pub fn start(inner: Arc<Shared>) -> Running {
         let (ready, queue) = async_channel::unbounded();
         let session = Arc::new(Session {
             sync: Mutex::new(Synchronizer::new(inner.config.dependency_timeout)),
@@ -60,9 +64,13 @@ impl Session {
             ready,
             outstanding: AtomicUsize::new(0),
             idle: Notify::new(),
+            deadline_set: Notify::new(),
             stopping: AtomicBool::new(false),
+            #[cfg(test)]
+            wakeups: AtomicUsize::new(0),
         });
-        let runners = (0..session.inner.config.workers.max(1))
+        // Counts are at least 1: the runtime checked its config.
+        let runners = (0..session.inner.config.workers)
             .map(|worker| {
                 let (session, queue) = (session.clone(), queue.clone());
                 tokio::spawn(async move {
@@ -70,7 +78,7 @@ impl Session {
                         // What else is ready goes with it, in one transaction.
                         let mut batch = vec![first];
                         let most = if session.inner.applier.batches() {
-                            session.inner.config.batch.max(1)
+                            session.inner.config.batch
                         } else {
                             1
                         };
@@ -93,7 +101,7 @@ impl Session {
             })
             .collect();
         let mut helpers = vec![tokio::spawn(session.clone().tick())];
-        if session.inner.config.ordering == Ordering::Causal
+        if session.inner.config.ordering == OrderingMode::Causal
             && let Some(store) = session.inner.config.versions.clone()
         {
             helpers.push(tokio::spawn(session.clone().listen(store)));
@@ -146,14 +154,22 @@ impl Session {
             )
         });
         let requirements = match (&message, self.inner.config.ordering) {
-            (Ok(m), Ordering::Causal) => Requirements::causal(m, |app| self.inner.follows_app(app)),
+            (Ok(m), OrderingMode::Causal) => {
+                Requirements::causal(m, |app| self.inner.follows_app(app))
+            }
             _ => Requirements::default(),
         };
         let job = Job { delivery, message };
         let submitted = {
             let mut sync = self.sync();
+            let had_deadline = sync.next_deadline().is_some();
             let submitted = sync.submit(job, requirements, Instant::now());
             if let Submitted::Parked { .. } = submitted {
+                // A later arrival's deadline is never earlier than those already set: the
+                // timer needs telling only when it had none.
+                if !had_deadline {
+                    self.deadline_set.notify_one();
+                }
                 // Counted before the lock is released: whoever releases it counts it out.
                 self.inner.metrics.waiting(1.0);
                 self.inner.stats.send_modify(|s| {
@@ -363,19 +379,31 @@ impl Session {
         let _ = tokio::time::timeout(limit, idle).await;
     }
 
-    /// Releases timed-out messages; looks up again, now and then, what waiting messages need.
+    /// Releases timed-out messages at their deadline; every `recheck_interval`, looks up again
+    /// what waiting messages need and polls the queue depth. Sleeps until the earlier of the
+    /// two, or until a first deadline is set.
     async fn tick(self: Arc<Self>) {
         let config = &self.inner.config;
-        let tick = (config.dependency_timeout / 10)
-            .clamp(Duration::from_millis(5), Duration::from_millis(100));
-        let mut last_recheck = Instant::now();
+        // A zero interval would have the timer spin.
+        let interval = config.recheck_interval.max(MIN_RECHECK_INTERVAL);
+        let mut next_recheck = Instant::now() + interval;
         loop {
-            tokio::time::sleep(tick).await;
+            let wake = match self.sync().next_deadline() {
+                Some(deadline) => deadline.min(next_recheck),
+                None => next_recheck,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                // A deadline now exists: sleep until it instead.
+                _ = self.deadline_set.notified() => continue,
+            }
+            #[cfg(test)]
+            self.wakeups.fetch_add(1, Atomic::SeqCst);
             let now = Instant::now();
             let released = self.sync().expire(now);
             self.dispatch(released);
-            if now.duration_since(last_recheck) >= config.recheck_interval {
-                last_recheck = now;
+            if now >= next_recheck {
+                next_recheck = now + interval;
                 let keys = self.sync().recheck();
                 self.spawn_lookup(keys);
                 let inner = self.inner.clone();
@@ -385,7 +413,7 @@ impl Session {
     }
 
     /// Learns the versions other workers process, from the shared store's wake-ups.
-    async fn listen(self: Arc<Self>, store: Arc<dyn super::VersionStore>) {
+    async fn listen(self: Arc<Self>, store: Arc<dyn VersionStore>) {
         let first = self.inner.config.retry_delay;
         let mut backoff = first;
         loop {
@@ -409,7 +437,7 @@ impl Session {
                 Err(e) => self.notify(&e),
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff = (backoff * 2).min(MAX_RECONNECT_DELAY);
         }
     }
 }
@@ -449,5 +477,190 @@ impl Running {
                 )));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::SeqCst;
+
+    use async_trait::async_trait;
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::message::{Dependencies, Operation, OperationKind};
+    use crate::publisher::BoxError;
+    use crate::subscriber::applier::{Applied, Applier, ApplyError, DeadLetter};
+    use crate::subscriber::config::{Stats, SubscriberConfig};
+    use crate::transport::{Acker, InProcess, TransportError};
+
+    /// Counts what it applies, after failing transiently `failures` times; knows no version
+    /// (every lookup answers 0).
+    #[derive(Default)]
+    struct Counting {
+        applied: AtomicUsize,
+        failures: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Applier for Counting {
+        fn bindings(&self) -> Vec<String> {
+            vec!["a".into()]
+        }
+
+        async fn apply(&self, _: &Message) -> Result<Applied, ApplyError> {
+            let fail = self
+                .failures
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+            if fail.is_ok() {
+                return Err(ApplyError::Transient("down".into()));
+            }
+            self.applied.fetch_add(1, SeqCst);
+            Ok(Applied {
+                applied: 1,
+                ..Applied::default()
+            })
+        }
+
+        async fn versions(&self, keys: &[String]) -> Result<Vec<u64>, BoxError> {
+            Ok(vec![0; keys.len()])
+        }
+
+        async fn dead_letter(&self, _: DeadLetter) -> Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    struct NoBroker;
+
+    #[async_trait]
+    impl Acker for NoBroker {
+        async fn ack(&self) -> Result<(), TransportError> {
+            Ok(())
+        }
+
+        async fn nack(&self, _: bool) -> Result<(), TransportError> {
+            Ok(())
+        }
+    }
+
+    /// A delivery of `a/u/1` at `version`, from its owner.
+    fn delivery(version: u64) -> Delivery {
+        let message = Message {
+            protocol: crate::message::PROTOCOL_VERSION,
+            app: "a".into(),
+            id: format!("m{version}"),
+            timestamp: 0,
+            host: "h".into(),
+            current_user_id: None,
+            dependencies: Dependencies::default(),
+            operations: vec![Operation {
+                endpoint: "a/u".into(),
+                types: vec!["U".into()],
+                id: json!(1),
+                operation: OperationKind::Update,
+                version,
+                attributes: Some(Map::new()),
+                changes: None,
+                sync: false,
+            }],
+        };
+        Delivery {
+            routing_key: "a".into(),
+            payload: message.encode(),
+            user_id: Some("a".into()),
+            redelivered: false,
+            acker: Box::new(NoBroker),
+        }
+    }
+
+    /// A session with a 10 s dependency timeout and an hourly recheck.
+    fn session() -> (Running, Arc<Counting>) {
+        session_with(Counting::default(), |_| {})
+    }
+
+    fn session_with(
+        applier: Counting,
+        configure: impl FnOnce(&mut SubscriberConfig),
+    ) -> (Running, Arc<Counting>) {
+        let applier = Arc::new(applier);
+        let mut config = SubscriberConfig::new("s");
+        config.dependency_timeout = Duration::from_secs(10);
+        config.recheck_interval = Duration::from_secs(3600);
+        config.error_notifier = Arc::new(|_| {});
+        configure(&mut config);
+        let shared = Shared::new(Arc::new(InProcess::new()), applier.clone(), config);
+        (Session::start(Arc::new(shared)), applier)
+    }
+
+    /// Waits (an hour at most) until `done(stats)`; returns the time since `since`.
+    async fn until(
+        stats: &mut tokio::sync::watch::Receiver<Stats>,
+        since: Instant,
+        done: impl Fn(&Stats) -> bool,
+    ) -> Duration {
+        tokio::time::timeout(Duration::from_secs(3600), stats.wait_for(|s| done(s)))
+            .await
+            .expect("done within an hour")
+            .expect("the session is running");
+        since.elapsed()
+    }
+
+    /// With paused time, a timer waking periodically would be seen: the clock jumps from one
+    /// wake-up to the next.
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_session_does_not_wake_up() {
+        let (running, _) = session();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(running.session().wakeups.load(SeqCst), 0);
+        running.stop().await;
+    }
+
+    /// A message waiting for a version that never comes is released at its deadline, by one
+    /// wake-up of the timer, not on the next tick of a grid.
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_fires_on_time() {
+        let (running, applier) = session();
+        // Off any 5-100 ms grid a periodic timer would follow.
+        tokio::time::sleep(Duration::from_millis(37)).await;
+        let mut stats = running.session().inner.stats.subscribe();
+        let submitted = Instant::now();
+        // Version 2 waits for version 1, which never arrives.
+        running.session().submit(delivery(2));
+        tokio::time::sleep(Duration::from_millis(9_990)).await;
+        assert_eq!(applier.applied.load(SeqCst), 0);
+        assert_eq!(stats.borrow().waiting, 1);
+        let took = until(&mut stats, submitted, |s| s.recovered == 1).await;
+        assert!(
+            took >= Duration::from_secs(10) && took <= Duration::from_millis(10_002),
+            "released after {took:?}"
+        );
+        assert_eq!(applier.applied.load(SeqCst), 1);
+        assert_eq!(running.session().wakeups.load(SeqCst), 1);
+        running.stop().await;
+    }
+
+    /// The retry delay doubles up to [`MAX_RETRY_DELAY`](crate::subscriber::MAX_RETRY_DELAY)
+    /// (30 s): 20 s, 30 s, 30 s here, where doubling alone would wait 20, 40 and 80 s.
+    #[tokio::test(start_paused = true)]
+    async fn the_retry_delay_is_capped() {
+        let failing = Counting {
+            failures: AtomicUsize::new(3),
+            ..Counting::default()
+        };
+        let (running, applier) = session_with(failing, |c| {
+            c.max_attempts = 4;
+            c.retry_delay = Duration::from_secs(20);
+        });
+        let mut stats = running.session().inner.stats.subscribe();
+        let submitted = Instant::now();
+        running.session().submit(delivery(1));
+        let took = until(&mut stats, submitted, |s| s.messages == 1).await;
+        assert!(
+            took >= Duration::from_secs(80) && took < Duration::from_secs(81),
+            "applied after {took:?}"
+        );
+        assert_eq!(applier.applied.load(SeqCst), 1);
+        running.stop().await;
     }
 }

@@ -20,7 +20,7 @@
 //! does not follow: its version is still recorded), or dead-lettered: a message that can never
 //! be applied must not hold back the ones after it.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -186,6 +186,9 @@ impl Known {
 pub struct Synchronizer<T> {
     known: Known,
     parked: HashMap<u64, Parked<T>>,
+    /// `(deadline, id)` of every parked message not expired yet, earliest first: what
+    /// [`Synchronizer::expire`] and [`Synchronizer::next_deadline`] read, without a scan.
+    deadlines: BTreeSet<(Instant, u64)>,
     /// key → parked messages waiting on that key (for a version, or for its writer to finish).
     waiters: HashMap<String, HashSet<u64>>,
     /// key → released messages writing it that have not finished.
@@ -199,7 +202,7 @@ pub struct Synchronizer<T> {
 }
 
 /// How many known versions are kept when no message waits on them.
-pub const DEFAULT_CAPACITY: usize = 100_000;
+const DEFAULT_CAPACITY: usize = 100_000;
 
 impl<T> Synchronizer<T> {
     /// `timeout`: how long a message waits for its dependencies before recovery releases it.
@@ -207,7 +210,8 @@ impl<T> Synchronizer<T> {
         Self::with_capacity(timeout, DEFAULT_CAPACITY)
     }
 
-    pub fn with_capacity(timeout: Duration, capacity: usize) -> Self {
+    /// Keeps at most `capacity` known versions nobody waits on (tests use a small one).
+    fn with_capacity(timeout: Duration, capacity: usize) -> Self {
         Self {
             known: Known {
                 versions: HashMap::new(),
@@ -215,6 +219,7 @@ impl<T> Synchronizer<T> {
                 capacity,
             },
             parked: HashMap::new(),
+            deadlines: BTreeSet::new(),
             waiters: HashMap::new(),
             writing: HashMap::new(),
             starting: HashMap::new(),
@@ -225,17 +230,20 @@ impl<T> Synchronizer<T> {
     }
 
     /// Messages waiting.
-    pub fn parked(&self) -> usize {
+    #[cfg(test)]
+    fn parked(&self) -> usize {
         self.parked.len()
     }
 
     /// Released messages not finished yet (counted per written instance).
-    pub fn running_writes(&self) -> usize {
+    #[cfg(test)]
+    fn running_writes(&self) -> usize {
         self.writing.values().sum()
     }
 
     /// The processed version this synchronizer knows for `key`, if it knows one.
-    pub fn known(&self, key: &str) -> Option<u64> {
+    #[cfg(test)]
+    fn known(&self, key: &str) -> Option<u64> {
         self.known.get(key)
     }
 
@@ -266,13 +274,15 @@ impl<T> Synchronizer<T> {
         for key in &requirements.starts {
             *self.starting.entry(key.clone()).or_insert(0) += 1;
         }
+        let deadline = now + self.timeout;
+        self.deadlines.insert((deadline, id));
         self.parked.insert(
             id,
             Parked {
                 job,
                 requirements,
                 since: now,
-                deadline: now + self.timeout,
+                deadline,
                 expired: false,
             },
         );
@@ -322,15 +332,14 @@ impl<T> Synchronizer<T> {
     }
 
     /// Releases the messages whose deadline passed, with the dependencies they skip.
+    /// Earliest deadline first.
     pub fn expire(&mut self, now: Instant) -> Vec<Released<T>> {
-        let due: Vec<u64> = self
-            .parked
-            .iter()
-            .filter(|(_, p)| !p.expired && p.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
         let mut released = Vec::new();
-        for id in due {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
             if let Some(p) = self.parked.get_mut(&id) {
                 p.expired = true;
             }
@@ -339,13 +348,11 @@ impl<T> Synchronizer<T> {
         released
     }
 
-    /// The earliest deadline of a waiting message, if any.
+    /// The earliest deadline of a waiting message, if any: when [`Synchronizer::expire`] has
+    /// something to do next. Deadlines only come later than those before them (arrival plus
+    /// the one timeout), so a new message never moves it earlier once there is one.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.parked
-            .values()
-            .filter(|p| !p.expired)
-            .map(|p| p.deadline)
-            .min()
+        self.deadlines.first().map(|(deadline, _)| *deadline)
     }
 
     /// Keys that waiting messages need a newer version of, not being looked up already (now
@@ -370,6 +377,7 @@ impl<T> Synchronizer<T> {
     /// Forgets every waiting message (their deliveries go back to the broker) and returns them.
     pub fn drain(&mut self) -> Vec<T> {
         self.waiters.clear();
+        self.deadlines.clear();
         self.looking_up.clear();
         self.starting.clear();
         self.parked.drain().map(|(_, p)| p.job).collect()
@@ -465,6 +473,7 @@ impl<T> Synchronizer<T> {
             return None;
         }
         let p = self.parked.remove(&id)?;
+        self.deadlines.remove(&(p.deadline, id));
         for key in p.requirements.needs.iter().map(|(k, _)| k) {
             self.forget_waiter(key, id);
         }
@@ -743,6 +752,23 @@ mod tests {
         assert_eq!(jobs(&r), [7]);
         assert_eq!(r[0].skipped, vec![("a/u/2".to_string(), 1)]);
         assert_eq!(s.parked(), 0);
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    /// Deadlines are kept in order: the next one is the earliest still waiting, a message
+    /// released early gives its deadline up, and expiry releases the earliest first.
+    #[test]
+    fn deadlines_follow_the_messages_still_waiting() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Synchronizer::new(ms(100));
+        parked(s.submit(1, req(&[("a/u/1", 1)], &["a/p/1"]), t0));
+        parked(s.submit(2, req(&[("a/u/2", 1)], &["a/p/2"]), t0 + ms(5)));
+        parked(s.submit(3, req(&[("a/u/3", 1)], &["a/p/3"]), t0 + ms(9)));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(100)));
+        assert_eq!(jobs(&s.learn(&[("a/u/1".into(), 1)], true)), [1]);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(105)));
+        assert_eq!(jobs(&s.expire(t0 + ms(200))), [2, 3]);
         assert_eq!(s.next_deadline(), None);
     }
 

@@ -1,6 +1,6 @@
-//! Processed versions shared by the workers of one subscriber application: the
-//! [`VersionStore`] trait, its wake-up stream ([`Wakeups`]) and the in-memory store
-//! ([`MemoryVersions`]).
+//! Processed versions shared between the worker processes of one subscriber app, with
+//! wake-ups: the [`VersionStore`] trait (Redis implements it in `redis/`) and
+//! [`MemoryVersions`], between subscribers of one process. A leaf: uses only the error type.
 
 use std::collections::HashMap;
 use std::pin::Pin;
