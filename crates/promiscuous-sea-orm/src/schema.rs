@@ -25,6 +25,7 @@ pub async fn setup_publisher<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     create(db, outbox_operations::Entity).await?;
     create(db, versions::Entity).await?;
     add_missing_column(db, "promiscuous_versions", "message", "TEXT").await?;
+    crate::publisher::wake::create_identity(db).await?;
     crate::publisher::guard::create_permits(db).await
 }
 

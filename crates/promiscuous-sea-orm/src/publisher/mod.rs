@@ -6,6 +6,7 @@ mod hooks;
 mod outbox;
 pub mod tracked;
 pub mod transaction;
+pub mod wake;
 
 pub use definitions::Definition;
 pub use hooks::record_sync;
