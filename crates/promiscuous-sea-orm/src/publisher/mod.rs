@@ -4,6 +4,7 @@ pub mod definitions;
 pub mod guard;
 mod hooks;
 mod outbox;
+mod read_tables;
 pub mod tracked;
 pub mod transaction;
 pub mod wake;
