@@ -324,30 +324,8 @@ async fn an_operation_appended_after_the_relay_read_its_message_is_not_lost() {
 
 #[tokio::test]
 async fn a_write_wakes_the_relays_of_its_own_database_only() {
-    use promiscuous::pipeline::wake;
-    use std::sync::Arc;
     let (a, b) = (publisher_db().await, publisher_db().await);
-    let id_a = wake::database_id(&a).await.unwrap().expect("an identity");
-    let id_b = wake::database_id(&b).await.unwrap().expect("an identity");
-    assert_ne!(id_a, id_b, "two in-memory databases are told apart");
-    assert_eq!(
-        wake::database_id(&a).await.unwrap().unwrap(),
-        id_a,
-        "stable"
-    );
-    let (wake_a, wake_b) = (Arc::new(wake::Wake::new()), Arc::new(wake::Wake::new()));
-    let _registered_a = wake::register(id_a, wake_a.clone());
-    let _registered_b = wake::register(id_b, wake_b.clone());
-    create_yoda(&a).await;
-    assert_eq!((wake_a.writes(), wake_b.writes()), (1, 0));
-    create_yoda(&b).await;
-    create_yoda(&b).await;
-    assert_eq!((wake_a.writes(), wake_b.writes()), (1, 2));
-    // A rolled-back write added no row, yet wakes its relay (a hint only: it finds nothing).
-    let txn = a.begin().await.unwrap();
-    yoda().insert(&txn).await.unwrap();
-    txn.rollback().await.unwrap();
-    assert_eq!((wake_a.writes(), wake_b.writes()), (2, 2));
+    common::wake::writes_wake_their_own_database_only(&a, &b).await;
 }
 
 #[tokio::test]

@@ -96,14 +96,12 @@ pub fn tracked<C: ConnectionTrait>(inner: C) -> Tracked<C> {
 }
 
 impl<C> Tracked<C> {
-    pub fn new(inner: C) -> Self {
-        Self { inner }
-    }
-
+    /// The wrapped connection (its reads are not tracked).
     pub fn inner(&self) -> &C {
         &self.inner
     }
 
+    /// Unwraps the connection.
     pub fn into_inner(self) -> C {
         self.inner
     }
@@ -112,15 +110,17 @@ impl<C> Tracked<C> {
 impl Tracked<DatabaseConnection> {
     /// Begins a transaction whose reads are tracked too.
     pub async fn begin(&self) -> Result<Tracked<DatabaseTransaction>, DbErr> {
-        Ok(Tracked::new(self.inner.begin().await?))
+        Ok(tracked(self.inner.begin().await?))
     }
 }
 
 impl Tracked<DatabaseTransaction> {
+    /// Commits the transaction.
     pub async fn commit(self) -> Result<(), DbErr> {
         self.inner.commit().await
     }
 
+    /// Rolls the transaction back.
     pub async fn rollback(self) -> Result<(), DbErr> {
         self.inner.rollback().await
     }
