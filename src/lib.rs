@@ -44,7 +44,7 @@ pub mod pipeline {
         Applied, Applier, ApplyError, DeadLetter, SubscriberConfig, SubscriberRuntime,
         VersionStore, Wakeups, synchronizer,
     };
-    pub use promiscuous_sea_orm::publisher::{PendingMessage, outbox_messages, record_sync};
+    pub use promiscuous_sea_orm::publisher::{PendingMessage, outbox_messages, record_sync, wake};
     pub use promiscuous_sea_orm::{SeaOrmApplier, SeaOrmOutbox, schema, tables};
 }
 

@@ -201,3 +201,20 @@ async fn writes_that_bypass_the_hooks_are_refused_on_postgres() {
     common::guard::permits_are_private_to_their_transaction(&pdb).await;
     publisher.shutdown().await.unwrap();
 }
+
+/// Two databases on one server have two identities: a write wakes its own relays only.
+#[tokio::test]
+async fn a_write_wakes_the_relays_of_its_own_database_only_on_postgres() {
+    let Some(url) = postgres_url("postgres") else {
+        return;
+    };
+    let a = fresh_database(&url, "wake_a").await;
+    let b = fresh_database(&url, "wake_b").await;
+    for db in [&a, &b] {
+        promiscuous_test::create_table(db, user::Entity)
+            .await
+            .unwrap();
+        schema::setup_publisher(db).await.unwrap();
+    }
+    common::wake::writes_wake_their_own_database_only(&a, &b).await;
+}

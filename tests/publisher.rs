@@ -321,3 +321,103 @@ async fn an_operation_appended_after_the_relay_read_its_message_is_not_lost() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_write_wakes_the_relays_of_its_own_database_only() {
+    let (a, b) = (publisher_db().await, publisher_db().await);
+    common::wake::writes_wake_their_own_database_only(&a, &b).await;
+}
+
+#[tokio::test]
+async fn a_running_publisher_is_woken_by_a_write_to_its_database() {
+    use promiscuous::pipeline::RelayConfig;
+    use std::time::Duration;
+    // Polling alone would take a minute: only the wake-up publishes within the test's wait.
+    let slow = || RelayConfig {
+        poll_interval: Duration::from_secs(60),
+        ..RelayConfig::default()
+    };
+    let (a, b) = (publisher_db().await, publisher_db().await);
+    let start = |db: &DatabaseConnection| {
+        promiscuous::Publisher::new(db.clone(), promiscuous::InProcess::new())
+            .relay_config(slow())
+            .start()
+    };
+    let (pa, pb) = (start(&a).await.unwrap(), start(&b).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(50)).await; // both relays wait now
+    for (db, handle) in [(&a, &pa), (&b, &pb), (&a, &pa)] {
+        create_yoda(db).await;
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            while handle.pending().await.unwrap() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "the write woke its publisher's relay");
+    }
+    pa.shutdown().await.unwrap();
+    pb.shutdown().await.unwrap();
+}
+
+/// A model published by this program, whose table no test database has at first.
+mod late {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "late_rows")]
+    #[promiscuous::publish(name, to = "crowdtap/late")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub name: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+}
+
+/// The guard's tables come from the link-time registry (see `guard`'s documentation): a model
+/// linked but without a table here is skipped, and a table created after the guard was
+/// installed is guarded by the next install (the next `Publisher::start`), not before.
+#[tokio::test]
+async fn the_guard_skips_linked_models_without_a_table_and_guards_them_once_created() {
+    use sea_orm::ConnectionTrait;
+    let db = publisher_db().await;
+    let guarded = promiscuous::guard::install(&db).await.unwrap();
+    assert!(guarded.contains(&"users".to_string()), "{guarded:?}");
+    assert!(
+        !guarded.contains(&"late_rows".to_string()),
+        "no table, no guard"
+    );
+
+    promiscuous_test::create_table(&db, late::Entity)
+        .await
+        .unwrap();
+    let raw = "INSERT INTO late_rows (name) VALUES ('raw')";
+    db.execute_unprepared(raw)
+        .await
+        .expect("not guarded until the next install");
+
+    let guarded = promiscuous::guard::install(&db).await.unwrap();
+    assert!(guarded.contains(&"late_rows".to_string()), "{guarded:?}");
+    let refused = db.execute_unprepared(raw).await.unwrap_err().to_string();
+    assert!(
+        refused.contains("bypassed its ActiveModel hooks") && refused.contains("late_rows"),
+        "{refused}"
+    );
+    let txn = db.begin().await.unwrap();
+    late::ActiveModel {
+        name: Set("hooked".into()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .expect("writes through the hooks go on");
+    txn.commit().await.unwrap();
+    assert!(
+        outbox(&db)
+            .await
+            .iter()
+            .any(|m| m.operations[0].endpoint == "crowdtap/late")
+    );
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use promiscuous_core::publisher::{Lease, Relay, RelayConfig};
+use promiscuous_core::publisher::{Lease, Relay, RelayConfig, wake};
 use promiscuous_core::subscriber::{
     OrderingMode, Stats, SubscriberConfig, SubscriberRuntime, VersionStore,
 };
@@ -21,11 +21,15 @@ fn db_error(what: &str, e: sea_orm::DbErr) -> Error {
     Error::Connection(format!("{what}: {e}"))
 }
 
-/// Configures the publishing side of a service.
+/// Configures the publishing side of a service. The settings do not depend on the order of the
+/// calls: [`error_notifier`](Self::error_notifier) and [`lease`](Self::lease) win over what a
+/// [`relay_config`](Self::relay_config) carries, before or after it.
 pub struct Publisher {
     db: DatabaseConnection,
     transport: Arc<dyn Transport>,
     config: RelayConfig,
+    error_notifier: Option<ErrorNotifier>,
+    lease: Option<Arc<dyn Lease>>,
 }
 
 impl Publisher {
@@ -38,40 +42,66 @@ impl Publisher {
             db,
             transport,
             config: RelayConfig::default(),
+            error_notifier: None,
+            lease: None,
         }
     }
 
+    /// Receives the relay's errors (logged through `tracing` by default).
     pub fn error_notifier(mut self, notifier: ErrorNotifier) -> Self {
-        self.config.error_notifier = notifier;
+        self.error_notifier = Some(notifier);
         self
     }
 
     /// Shares the outbox with other relay processes: only the lease holder publishes (see
     /// `promiscuous_core::redis::RedisLease`).
     pub fn lease(mut self, lease: Arc<dyn Lease>) -> Self {
-        self.config.lease = Some(lease);
+        self.lease = Some(lease);
         self
     }
 
+    /// Tunes the relay (batch size, poll interval, retry delay). Its notifier and lease are
+    /// used unless [`error_notifier`](Self::error_notifier) or [`lease`](Self::lease) is called,
+    /// in any order. A zero batch size, poll interval or retry delay is refused by
+    /// [`start`](Self::start).
     pub fn relay_config(mut self, config: RelayConfig) -> Self {
         self.config = config;
         self
     }
 
+    /// The relay's configuration, with the explicit notifier and lease applied.
+    fn relay_settings(&self) -> RelayConfig {
+        let mut config = self.config.clone();
+        if let Some(notifier) = &self.error_notifier {
+            config.error_notifier = notifier.clone();
+        }
+        if let Some(lease) = &self.lease {
+            config.lease = Some(lease.clone());
+        }
+        config
+    }
+
     /// Creates promiscuous' tables, guards the published tables that exist (a write bypassing
     /// the hooks is refused: see [`guard`](crate::publisher::guard)) and starts the relay in the
-    /// background.
+    /// background; writes to this database in this process wake it (see
+    /// [`wake`](crate::publisher::wake)).
     pub async fn start(self) -> Result<PublisherHandle, Error> {
+        let config = self.relay_settings();
+        config.check()?;
         crate::schema::setup_publisher(&self.db)
             .await
             .map_err(|e| db_error("creating the publisher tables", e))?;
         crate::publisher::guard::install(&self.db).await?;
+        let database = crate::publisher::wake::database_id(&self.db)
+            .await
+            .map_err(|e| db_error("reading the outbox database's identity", e))?;
         let outbox = SeaOrmOutbox::new(self.db);
         let relay = Arc::new(Relay::with_config(
             Arc::new(outbox.clone()),
             self.transport,
-            self.config,
+            config,
         ));
+        let registration = database.map(|d| wake::register(d, relay.wake().clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn({
             let relay = relay.clone();
@@ -88,6 +118,7 @@ impl Publisher {
             outbox,
             stop: Some(stop),
             task: Some(task),
+            _registration: registration,
         })
     }
 }
@@ -98,6 +129,8 @@ pub struct PublisherHandle {
     outbox: SeaOrmOutbox,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// Writes to the outbox database wake the relay while the handle lives.
+    _registration: Option<wake::Registration>,
 }
 
 impl PublisherHandle {
@@ -397,5 +430,83 @@ impl Drop for SubscriberHandle {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+
+    struct NoLease;
+
+    #[async_trait::async_trait]
+    impl Lease for NoLease {
+        async fn hold(&self) -> Result<bool, Error> {
+            Ok(false)
+        }
+        async fn release(&self) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    /// A notifier counting its calls in `calls`.
+    fn counting(calls: &Arc<AtomicU32>) -> ErrorNotifier {
+        let calls = calls.clone();
+        Arc::new(move |_: &Error| {
+            calls.fetch_add(1, AtomicOrdering::SeqCst);
+        })
+    }
+
+    #[test]
+    fn the_publisher_builder_does_not_depend_on_the_order_of_calls() {
+        let transport = || Arc::new(promiscuous_core::transport::InProcess::new());
+        let config = RelayConfig {
+            batch_size: 7,
+            ..RelayConfig::default()
+        };
+        let calls = Arc::new(AtomicU32::new(0));
+        let lease: Arc<dyn Lease> = Arc::new(NoLease);
+        let before = Publisher::with_transport(DatabaseConnection::default(), transport())
+            .error_notifier(counting(&calls))
+            .lease(lease.clone())
+            .relay_config(config.clone())
+            .relay_settings();
+        let after = Publisher::with_transport(DatabaseConnection::default(), transport())
+            .relay_config(config)
+            .error_notifier(counting(&calls))
+            .lease(lease.clone())
+            .relay_settings();
+        for settings in [before, after] {
+            assert_eq!(settings.batch_size, 7, "the relay config is kept");
+            assert!(
+                settings
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| Arc::ptr_eq(l, &lease)),
+                "the lease is kept"
+            );
+            let seen = calls.load(AtomicOrdering::SeqCst);
+            (settings.error_notifier)(&Error::Publisher("test".into()));
+            assert_eq!(
+                calls.load(AtomicOrdering::SeqCst),
+                seen + 1,
+                "the notifier is kept"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn zero_relay_settings_are_refused_at_start() {
+        let publisher = Publisher::with_transport(
+            DatabaseConnection::default(),
+            Arc::new(promiscuous_core::transport::InProcess::new()),
+        )
+        .relay_config(RelayConfig {
+            batch_size: 0,
+            ..RelayConfig::default()
+        });
+        let refused = publisher.start().await.err().expect("refused");
+        assert!(refused.to_string().contains("batch_size"), "{refused}");
     }
 }

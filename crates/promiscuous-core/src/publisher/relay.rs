@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::lease::Lease;
 use super::outbox::Outbox;
-use super::wake;
+use super::wake::Wake;
 use crate::error::{Error, ErrorNotifier, log_errors};
 use crate::transport::{Outgoing, Transport};
 
@@ -57,6 +57,25 @@ impl Default for RelayConfig {
     }
 }
 
+impl RelayConfig {
+    /// Refuses settings the relay cannot run with, naming the setting: a batch of 0 rows would
+    /// publish nothing, a zero poll interval or retry delay would spin.
+    pub fn check(&self) -> Result<(), Error> {
+        let zero = if self.batch_size == 0 {
+            "batch_size"
+        } else if self.poll_interval.is_zero() {
+            "poll_interval"
+        } else if self.retry_delay.is_zero() {
+            "retry_delay"
+        } else {
+            return Ok(());
+        };
+        Err(Error::Publisher(format!(
+            "relay setting {zero} must be more than 0"
+        )))
+    }
+}
+
 /// Moves committed outbox rows to the transport, in order; a row is removed only after the
 /// broker confirmed it, so a crash or an outage at any point loses nothing (a row may be
 /// published twice, which subscribers absorb by version).
@@ -67,6 +86,8 @@ pub struct Relay {
     /// One batch at a time per relay, so `drain` and `run` never publish the same rows twice.
     batch: tokio::sync::Mutex<()>,
     healthy: AtomicBool,
+    /// Woken by writes to this relay's outbox in this process (see [`wake`](super::wake)).
+    wake: Arc<Wake>,
 }
 
 impl Relay {
@@ -86,7 +107,14 @@ impl Relay {
             config,
             batch: tokio::sync::Mutex::new(()),
             healthy: AtomicBool::new(true),
+            wake: Arc::new(Wake::new()),
         }
+    }
+
+    /// This relay's wake-up signal: register it for the outbox database
+    /// ([`wake::register`](super::wake::register)) so that writes there wake the relay at once.
+    pub fn wake(&self) -> &Arc<Wake> {
+        &self.wake
     }
 
     /// Whether the last batch went through (the transport is reachable).
@@ -164,7 +192,7 @@ impl Relay {
     }
 
     /// Runs until `shutdown` resolves (a batch in flight is finished first): drains, then
-    /// waits for a write in this process (with a short re-check for rows whose transaction had
+    /// waits for a wake-up of its [`Wake`] (with a short re-check for rows whose transaction had
     /// not committed yet) or the poll interval. Failures are reported to the error notifier
     /// and retried with backoff; the lease, if any, is released at the end.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
@@ -180,7 +208,7 @@ impl Relay {
         tokio::pin!(shutdown);
         let mut delay = self.config.retry_delay;
         loop {
-            let seen = wake::writes();
+            let seen = self.wake.writes();
             // A batch in flight is never cancelled (a query dropped half-way costs its database
             // connection): shutdown is looked at between batches.
             let outcome = loop {
@@ -198,7 +226,7 @@ impl Relay {
                     delay = self.config.retry_delay;
                     let woken = tokio::select! {
                         _ = &mut shutdown => return,
-                        w = wake::wait_for_write(seen, self.config.poll_interval) => w,
+                        w = self.wake.wait_for_write(seen, self.config.poll_interval) => w,
                     };
                     if woken && self.await_commit(&mut shutdown).await {
                         return;
@@ -259,6 +287,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn zero_settings_are_refused_by_name() {
+        assert!(RelayConfig::default().check().is_ok());
+        let refused = |config: RelayConfig| config.check().unwrap_err().to_string();
+        let batch = refused(RelayConfig {
+            batch_size: 0,
+            ..RelayConfig::default()
+        });
+        assert!(batch.contains("batch_size"), "{batch}");
+        let poll = refused(RelayConfig {
+            poll_interval: Duration::ZERO,
+            ..RelayConfig::default()
+        });
+        assert!(poll.contains("poll_interval"), "{poll}");
+        let retry = refused(RelayConfig {
+            retry_delay: Duration::ZERO,
+            ..RelayConfig::default()
+        });
+        assert!(retry.contains("retry_delay"), "{retry}");
+    }
+
     #[tokio::test]
     async fn shutdown_while_waiting_for_a_commit_ends_cleanly() {
         for _ in 0..5 {
@@ -275,7 +324,7 @@ mod tests {
                 }
             });
             tokio::time::sleep(Duration::from_millis(5)).await;
-            wake::outbox_written(); // the relay now re-checks with short pauses
+            relay.wake().written(); // the relay now re-checks with short pauses
             tokio::time::sleep(Duration::from_millis(10)).await;
             stop.send(()).unwrap();
             tokio::time::timeout(Duration::from_secs(5), task)
@@ -313,7 +362,6 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), relay.run(shutdown))
             .await
             .expect("the relay stops");
-        // Other tests' wake-ups (process-wide) may cause extra fetches: count them all.
         let started = outbox.started.load(Ordering::SeqCst);
         assert!(started >= 1);
         assert_eq!(

@@ -13,6 +13,19 @@
 //! taken (the table has no key).
 //!
 //! SQLite and PostgreSQL are supported; other backends get no guard.
+//!
+//! Which tables: every table of a model `#[publish]`ed in this program (the link-time
+//! `inventory` registry) that exists in the database when [`install`] runs. This is a registry
+//! the application does not list by hand on purpose: the guard is there for the write that
+//! forgot something, and an explicit list would be one more thing to forget (a model left out
+//! would be published by its hooks, yet writable around them, silently). Its failure modes are
+//! the loud or the bounded ones, and are tested:
+//! - a model linked into the program but not published from this database: its table does not
+//!   exist here, so it is skipped (if a table of that name exists for another purpose, writes
+//!   to it that bypass the hooks are refused, with a message naming the table);
+//! - a published table created after [`install`] ran (a migration while the publisher runs) is
+//!   not guarded until the next call (the next `Publisher::start`): writes through the hooks
+//!   are published as always, only bypassing writes go unrefused meanwhile.
 
 use promiscuous_core::Error;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
@@ -86,7 +99,8 @@ async fn table_exists<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, D
 
 /// Guards every published table (registered by `#[publish]` in this program) that exists in
 /// `db`; idempotent. Returns the tables guarded. Tables created later are guarded by the next
-/// call (`Publisher::start` calls it).
+/// call (`Publisher::start` calls it); see the [module documentation](self) for why the tables
+/// come from the link-time registry.
 pub async fn install<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, Error> {
     if !supported(db) {
         return Ok(Vec::new());
@@ -126,6 +140,10 @@ pub async fn install<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, Error> {
             .await
             .map_err(|e| failed(table, e))?
         {
+            tracing::debug!(
+                table,
+                "promiscuous: published table not in this database, not guarded"
+            );
             continue;
         }
         let statements: Vec<String> = match backend {

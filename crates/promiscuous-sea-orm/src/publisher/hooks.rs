@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use promiscuous_core::message::{PROTOCOL_VERSION, host_name, instance_key};
-use promiscuous_core::publisher::{context, wake};
+use promiscuous_core::publisher::context;
 use promiscuous_core::{
     Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms,
 };
@@ -649,7 +649,7 @@ impl Writes {
             context::remember_write(&w.app, &w.key, w.version, &w.message, &w.all);
         }
         if !self.written.is_empty() {
-            wake::outbox_written();
+            super::wake::outbox_written(db).await;
         }
         Ok(())
     }

@@ -5,9 +5,11 @@ mod ephemeral;
 pub mod guard;
 mod hooks;
 mod outbox;
+mod read_tables;
 mod sql;
 pub mod tracked;
 pub mod transaction;
+pub mod wake;
 
 pub use definitions::Definition;
 pub use ephemeral::Ephemeral;

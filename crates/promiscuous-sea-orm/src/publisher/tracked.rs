@@ -11,12 +11,20 @@
 //! ```
 //!
 //! Which rows are instances of published models is known from a process-wide registry that
-//! `#[publish]` fills ([`PublishedEntity`], collected with `inventory`): for a `SELECT` that names
+//! `#[publish]` fills ([`PublishedEntity`], collected with `inventory`): for a `SELECT` that reads
 //! a published table, each returned row that decodes as that model (plain `find`, `find_by_id`,
 //! and the `A_`/`B_`/`C_` prefixes of `find_also_related` and friends) is an instance read. Its
 //! version is looked up in `promiscuous_versions`, with one query per result. Rows that do not
 //! decode (a `select_only` of a few columns, an aggregate) are not tracked: use
 //! [`track_read`](super::track_read) for those. Outside a context nothing is looked up.
+//!
+//! Which tables a statement reads is found from its SQL text, because that is all a wrapper of
+//! SeaORM's `ConnectionTrait` receives (built `Statement`s, not SeaORM's query structure). The
+//! text is tokenised, not searched (`publisher::read_tables`): the tables are the names after `FROM`
+//! and `JOIN` (quoted or not, schema-qualified or not, in subqueries and `WITH` clauses too),
+//! and a name inside a string literal, a comment or a column alias does not count. Reading too
+//! many tables costs a failed decode per row; missing one would lose a read dependency, so the
+//! tokeniser errs on the side of listing a name.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
@@ -27,6 +35,8 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, ExecResult, QueryFilter, QueryResult, Statement, TransactionTrait,
 };
+
+use super::read_tables::read_tables;
 
 use crate::tables::versions;
 
@@ -44,40 +54,33 @@ inventory::collect!(PublishedEntity);
 /// Column prefixes SeaORM gives the models of a joined select (`SelectA`, `SelectB`, `SelectC`).
 const PREFIXES: [&str; 4] = ["", "A_", "B_", "C_"];
 
-/// Published entities by table name.
-fn registry() -> &'static HashMap<&'static str, Vec<&'static PublishedEntity>> {
-    static REGISTRY: OnceLock<HashMap<&'static str, Vec<&'static PublishedEntity>>> =
-        OnceLock::new();
+/// Published entities by table name, lower-cased: built once, so a query costs one hash lookup
+/// per table it reads, whatever the number of published tables.
+fn registry() -> &'static HashMap<String, Vec<&'static PublishedEntity>> {
+    static REGISTRY: OnceLock<HashMap<String, Vec<&'static PublishedEntity>>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let mut map: HashMap<&'static str, Vec<&'static PublishedEntity>> = HashMap::new();
+        let mut map: HashMap<String, Vec<&'static PublishedEntity>> = HashMap::new();
         for e in inventory::iter::<PublishedEntity> {
-            map.entry((e.table)()).or_default().push(e);
+            map.entry((e.table)().to_ascii_lowercase())
+                .or_default()
+                .push(e);
         }
         map
     })
 }
 
-/// The published entities whose table a read statement names.
+/// The published entities whose table a read statement reads (see [`read_tables`]).
 fn read_entities(stmt: &Statement) -> Vec<&'static PublishedEntity> {
-    let sql = stmt.sql.trim_start();
-    let is_select = sql
-        .get(..6)
-        .is_some_and(|head| head.eq_ignore_ascii_case("select"))
-        || sql
-            .get(..4)
-            .is_some_and(|head| head.eq_ignore_ascii_case("with"));
-    if !is_select {
-        return Vec::new();
-    }
-    let (open, close) = match stmt.db_backend {
-        DbBackend::MySql => ('`', '`'),
-        _ => ('"', '"'),
-    };
-    registry()
+    let tables = read_tables(&stmt.sql);
+    let registry = registry();
+    let mut found: Vec<&'static PublishedEntity> = tables
         .iter()
-        .filter(|(table, _)| sql.contains(&format!("{open}{table}{close}")))
-        .flat_map(|(_, entities)| entities.iter().copied())
-        .collect()
+        .filter_map(|t| registry.get(t))
+        .flat_map(|entities| entities.iter().copied())
+        .collect();
+    found.sort_by_key(|e| *e as *const PublishedEntity);
+    found.dedup_by_key(|e| *e as *const PublishedEntity);
+    found
 }
 
 /// A connection (a transaction, usually) whose reads of published models are read
@@ -93,14 +96,12 @@ pub fn tracked<C: ConnectionTrait>(inner: C) -> Tracked<C> {
 }
 
 impl<C> Tracked<C> {
-    pub fn new(inner: C) -> Self {
-        Self { inner }
-    }
-
+    /// The wrapped connection (its reads are not tracked).
     pub fn inner(&self) -> &C {
         &self.inner
     }
 
+    /// Unwraps the connection.
     pub fn into_inner(self) -> C {
         self.inner
     }
@@ -109,15 +110,17 @@ impl<C> Tracked<C> {
 impl Tracked<DatabaseConnection> {
     /// Begins a transaction whose reads are tracked too.
     pub async fn begin(&self) -> Result<Tracked<DatabaseTransaction>, DbErr> {
-        Ok(Tracked::new(self.inner.begin().await?))
+        Ok(tracked(self.inner.begin().await?))
     }
 }
 
 impl Tracked<DatabaseTransaction> {
+    /// Commits the transaction.
     pub async fn commit(self) -> Result<(), DbErr> {
         self.inner.commit().await
     }
 
+    /// Rolls the transaction back.
     pub async fn rollback(self) -> Result<(), DbErr> {
         self.inner.rollback().await
     }
