@@ -19,7 +19,7 @@ use promiscuous_core::publisher::wake;
 pub use promiscuous_core::publisher::wake::{Registration, Wake, register};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 
-use super::transaction::literal;
+use super::sql::literal;
 
 /// The SQLite table holding the database's identity (one row).
 pub const IDENTITY: &str = "promiscuous_database";
