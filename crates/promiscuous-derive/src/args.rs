@@ -4,6 +4,8 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Ident, LitStr, Token};
 
+use crate::kind::MacroKind;
+
 /// One comma-separated argument.
 pub enum Arg {
     /// A bare name: an attribute, or a flag option.
@@ -134,13 +136,7 @@ impl Split {
 /// Checks an endpoint literal: `"app/model"`, lowercase-friendly segments, no spaces.
 pub fn endpoint(lit: &LitStr, option: &str) -> syn::Result<String> {
     let value = lit.value();
-    let segments: Vec<&str> = value.split('/').collect();
-    let valid_segment = |s: &&str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    };
-    if segments.len() < 2 || !segments.iter().all(valid_segment) {
+    if !promiscuous_protocol::endpoint::is_endpoint(&value) {
         return Err(syn::Error::new(
             lit.span(),
             format!(
@@ -149,6 +145,31 @@ pub fn endpoint(lit: &LitStr, option: &str) -> syn::Result<String> {
         ));
     }
     Ok(value)
+}
+
+/// A type name option: `as` (one name) or `extends` (names separated by commas, nearest first),
+/// each as `promiscuous_protocol::is_type_name` allows (`Name`, `Name::Path`). The one check of
+/// `as` for every macro.
+pub fn type_names(lit: &LitStr, option: &str) -> syn::Result<Vec<LitStr>> {
+    let value = lit.value();
+    let names: Vec<&str> = value.split(',').map(str::trim).collect();
+    if !names.iter().all(|n| promiscuous_protocol::is_type_name(n))
+        || (option == "as" && names.len() != 1)
+    {
+        let expected = if option == "as" {
+            "a type name"
+        } else {
+            "type names separated by commas, nearest first"
+        };
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`{option}` must be {expected}, found {value:?}"),
+        ));
+    }
+    Ok(names
+        .into_iter()
+        .map(|n| LitStr::new(n, lit.span()))
+        .collect())
 }
 
 /// A required option is missing: spanned at the argument list, or at the attribute when the list
@@ -161,16 +182,16 @@ pub fn missing(args: &proc_macro2::TokenStream, message: &str) -> syn::Error {
     }
 }
 
-/// Removes the other `#[macro_name(...)]` attributes stacked on `item` (`#[promiscuous::publish]`
+/// Removes the other `#[kind(...)]` attributes stacked on `item` (`#[promiscuous::publish]`
 /// as well as a bare `#[publish]`) and returns their argument lists, in order.
-pub fn take_stacked(item: &mut syn::ItemStruct, macro_name: &str) -> Vec<proc_macro2::TokenStream> {
+pub fn take_stacked(item: &mut syn::ItemStruct, kind: MacroKind) -> Vec<proc_macro2::TokenStream> {
     let mut stacked = Vec::new();
     item.attrs.retain(|attr| {
         let ours = attr
             .path()
             .segments
             .last()
-            .is_some_and(|s| s.ident == macro_name);
+            .is_some_and(|s| s.ident == kind.name());
         if ours {
             stacked.push(match &attr.meta {
                 syn::Meta::List(list) => list.tokens.clone(),

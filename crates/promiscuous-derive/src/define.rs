@@ -20,6 +20,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::{Ident, LitStr, Token};
 
 use crate::args::{Arg, Args};
+use crate::kind::MacroKind;
 use crate::model::{Entity, Field};
 use crate::{publish, subscribe};
 
@@ -201,7 +202,7 @@ fn publish_group(lines: &[&Line]) -> syn::Result<TokenStream> {
         let (endpoint, split) = publish::endpoint(
             &line.args,
             &|_| Some(String::new()),
-            "define! publish",
+            MacroKind::DefinePublish,
             &["key"],
         )?;
         if let Some(k) = split.option("key") {
@@ -230,7 +231,7 @@ fn subscribe_group(lines: &[&Line]) -> syn::Result<TokenStream> {
     let module = module_of(&lines[0].model)?;
     let entity = inferred_entity(lines, "id")?;
     let all_args: Vec<TokenStream> = lines.iter().map(|l| l.args.clone()).collect();
-    let checked = subscribe::validate_entity(&all_args, &entity, "define! subscribe")?;
+    let checked = subscribe::validate_entity(&all_args, &entity, MacroKind::DefineSubscribe)?;
     Ok(subscribe::generate(&module, &checked))
 }
 

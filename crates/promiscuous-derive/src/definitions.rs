@@ -10,9 +10,9 @@ use quote::quote;
 use serde_json::Value;
 use syn::{Ident, LitStr};
 
-/// The format version of definitions files this macro reads (`promiscuous_definitions`; the
-/// same as `promiscuous::definitions::DEFINITIONS_VERSION`).
-const DEFINITIONS_VERSION: u64 = 1;
+/// The format version of definitions files this macro reads (`promiscuous_definitions`),
+/// the one `promiscuous::definitions::DEFINITIONS_VERSION` writes.
+use promiscuous_protocol::DEFINITIONS_VERSION;
 
 /// The endpoints of a definitions file: (endpoint, types, attribute names) per entry.
 struct Entry {

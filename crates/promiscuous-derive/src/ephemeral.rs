@@ -5,6 +5,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Ident, ItemStruct};
 
+use crate::kind::MacroKind;
 use crate::model;
 use crate::publish::{self, Endpoint};
 
@@ -18,7 +19,7 @@ struct EphemeralModel {
 pub fn id_field(
     entity: &model::Entity,
     option: Option<&syn::LitStr>,
-    macro_name: &str,
+    kind: MacroKind,
 ) -> syn::Result<Ident> {
     let name = option.map_or_else(|| "id".to_string(), syn::LitStr::value);
     match entity.field(&name) {
@@ -28,7 +29,7 @@ pub fn id_field(
             Err(syn::Error::new(
                 span,
                 format!(
-                    "#[{macro_name}] needs the field holding the instance's id: `{}` has no field \
+                    "{kind} needs the field holding the instance's id: `{}` has no field \
                      `{name}` (name it with `id = \"field\"`)",
                     entity.name
                 ),
@@ -38,8 +39,8 @@ pub fn id_field(
 }
 
 /// Stacked attributes naming different `id` fields: spanned at the `id` of the later one.
-pub fn stacked_ids(split: &crate::args::Split, args: &TokenStream, macro_name: &str) -> syn::Error {
-    let message = format!("stacked #[{macro_name}] attributes must name the same `id` field");
+pub fn stacked_ids(split: &crate::args::Split, args: &TokenStream, kind: MacroKind) -> syn::Error {
+    let message = format!("stacked {kind} attributes must name the same `id` field");
     match split.option("id") {
         Some(lit) => syn::Error::new(lit.span(), message),
         None => crate::args::missing(args, &message),
@@ -47,15 +48,15 @@ pub fn stacked_ids(split: &crate::args::Split, args: &TokenStream, macro_name: &
 }
 
 fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<EphemeralModel> {
-    let entity = model::named_struct(item, "ephemeral")?;
+    let entity = model::named_struct(item, MacroKind::Ephemeral)?;
     let fields = |name: &str| entity.field(name).map(|f| model::type_text(&f.ty));
     let mut endpoints = Vec::new();
     let mut id = None;
     for args in &all_args {
-        let (endpoint, split) = publish::endpoint(args, &fields, "ephemeral", &["id"])?;
-        let this = id_field(&entity, split.option("id"), "ephemeral")?;
+        let (endpoint, split) = publish::endpoint(args, &fields, MacroKind::Ephemeral, &["id"])?;
+        let this = id_field(&entity, split.option("id"), MacroKind::Ephemeral)?;
         if id.as_ref().is_some_and(|i: &Ident| *i != this) {
-            return Err(stacked_ids(&split, args, "ephemeral"));
+            return Err(stacked_ids(&split, args, MacroKind::Ephemeral));
         }
         id = Some(this);
         endpoints.push(endpoint);

@@ -11,6 +11,7 @@ mod args;
 mod define;
 mod definitions;
 mod ephemeral;
+mod kind;
 mod model;
 mod observer;
 mod publish;
@@ -19,6 +20,8 @@ mod subscribe;
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::ToTokens;
+
+use kind::MacroKind;
 
 /// Publishes the model's writes: `#[publish(attr, ..., to = "app/model")]`.
 ///
@@ -35,7 +38,7 @@ use quote::ToTokens;
 #[proc_macro_attribute]
 pub fn publish(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(
-        "publish",
+        MacroKind::Publish,
         args.into(),
         item.into(),
         publish::expand,
@@ -58,7 +61,7 @@ pub fn publish(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(
-        "subscribe",
+        MacroKind::Subscribe,
         args.into(),
         item.into(),
         subscribe::expand,
@@ -77,7 +80,7 @@ pub fn subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn ephemeral(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(
-        "ephemeral",
+        MacroKind::Ephemeral,
         args.into(),
         item.into(),
         ephemeral::expand,
@@ -96,7 +99,7 @@ pub fn ephemeral(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn observer(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(
-        "observer",
+        MacroKind::Observer,
         args.into(),
         item.into(),
         observer::expand,
@@ -131,7 +134,7 @@ pub fn define(input: TokenStream) -> TokenStream {
 /// several endpoints, or subscribed from several publishers): the first one expands them all,
 /// in order, and removes the others from the item.
 fn expand(
-    macro_name: &str,
+    kind: MacroKind,
     args: TokenStream2,
     item: TokenStream2,
     generate: fn(Vec<TokenStream2>, &syn::ItemStruct) -> syn::Result<TokenStream2>,
@@ -139,11 +142,11 @@ fn expand(
 ) -> TokenStream2 {
     let mut parsed = match syn::parse2::<syn::Item>(item.clone()) {
         Ok(syn::Item::Struct(s)) => s,
-        Ok(other) => return dummy(item, model::not_a_struct(&other, macro_name)),
+        Ok(other) => return dummy(item, model::not_a_struct(&other, kind)),
         Err(err) => return dummy(item, err),
     };
     let mut all_args = vec![args];
-    all_args.extend(args::take_stacked(&mut parsed, macro_name));
+    all_args.extend(args::take_stacked(&mut parsed, kind));
     match generate(all_args, &parsed) {
         Ok(generated) => {
             let mut out = parsed.into_token_stream();

@@ -5,6 +5,8 @@ use quote::quote;
 use syn::ext::IdentExt;
 use syn::{Attribute, Fields, Ident, Item, ItemStruct, Type};
 
+use crate::kind::MacroKind;
+
 pub struct Field {
     pub ident: Ident,
     pub ty: Type,
@@ -64,12 +66,9 @@ pub fn derives_entity_model(item: &ItemStruct) -> bool {
 }
 
 /// The error for an item that is not a struct, spanned at its keyword and name.
-pub fn not_a_struct(item: &Item, macro_name: &str) -> syn::Error {
-    let target = match macro_name {
-        "publish" | "subscribe" => "the `Model` struct of a SeaORM entity",
-        _ => "a struct with named fields",
-    };
-    let message = |what: &str| format!("#[{macro_name}] goes on {target}, not on {what}");
+pub fn not_a_struct(item: &Item, kind: MacroKind) -> syn::Error {
+    let target = kind.target();
+    let message = |what: &str| format!("{kind} goes on {target}, not on {what}");
     match item {
         Item::Enum(e) => {
             let (keyword, name) = (&e.enum_token, &e.ident);
@@ -87,18 +86,18 @@ pub fn not_a_struct(item: &Item, macro_name: &str) -> syn::Error {
     }
 }
 
-pub fn entity(item: &ItemStruct, macro_name: &str) -> syn::Result<Entity> {
+pub fn entity(item: &ItemStruct, kind: MacroKind) -> syn::Result<Entity> {
     if item.ident != "Model" {
         return Err(syn::Error::new(
             item.ident.span(),
             format!(
-                "#[{macro_name}] goes on the `Model` struct of a SeaORM entity (the one with \
+                "{kind} goes on the `Model` struct of a SeaORM entity (the one with \
                  #[derive(DeriveEntityModel)]), found `{}`",
                 item.ident
             ),
         ));
     }
-    let named = named_fields(item, macro_name, "the `Model` struct of a SeaORM entity")?;
+    let named = named_fields(item, kind, "the `Model` struct of a SeaORM entity")?;
     let mut fields = Vec::new();
     let mut primary_key = None;
     for f in &named.named {
@@ -110,7 +109,7 @@ pub fn entity(item: &ItemStruct, macro_name: &str) -> syn::Result<Entity> {
                 return Err(syn::Error::new(
                     ident.span(),
                     format!(
-                        "#[{macro_name}] needs a single-column primary key; `{ident}` is a second \
+                        "{kind} needs a single-column primary key; `{ident}` is a second \
                          #[sea_orm(primary_key)] field"
                     ),
                 ));
@@ -126,7 +125,7 @@ pub fn entity(item: &ItemStruct, macro_name: &str) -> syn::Result<Entity> {
         return Err(syn::Error::new(
             item.ident.span(),
             format!(
-                "#[{macro_name}] needs a primary key to identify instances: mark one field with \
+                "{kind} needs a primary key to identify instances: mark one field with \
                  #[sea_orm(primary_key)]"
             ),
         ));
@@ -140,7 +139,7 @@ pub fn entity(item: &ItemStruct, macro_name: &str) -> syn::Result<Entity> {
 
 fn named_fields<'a>(
     item: &'a ItemStruct,
-    macro_name: &str,
+    kind: MacroKind,
     what_is_needed: &str,
 ) -> syn::Result<&'a syn::FieldsNamed> {
     match &item.fields {
@@ -152,15 +151,15 @@ fn named_fields<'a>(
             };
             Err(syn::Error::new(
                 item.ident.span(),
-                format!("#[{macro_name}] needs {what_is_needed}, with named fields; found {what}"),
+                format!("{kind} needs {what_is_needed}, with named fields; found {what}"),
             ))
         }
     }
 }
 
 /// Any struct with named fields (no primary key needed).
-pub fn named_struct(item: &ItemStruct, macro_name: &str) -> syn::Result<Entity> {
-    let named = named_fields(item, macro_name, "a struct")?;
+pub fn named_struct(item: &ItemStruct, kind: MacroKind) -> syn::Result<Entity> {
+    let named = named_fields(item, kind, "a struct")?;
     let fields = named
         .named
         .iter()

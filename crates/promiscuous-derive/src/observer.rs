@@ -7,6 +7,7 @@ use syn::ext::IdentExt;
 use syn::{Ident, ItemStruct, LitStr, Type};
 
 use crate::ephemeral::{id_field, stacked_ids};
+use crate::kind::MacroKind;
 use crate::model;
 use crate::subscribe::{self, Subscription};
 
@@ -19,12 +20,12 @@ struct Observer {
 }
 
 fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Observer> {
-    let entity = model::named_struct(item, "observer")?;
+    let entity = model::named_struct(item, MacroKind::Observer)?;
     let mut subscriptions = Vec::new();
     let mut id: Option<Ident> = None;
     for args in &all_args {
-        let (s, split) = subscribe::subscription(args, &entity, "observer", "id", &[])?;
-        let this = id_field(&entity, split.option("id"), "observer")?;
+        let (s, split) = subscribe::subscription(args, &entity, MacroKind::Observer, "id", &[])?;
+        let this = id_field(&entity, split.option("id"), MacroKind::Observer)?;
         // Spanned at the attribute as written in the argument list.
         if let Some(a) = split.attributes.iter().find(|a| a.unraw() == this.unraw()) {
             return Err(syn::Error::new(
@@ -33,7 +34,7 @@ fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Observ
             ));
         }
         if id.as_ref().is_some_and(|i| *i != this) {
-            return Err(stacked_ids(&split, args, "observer"));
+            return Err(stacked_ids(&split, args, MacroKind::Observer));
         }
         id = Some(this);
         subscriptions.push(s);

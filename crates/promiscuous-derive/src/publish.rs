@@ -5,13 +5,13 @@
 
 use std::collections::BTreeSet;
 
-use heck::ToUpperCamelCase;
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::ext::IdentExt;
 use syn::{Ident, ItemStruct, LitStr};
 
 use crate::args::{self, Args};
+use crate::kind::MacroKind;
 use crate::model::{self, Entity};
 
 /// One checked `#[publish(...)]`: an endpoint and what is sent to it.
@@ -51,38 +51,12 @@ impl Attribute {
     }
 }
 
-/// A type name option (`as`, `extends`): `Name`, `Name::Path`, letters, digits and `_`.
-fn type_names(lit: &LitStr, option: &str) -> syn::Result<Vec<LitStr>> {
-    let value = lit.value();
-    let names: Vec<&str> = value.split(',').map(str::trim).collect();
-    let valid = |n: &&str| {
-        !n.is_empty()
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-    };
-    if !names.iter().all(valid) || (option == "as" && names.len() != 1) {
-        let expected = if option == "as" {
-            "a type name"
-        } else {
-            "type names separated by commas, nearest first"
-        };
-        return Err(syn::Error::new(
-            lit.span(),
-            format!("`{option}` must be {expected}, found {value:?}"),
-        ));
-    }
-    Ok(names
-        .into_iter()
-        .map(|n| LitStr::new(n, lit.span()))
-        .collect())
-}
-
 /// Parses and checks one `#[publish(...)]` (or `#[ephemeral(...)]`) argument list against the
 /// struct's fields; `extra` lists further options the caller handles.
 pub fn endpoint(
     args: &TokenStream,
     entity_fields: &dyn Fn(&str) -> Option<String>,
-    macro_name: &str,
+    kind: MacroKind,
     extra: &[&str],
 ) -> syn::Result<(Endpoint, args::Split)> {
     let parsed: Args = syn::parse2(args.clone())?;
@@ -92,19 +66,19 @@ pub fn endpoint(
     let Some(to) = split.option("to").cloned() else {
         return Err(args::missing(
             args,
-            &format!("#[{macro_name}] needs the endpoint to publish to: add `to = \"app/model\"`"),
+            &format!("{kind} needs the endpoint to publish to: add `to = \"app/model\"`"),
         ));
     };
     let endpoint_value = args::endpoint(&to, "to")?;
     let mut types = match split.option("as") {
-        Some(lit) => type_names(lit, "as")?,
+        Some(lit) => args::type_names(lit, "as")?,
         None => {
-            let model = endpoint_value.rsplit('/').next().unwrap_or_default();
-            vec![LitStr::new(&model.to_upper_camel_case(), to.span())]
+            let default = promiscuous_protocol::default_type(&endpoint_value);
+            vec![LitStr::new(&default, to.span())]
         }
     };
     if let Some(lit) = split.option("extends") {
-        for parent in type_names(lit, "extends")? {
+        for parent in args::type_names(lit, "extends")? {
             if types.iter().any(|t| t.value() == parent.value()) {
                 return Err(syn::Error::new(
                     lit.span(),
@@ -162,11 +136,11 @@ struct Publish {
 }
 
 fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Publish> {
-    let entity = model::entity(item, "publish")?;
+    let entity = model::entity(item, MacroKind::Publish)?;
     let fields = |name: &str| entity.field(name).map(|f| model::type_text(&f.ty));
     let mut endpoints = Vec::new();
     for args in &all_args {
-        endpoints.push(endpoint(args, &fields, "publish", &[])?.0);
+        endpoints.push(endpoint(args, &fields, MacroKind::Publish, &[])?.0);
     }
     distinct(&endpoints)?;
     Ok(Publish { endpoints, entity })

@@ -14,6 +14,7 @@ use syn::{Ident, ItemStruct, LitStr, Type};
 
 use crate::args::{self, Args};
 use crate::definitions;
+use crate::kind::MacroKind;
 use crate::model::{self, Entity};
 
 /// One checked `#[subscribe(...)]`.
@@ -32,7 +33,7 @@ pub struct Subscription {
 pub fn subscription(
     args: &TokenStream,
     fields: &Entity,
-    macro_name: &str,
+    kind: MacroKind,
     key_option: &str,
     flags: &[&str],
 ) -> syn::Result<(Subscription, args::Split)> {
@@ -41,25 +42,12 @@ pub fn subscription(
     let Some(from) = split.option("from").cloned() else {
         return Err(args::missing(
             args,
-            &format!("#[{macro_name}] needs the publisher's endpoint: add `from = \"app/model\"`"),
+            &format!("{kind} needs the publisher's endpoint: add `from = \"app/model\"`"),
         ));
     };
     args::endpoint(&from, "from")?;
     let as_type = match split.option("as") {
-        Some(lit) => {
-            let v = lit.value();
-            if v.is_empty()
-                || !v
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-            {
-                return Err(syn::Error::new(
-                    lit.span(),
-                    format!("`as` must be a type name, found {v:?}"),
-                ));
-            }
-            Some(lit.clone())
-        }
+        Some(lit) => args::type_names(lit, "as")?.pop(),
         None => None,
     };
     let mut attributes = Vec::new();
@@ -70,11 +58,7 @@ pub fn subscription(
                 format!(
                     "`{}` has no field `{name}`: subscribed attributes must be fields of the {}",
                     fields.name,
-                    if macro_name == "subscribe" {
-                        "model"
-                    } else {
-                        "struct"
-                    }
+                    if kind.on_model() { "model" } else { "struct" }
                 ),
             ));
         };
@@ -161,21 +145,21 @@ pub struct Subscribe {
 }
 
 fn validate(all_args: Vec<TokenStream>, item: &ItemStruct) -> syn::Result<Subscribe> {
-    let entity = model::entity(item, "subscribe")?;
-    validate_entity(&all_args, &entity, "subscribe")
+    let entity = model::entity(item, MacroKind::Subscribe)?;
+    validate_entity(&all_args, &entity, MacroKind::Subscribe)
 }
 
 /// Checks the argument lists of one subscriber model against its fields.
 pub fn validate_entity(
     all_args: &[TokenStream],
     entity: &Entity,
-    macro_name: &str,
+    kind: MacroKind,
 ) -> syn::Result<Subscribe> {
     let mut subscriptions = Vec::new();
     let mut keys = Vec::new();
     let mut user_callbacks = false;
     for args in all_args {
-        let (s, split) = subscription(args, entity, macro_name, "foreign_key", &["callbacks"])?;
+        let (s, split) = subscription(args, entity, kind, "foreign_key", &["callbacks"])?;
         let key = match split.option("foreign_key") {
             None => entity.primary_key()?,
             // Compared as a string: the value need not be a valid identifier.

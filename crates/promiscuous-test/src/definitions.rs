@@ -99,7 +99,7 @@ pub struct EndpointDefinition {
 impl EndpointDefinition {
     /// The publisher app: the endpoint's first segment (the routing key).
     pub fn app(&self) -> &str {
-        self.endpoint.split('/').next().unwrap_or_default()
+        promiscuous_protocol::endpoint::app(&self.endpoint)
     }
 
     /// The type sent first in the chain (`as`).

@@ -34,11 +34,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use promiscuous_core::message::{PROTOCOL_VERSION, instance_key};
+use promiscuous_core::message::{PROTOCOL_VERSION, changes, instance_key};
 use promiscuous_core::subscriber::Stats;
 use promiscuous_core::transport::{Outgoing, Transport, TransportError};
 use promiscuous_core::{
-    Change, Dependencies, Dependency, Error, Message, Operation, OperationKind, now_ms,
+    Dependencies, Dependency, Error, Message, Operation, OperationKind, now_ms,
 };
 use promiscuous_sea_orm::{PublisherHandle, SubscriberService};
 use sea_orm::{
@@ -114,21 +114,7 @@ impl MockPublisher {
         let key = instance_key(endpoint, &id);
         let attributes = attributes.and_then(|a| a.as_object().cloned());
         let changes = match (&attributes, self.last.get(&key), kind) {
-            (Some(after), Some(before), OperationKind::Update) => Some(
-                after
-                    .iter()
-                    .filter(|(k, v)| before.get(*k) != Some(*v))
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            Change {
-                                before: before.get(k).cloned().unwrap_or(Value::Null),
-                                after: v.clone(),
-                            },
-                        )
-                    })
-                    .collect(),
-            ),
+            (Some(after), Some(before), OperationKind::Update) => Some(changes(before, after)),
             _ => None,
         };
         match &attributes {
@@ -205,20 +191,10 @@ fn uuid_like(key: &str, version: u64) -> String {
 }
 
 /// The type the real publisher sends by default: the endpoint's model in UpperCamelCase
-/// (`crowdtap/page_view` → `PageView`).
+/// (`crowdtap/page_view` → `PageView`), by the rule `#[publish]` applies
+/// (`promiscuous_protocol::default_type`).
 pub fn type_name(endpoint: &str) -> String {
-    endpoint
-        .rsplit('/')
-        .next()
-        .unwrap_or(endpoint)
-        .split(['_', '-'])
-        .map(|word| {
-            let mut chars = word.chars();
-            chars.next().map_or(String::new(), |first| {
-                first.to_uppercase().chain(chars).collect::<String>()
-            })
-        })
-        .collect()
+    promiscuous_protocol::default_type(endpoint)
 }
 
 #[cfg(test)]
@@ -228,5 +204,7 @@ mod tests {
         assert_eq!(super::type_name("crowdtap/user"), "User");
         assert_eq!(super::type_name("crowdtap/page_view"), "PageView");
         assert_eq!(super::type_name("odd"), "Odd");
+        // As `#[publish(to = "crowdtap/HTMLPage")]` names it (see tests/macros.rs).
+        assert_eq!(super::type_name("crowdtap/HTMLPage"), "HtmlPage");
     }
 }

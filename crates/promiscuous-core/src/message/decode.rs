@@ -19,9 +19,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Number, Value};
 
+use super::endpoint::{self, is_endpoint, is_name};
 use super::{
-    Change, DecodeError, Dependencies, Dependency, MAX_SAFE_INTEGER, Message, Operation,
-    OperationKind, PROTOCOL_VERSION,
+    Change, DecodeError, Dependencies, Dependency, InstanceKey, MAX_SAFE_INTEGER, Message,
+    Operation, OperationKind, PROTOCOL_VERSION,
 };
 
 impl Message {
@@ -128,7 +129,7 @@ fn operation(op: &Object<'_>, app: &str) -> Result<Operation, DecodeError> {
             ),
         ));
     }
-    if endpoint.split('/').next() != Some(app) {
+    if endpoint::app(&endpoint) != app {
         return Err(op.invalid(
             "endpoint",
             format!(
@@ -361,14 +362,14 @@ impl<'a> Object<'a> {
             .map(|(i, item)| {
                 let dep = self.at(&format!("{list}[{i}]"), item)?;
                 let key = dep.string("key", NonEmpty::Yes)?;
-                if !is_key(&key) {
+                if InstanceKey::parse(&key).is_err() {
                     return Err(dep.invalid(
                         "key",
                         format!("{key:?} is not an instance key \"app/model/id\""),
                     ));
                 }
                 if let Some(app) = owner
-                    && key.split('/').next() != Some(app)
+                    && endpoint::app(&key) != app
                 {
                     return Err(dep.invalid(
                         "key",
@@ -425,29 +426,6 @@ fn bounded(value: &Value, min: u64) -> Result<u64, String> {
     }
 }
 
-fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// `app/model`, two or more names separated by `/`.
-fn is_endpoint(s: &str) -> bool {
-    let mut segments = s.split('/');
-    segments.clone().count() >= 2 && segments.all(is_name)
-}
-
-/// `{endpoint}/{id}`: two or more names, then `/` and a non-empty id (any characters, `/`
-/// included), as the schema's pattern `^name(/name)+/[\s\S]+$`.
-fn is_key(s: &str) -> bool {
-    let segments: Vec<&str> = s.split('/').collect();
-    // The endpoint takes the first two segments or more; with two, the id is the rest, which
-    // is empty only for "app/model/".
-    segments.len() >= 3
-        && segments[..2].iter().all(|segment| is_name(segment))
-        && !(segments.len() == 3 && segments[2].is_empty())
-}
-
 /// What a JSON value is, for errors.
 fn kind(v: &Value) -> &'static str {
     match v {
@@ -474,10 +452,10 @@ mod tests {
             "a/b/c/",
             "a-1/b_2/é",
         ] {
-            assert!(is_key(ok), "{ok}");
+            assert!(InstanceKey::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["a/b", "a/b/", "a//b/1", "/a/b/1", "a", "", "é/b/1"] {
-            assert!(!is_key(bad), "{bad}");
+            assert!(InstanceKey::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -6,6 +6,9 @@
 //! - [`Message::decode`] is the one way in from the wire: the strict decoder (module `decode`)
 //!   accepts exactly the protocol. (`Deserialize` is derived for promiscuous's own storage,
 //!   such as the publisher's outbox rows; it does not validate, never use it on payloads.)
+//!
+//! The rules shared with the macros and the test kit (instance keys, endpoints, type names,
+//! versions) live in the crate `promiscuous-protocol`, re-exported here.
 
 mod decode;
 
@@ -15,8 +18,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The protocol version this crate writes and the newest it reads.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub use promiscuous_protocol::{InstanceKey, KeyError, PROTOCOL_VERSION, endpoint};
 
 /// The largest version and timestamp the protocol allows: 2^53 − 1, the largest integer every
 /// JSON parser represents exactly (JavaScript's `Number.MAX_SAFE_INTEGER`).
@@ -138,12 +140,29 @@ pub enum DecodeError {
     Untrusted { message: String, reason: String },
 }
 
-/// The key of an instance in dependencies and version stores: `"{endpoint}/{id}"`.
+/// The key of an instance in dependencies and version stores, `"{endpoint}/{id}"`, as a
+/// string: the wire form of [`InstanceKey::of`].
 pub fn instance_key(endpoint: &str, id: &Value) -> String {
-    match id {
-        Value::String(s) => format!("{endpoint}/{s}"),
-        other => format!("{endpoint}/{other}"),
-    }
+    InstanceKey::of(endpoint, id).into_string()
+}
+
+/// The `changes` of an update: the attributes of `after` whose value differs from `before`'s,
+/// before (`null` if `before` lacks it) and after.
+pub fn changes(
+    before: &Map<String, Value>,
+    after: &Map<String, Value>,
+) -> BTreeMap<String, Change> {
+    after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let change = Change {
+                before: before.get(k).cloned().unwrap_or(Value::Null),
+                after: v.clone(),
+            };
+            (k.clone(), change)
+        })
+        .collect()
 }
 
 impl Operation {
@@ -251,5 +270,49 @@ mod tests {
     fn string_ids_make_plain_keys() {
         assert_eq!(instance_key("a/b", &json!("x-1")), "a/b/x-1");
         assert_eq!(instance_key("a/b", &json!(7)), "a/b/7");
+    }
+
+    /// Moved with `changes` from the publisher's hooks (`promiscuous-sea-orm`).
+    #[test]
+    fn diff_lists_only_changed_attributes() {
+        let before = json!({"name": "Yoda", "email": "y@d"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let after = json!({"name": "Luke", "email": "y@d"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let d = changes(&before, &after);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d["name"].before, json!("Yoda"));
+        assert_eq!(d["name"].after, json!("Luke"));
+        assert!(changes(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn changes_list_what_differs_before_and_after() {
+        let before = json!({"a": 1, "b": 2}).as_object().cloned().unwrap();
+        let after = json!({"a": 1, "b": 3, "c": 4})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let c = changes(&before, &after);
+        assert_eq!(c.keys().collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(
+            c["b"],
+            Change {
+                before: json!(2),
+                after: json!(3)
+            }
+        );
+        assert_eq!(
+            c["c"],
+            Change {
+                before: Value::Null,
+                after: json!(4)
+            }
+        );
+        assert!(changes(&after, &after).is_empty());
     }
 }

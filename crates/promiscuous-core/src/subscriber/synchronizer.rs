@@ -103,7 +103,7 @@ impl Requirements {
 
 /// The publisher app of an instance key (its first segment).
 pub fn app_of(key: &str) -> &str {
-    key.split('/').next().unwrap_or(key)
+    crate::message::endpoint::app(key)
 }
 
 /// A message the runners may take now.
@@ -534,7 +534,8 @@ mod tests {
             operations: writes
                 .iter()
                 .map(|(key, version)| {
-                    let (endpoint, id) = key.rsplit_once('/').unwrap();
+                    let key = crate::message::InstanceKey::parse(key).unwrap();
+                    let (endpoint, id) = (key.endpoint(), key.id());
                     Operation {
                         endpoint: endpoint.into(),
                         types: vec!["T".into()],

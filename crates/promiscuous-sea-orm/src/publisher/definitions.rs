@@ -12,12 +12,14 @@
 //! An attribute's `type` is its Rust type on the publisher's model, empty for a virtual
 //! attribute (a method).
 
+use promiscuous_protocol::endpoint;
 use serde_json::{Value, json};
 
 use super::Endpoint;
 
-/// The format version written in `promiscuous_definitions`.
-pub const DEFINITIONS_VERSION: u64 = 1;
+/// The format version written in `promiscuous_definitions` (defined in `promiscuous-protocol`,
+/// which the macros read it from too).
+pub use promiscuous_protocol::DEFINITIONS_VERSION;
 
 /// A published model or ephemeral, registered by `#[publish]` and `#[ephemeral]`.
 pub struct Definition {
@@ -32,7 +34,7 @@ pub fn export(app: Option<&str>) -> Value {
     let mut entries: Vec<(String, Value)> = inventory::iter::<Definition>
         .into_iter()
         .flat_map(|d| d.endpoints.iter().map(move |e| (e, d.ephemeral)))
-        .filter(|(e, _)| app.is_none_or(|a| e.endpoint.split('/').next() == Some(a)))
+        .filter(|(e, _)| app.is_none_or(|a| endpoint::app(e.endpoint) == a))
         .map(|(e, ephemeral)| {
             let attributes: Vec<Value> = e
                 .attributes

@@ -15,14 +15,12 @@
 //! statements (versions, outbox, permit withdrawn). The transaction's first write adds the
 //! check that it runs inside a transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use promiscuous_core::message::{PROTOCOL_VERSION, host_name, instance_key};
+use promiscuous_core::message::{self, PROTOCOL_VERSION, host_name, instance_key};
 use promiscuous_core::publisher::context;
-use promiscuous_core::{
-    Change, Dependencies, Dependency, Message, Operation, OperationKind, now_ms,
-};
+use promiscuous_core::{Dependencies, Dependency, Message, Operation, OperationKind, now_ms};
 use sea_orm::sea_query::{Expr, Query, QueryStatementWriter};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait};
 use serde_json::{Map, Value};
@@ -192,21 +190,6 @@ enum State {
     Resend,
 }
 
-/// The attributes whose value changed, before and after.
-fn diff(before: &Map<String, Value>, after: &Map<String, Value>) -> BTreeMap<String, Change> {
-    after
-        .iter()
-        .filter(|(k, v)| before.get(*k) != Some(*v))
-        .map(|(k, v)| {
-            let change = Change {
-                before: before.get(k).cloned().unwrap_or(Value::Null),
-                after: v.clone(),
-            };
-            (k.clone(), change)
-        })
-        .collect()
-}
-
 /// Most dependencies one operation row (and so one message) lists: a larger set is split over
 /// checkpoint messages (see [`Writes::checkpoints`]). 1,000 dependencies take about 45 KB.
 pub const DEPENDENCY_BUDGET: usize = 1000;
@@ -344,7 +327,7 @@ impl Writes {
             };
         let changes = match (kind, before, &attributes) {
             (OperationKind::Update, Some(before), Some(after)) => {
-                let changes = diff(&before, after);
+                let changes = message::changes(&before, after);
                 if changes.is_empty() {
                     return Ok(());
                 }
@@ -679,7 +662,7 @@ fn host() -> &'static str {
 
 /// The publishing application: the first segment of the endpoint.
 fn app_of(endpoint: &str) -> &str {
-    endpoint.split('/').next().unwrap_or(endpoint)
+    message::endpoint::app(endpoint)
 }
 
 /// Records, in the current `promiscuous::context`, that `model` was read at its current
@@ -702,24 +685,6 @@ pub async fn track_read<M: Published, C: ConnectionTrait>(model: &M, db: &C) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn diff_lists_only_changed_attributes() {
-        let before = json!({"name": "Yoda", "email": "y@d"})
-            .as_object()
-            .unwrap()
-            .clone();
-        let after = json!({"name": "Luke", "email": "y@d"})
-            .as_object()
-            .unwrap()
-            .clone();
-        let d = diff(&before, &after);
-        assert_eq!(d.len(), 1);
-        assert_eq!(d["name"].before, json!("Yoda"));
-        assert_eq!(d["name"].after, json!("Luke"));
-        assert!(diff(&after, &after).is_empty());
-    }
 
     #[test]
     fn app_is_the_first_segment() {

@@ -291,7 +291,7 @@ impl Applier for SeaOrmApplier {
         let apps: BTreeSet<String> = self
             .handlers
             .keys()
-            .map(|e| e.split('/').next().unwrap_or(e).to_string())
+            .map(|e| promiscuous_core::message::endpoint::app(e).to_string())
             .collect();
         apps.into_iter().collect()
     }
