@@ -141,7 +141,7 @@ async fn another_apps_credentials_cannot_publish_and_the_rows_wait_in_the_outbox
         async || !errors.lock().unwrap().is_empty(),
     )
     .await;
-    let error = errors.lock().unwrap()[0].to_string();
+    let error = errors.lock().unwrap()[0].report().to_string();
     for part in [
         "stay in the outbox",
         "routing key \"trust_a\"",
@@ -441,6 +441,7 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_clearly() {
     )
     .err()
     .expect("a missing CA file is an error")
+    .report()
     .to_string();
     assert!(
         error.contains(&missing.display().to_string()) && !error.contains(redis_secret),

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use promiscuous_core::BoxError;
 use promiscuous_core::Message;
-use promiscuous_core::publisher::BoxError;
 use promiscuous_core::subscriber::{Applied, Applier, ApplyError, DeadLetter};
 use promiscuous_core::transport::{
     Consumer, Delivery, Outgoing, QueueSpec, Transport, TransportError,

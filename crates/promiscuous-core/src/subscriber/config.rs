@@ -37,7 +37,7 @@ pub struct SubscriberConfig {
     pub batch: usize,
     pub ordering: Ordering,
     /// Recovery: how long a message waits for its dependencies before it is applied without
-    /// them (reported as [`Error::Recover`](crate::Error::Recover)); 10 s by default. A missing
+    /// them (reported as [`Error::Recovered`](crate::Error::Recovered)); 10 s by default. A missing
     /// dependency never blocks forever.
     pub dependency_timeout: Duration,
     /// How often versions that waiting messages need are looked up again (database, shared

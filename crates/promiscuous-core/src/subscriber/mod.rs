@@ -14,7 +14,7 @@ pub mod synchronizer;
 pub mod trust;
 mod versions;
 
-pub use applier::{Applied, Applier, ApplyError, DeadLetter};
+pub use applier::{Applied, Applier, ApplyError, At, DeadLetter, Failed, Rejected};
 pub use config::{Ordering, Stats, SubscriberConfig};
 pub use runtime::SubscriberRuntime;
 pub use versions::{MemoryVersions, VersionStore, Wakeups};

@@ -7,7 +7,7 @@ use super::applier::{Applied, Applier, ApplyError, DeadLetter};
 use super::config::{Ordering, Stats, SubscriberConfig};
 use super::metrics::{Metrics, Outcome, lag_since};
 use super::session::{Job, Session};
-use crate::error::Error;
+use crate::error::{Error, Report, Unapplied};
 use crate::message::Message;
 use crate::transport::{Consumer, QueueSpec, Transport, TransportError, topic_matches};
 
@@ -82,8 +82,9 @@ impl SubscriberRuntime {
             .transport
             .declare(&self.spec())
             .await
-            .map_err(|e| {
-                Error::Connection(format!("declaring queue {}: {e}", self.inner.config.app))
+            .map_err(|source| Error::DeclareQueue {
+                queue: self.inner.config.app.clone(),
+                source,
             })
     }
 
@@ -92,8 +93,9 @@ impl SubscriberRuntime {
             .transport
             .consume(&self.spec())
             .await
-            .map_err(|e| {
-                Error::Connection(format!("consuming queue {}: {e}", self.inner.config.app))
+            .map_err(|source| Error::ConsumeQueue {
+                queue: self.inner.config.app.clone(),
+                source,
             })
     }
 
@@ -148,10 +150,11 @@ impl SubscriberRuntime {
                     Err(TransportError::Closed) => break false,
                     Err(e) => {
                         self.inner.connected.send_replace(false);
-                        (config.error_notifier)(&Error::Connection(format!(
-                            "queue {}: {e}; reconnecting",
-                            config.app
-                        )));
+                        (config.error_notifier)(&Error::ConsumerLost {
+                            queue: config.app.clone(),
+                            reconnecting: true,
+                            source: e,
+                        });
                         break true;
                     }
                 }
@@ -181,10 +184,11 @@ impl SubscriberRuntime {
                 Ok(Ok(d)) => session.submit(d),
                 Ok(Err(TransportError::Closed)) => break Ok(()),
                 Ok(Err(e)) => {
-                    break Err(Error::Connection(format!(
-                        "queue {}: {e}",
-                        self.inner.config.app
-                    )));
+                    break Err(Error::ConsumerLost {
+                        queue: self.inner.config.app.clone(),
+                        reconnecting: false,
+                        source: e,
+                    });
                 }
                 Err(_) if session.is_idle() => break Ok(()),
                 Err(_) => {
@@ -219,8 +223,8 @@ impl Inner {
                 .map(|op| (op.key(), op.version))
                 .collect()
         };
-        let (error, attempts) = match &job.message {
-            Err(e) => (e.to_string(), 1),
+        let (cause, attempts) = match &job.message {
+            Err(e) => (Unapplied::Undecodable(e.clone()), 1),
             Ok(message) => {
                 let started = std::time::Instant::now();
                 let result = self.apply_with_retries(message, span).await;
@@ -230,16 +234,23 @@ impl Inner {
                     }
                     Err((e, attempts)) => {
                         self.metrics.apply_time(started.elapsed());
-                        (format!("message {}: {e}", message.id), attempts)
+                        let cause = Unapplied::Apply {
+                            message_id: message.id.clone(),
+                            source: e,
+                        };
+                        (cause, attempts)
                     }
                 }
             }
         };
         let delivery = &job.delivery;
-        self.notify(&Error::Subscriber(format!(
-            "queue {} (routing key {}): {error}; dead-lettered after {attempts} attempt(s)",
-            self.config.app, delivery.routing_key
-        )));
+        let error = Report(&cause).to_string();
+        self.notify(&Error::DeadLettered {
+            queue: self.config.app.clone(),
+            routing_key: delivery.routing_key.clone(),
+            attempts,
+            source: Box::new(cause),
+        });
         // Dead-lettered counts as processed: what depends on it must not wait, here (the
         // synchronizer), in the other workers (the shared store) and after a restart (the
         // applier records them with the letter). Nothing is known of a message that did not
@@ -268,9 +279,10 @@ impl Inner {
             Err(e) => {
                 self.metrics.outcome(Outcome::Requeued);
                 span.record("outcome", Outcome::Requeued.as_str());
-                self.notify(&Error::Subscriber(format!(
-                    "could not store a dead letter ({e}); the message is requeued"
-                )));
+                self.notify(&Error::StoreDeadLetter {
+                    queue: self.config.app.clone(),
+                    source: e.into(),
+                });
                 Processed {
                     versions: Vec::new(),
                     requeue: true,
@@ -353,11 +365,11 @@ impl Inner {
         };
         if let Err(e) = settled {
             // The effect is stored with its version, so the redelivery this causes is skipped.
-            self.notify(&Error::Connection(format!(
-                "{} on queue {}: {e}",
-                if requeue { "nack" } else { "ack" },
-                self.config.app
-            )));
+            self.notify(&Error::Settle {
+                queue: self.config.app.clone(),
+                requeue,
+                source: e,
+            });
         }
     }
 
@@ -372,10 +384,10 @@ impl Inner {
             span.record("attempt", attempt);
             match self.applier.apply(message).await {
                 Ok(a) => return Ok(a),
-                Err(e @ ApplyError::Permanent(_)) => return Err((e, attempt)),
+                Err(e) if e.is_permanent() => return Err((e, attempt)),
                 Err(e) if attempt >= self.config.max_attempts.max(1) => return Err((e, attempt)),
                 Err(e) => {
-                    tracing::warn!(message = %message.id, attempt, error = %e, "apply failed, retrying");
+                    tracing::warn!(message = %message.id, attempt, error = %Report(&e), "apply failed, retrying");
                     self.metrics.retry();
                     tokio::time::sleep(delay).await;
                     delay *= 2;
