@@ -166,9 +166,7 @@ impl Transport for Flaky {
     async fn publish(&self, messages: &[Outgoing]) -> Result<(), TransportError> {
         if self.failures.load(Ordering::SeqCst) > 0 {
             self.failures.fetch_sub(1, Ordering::SeqCst);
-            return Err(TransportError::Unavailable(
-                "connection refused (test)".into(),
-            ));
+            return Err(TransportError::unavailable("connection refused (test)"));
         }
         self.inner.publish(messages).await
     }
@@ -254,9 +252,7 @@ struct CutConsumer {
 impl Consumer for CutConsumer {
     async fn next(&mut self) -> Result<promiscuous::transport::Delivery, TransportError> {
         if self.left == 0 {
-            return Err(TransportError::Unavailable(
-                "connection reset (test)".into(),
-            ));
+            return Err(TransportError::unavailable("connection reset (test)"));
         }
         self.left -= 1;
         self.inner.next().await
@@ -270,9 +266,7 @@ impl Transport for Interrupting {
     }
     async fn consume(&self, spec: &QueueSpec) -> Result<Box<dyn Consumer>, TransportError> {
         match self.consumes.fetch_add(1, Ordering::SeqCst) {
-            1 => Err(TransportError::Unavailable(
-                "connection refused (test)".into(),
-            )),
+            1 => Err(TransportError::unavailable("connection refused (test)")),
             2 => Ok(Box::new(CutConsumer {
                 inner: self.inner.consume(spec).await?,
                 left: 5,
