@@ -266,7 +266,7 @@ impl Session {
             Some(Ok(outcomes)) if outcomes.len() == messages.len() => outcomes,
             other => {
                 if let Some(Err(e)) = other {
-                    tracing::debug!(error = %e, size = messages.len(), "batch failed, applying one by one");
+                    tracing::debug!(error = %crate::error::Report(&e), size = messages.len(), "batch failed, applying one by one");
                 }
                 for r in together {
                     self.run(r, worker).await;
