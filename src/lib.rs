@@ -19,8 +19,8 @@ pub use promiscuous_core::redis::{self, Redis, RedisConfig, RedisLease, RedisVer
 pub use promiscuous_core::subscriber::{MemoryVersions, OrderingMode, Stats};
 pub use promiscuous_core::transport::{self, InProcess, Transport};
 pub use promiscuous_core::{
-    Change, DecodeError, Dependencies, Dependency, Error, ErrorNotifier, Message, Operation,
-    OperationKind,
+    Change, DecodeError, Dependencies, Dependency, Error, ErrorKind, ErrorNotifier, Message,
+    Operation, OperationKind, Report,
 };
 pub use promiscuous_derive::{define, ephemeral, observer, publish, subscribe};
 pub use promiscuous_sea_orm::publisher::{Tracked, track_read, tracked};
@@ -49,7 +49,7 @@ pub mod pipeline {
 }
 
 /// Error type of callbacks.
-pub type BoxError = promiscuous_core::publisher::BoxError;
+pub use promiscuous_core::error::BoxError;
 
 #[doc(hidden)]
 pub mod __private {

@@ -17,7 +17,7 @@ use common::servers::{cleanup, collector, converge, rabbit, servers, unique, wri
 use common::{member, publisher_db, subscriber_db};
 use promiscuous::pipeline::tables;
 use promiscuous::transport::{Outgoing, QueueSpec, RabbitMq, TransportError};
-use promiscuous::{Publisher, Redis, RedisConfig, RedisVersions, Subscriber, Transport};
+use promiscuous::{Publisher, Redis, RedisConfig, RedisVersions, Report, Subscriber, Transport};
 use sea_orm::{
     ActiveModelTrait, DatabaseConnection, EntityTrait, PaginatorTrait, Set, TransactionTrait,
 };
@@ -141,7 +141,7 @@ async fn another_apps_credentials_cannot_publish_and_the_rows_wait_in_the_outbox
         async || !errors.lock().unwrap().is_empty(),
     )
     .await;
-    let error = errors.lock().unwrap()[0].to_string();
+    let error = errors.lock().unwrap()[0].report().to_string();
     for part in [
         "stay in the outbox",
         "routing key \"trust_a\"",
@@ -268,8 +268,11 @@ async fn messages_carry_the_publishing_user_and_the_broker_checks_it() {
     ];
     let refused = trust_b.publish(&batch).await.unwrap_err();
     assert!(
-        matches!(&refused, TransportError::Rejected(m)
-            if m.contains("routing key \"trust_a\"") && m.contains("ACCESS_REFUSED")),
+        matches!(&refused, TransportError::Rejected { .. })
+            && Report(&refused)
+                .to_string()
+                .contains("routing key \"trust_a\"")
+            && Report(&refused).to_string().contains("ACCESS_REFUSED"),
         "{refused:?}"
     );
     trust_b.publish(&[outgoing("trust_b")]).await.unwrap();
@@ -285,7 +288,8 @@ async fn messages_carry_the_publishing_user_and_the_broker_checks_it() {
         .err()
         .expect("trust_b may not use trust_a's queue");
     assert!(
-        matches!(&refused, TransportError::Rejected(m) if m.contains("ACCESS_REFUSED")),
+        matches!(&refused, TransportError::Rejected { .. })
+            && Report(&refused).to_string().contains("ACCESS_REFUSED"),
         "{refused:?}"
     );
     cleanup(&s, &name).await;
@@ -384,7 +388,10 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_clearly() {
     ] {
         let rabbit = RabbitMq::new(amqps.clone(), config(&name, ca));
         let error = rabbit.publish(&[outgoing("trust_a")]).await.unwrap_err();
-        assert!(matches!(error, TransportError::Unavailable(_)), "{error:?}");
+        assert!(
+            matches!(error, TransportError::Unavailable { .. }),
+            "{error:?}"
+        );
         refused_certificate(what, &error.to_string(), &secret);
         assert!(
             error.to_string().contains("amqps://trust_a:***@"),
@@ -441,6 +448,7 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_clearly() {
     )
     .err()
     .expect("a missing CA file is an error")
+    .report()
     .to_string();
     assert!(
         error.contains(&missing.display().to_string()) && !error.contains(redis_secret),

@@ -709,7 +709,7 @@ async fn a_missing_dependency_is_skipped_after_the_timeout_and_reported() {
     let errors = errors.lock().unwrap().clone();
     let recover: Vec<&Error> = errors
         .iter()
-        .filter(|e| matches!(e, Error::Recover(_)))
+        .filter(|e| matches!(e, Error::Recovered { .. }))
         .collect();
     assert_eq!(recover.len(), 1, "{errors:?}");
     let text = recover[0].to_string();

@@ -319,7 +319,7 @@ impl Env<'_> {
             ..RedisConfig::default()
         };
         Redis::new(url, config)
-            .map_err(|e| CliError::failed(format!("Redis at {}: {e}", redact(url))))
+            .map_err(|e| CliError::failed(format!("Redis at {}: {}", redact(url), e.report())))
     }
 
     /// The broker: the transport given to [`Cli::transport`], else RabbitMQ at `--amqp-url`,

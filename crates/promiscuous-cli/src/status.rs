@@ -1,7 +1,7 @@
 //! `status`: the subscriber queue's depth, the dead letters and, on a publisher's database, the
 //! outbox (its pending rows and the age of the oldest: the relay's lag).
 
-use promiscuous_core::now_ms;
+use promiscuous_core::{Report, now_ms};
 use promiscuous_sea_orm::subscriber::dead_letters;
 use promiscuous_sea_orm::tables::{dead_letters as dead_letter_rows, outbox};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder};
@@ -27,7 +27,7 @@ pub(crate) async fn run(env: &Env<'_>, out: &mut Out) -> Result<(), CliError> {
                  flight)"
             )),
             Ok(None) => out.line(format!("queue {app}: depth unknown ({broker} cannot tell)")),
-            Err(e) => failures.push(format!("queue {app} on {broker}: {e}")),
+            Err(e) => failures.push(format!("queue {app} on {broker}: {}", Report(&e))),
         },
     }
     match &env.connections.database_url {

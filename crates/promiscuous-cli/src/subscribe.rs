@@ -113,7 +113,7 @@ pub(crate) async fn run(
         .ordering(ordering)
         .dependency_timeout(dependency_timeout)
         .require_user_id(args.require_user_id)
-        .error_notifier(Arc::new(|e| eprintln!("promiscuous: {e}")));
+        .error_notifier(Arc::new(|e| eprintln!("promiscuous: {}", e.report())));
     for follower in env.followers() {
         subscriber = (follower.service)(subscriber);
     }
@@ -123,10 +123,12 @@ pub(crate) async fn run(
         subscriber = subscriber.versions(Arc::new(RedisVersions::new(redis, &app)));
         shared = "Redis";
     }
-    let service = subscriber
-        .build()
-        .await
-        .map_err(|e| CliError::failed(format!("starting subscriber {app} on {broker}: {e}")))?;
+    let service = subscriber.build().await.map_err(|e| {
+        CliError::failed(format!(
+            "starting subscriber {app} on {broker}: {}",
+            e.report()
+        ))
+    })?;
     let running = service.start();
     out.line(format!(
         "subscriber {app} consuming queue {app} on {broker} (prefetch {}, workers {}, {}, \
@@ -145,7 +147,7 @@ pub(crate) async fn run(
     let stats = running
         .shutdown()
         .await
-        .map_err(|e| CliError::failed(format!("stopping subscriber {app}: {e}")))?;
+        .map_err(|e| CliError::failed(format!("stopping subscriber {app}: {}", e.report())))?;
     out.line(format!(
         "stopped: {} messages ({} operations applied, {} skipped, {} ignored), {} dead-lettered, \
          {} waited for a dependency, {} recovered",

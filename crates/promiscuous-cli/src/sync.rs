@@ -398,20 +398,21 @@ pub(crate) async fn run(env: &Env<'_>, args: &PublishArgs, out: &mut Out) -> Res
     };
     let before = outbox_rows(db.clone()).await?;
     let mut publisher = Publisher::with_transport(db.clone(), transport)
-        .error_notifier(Arc::new(|e| eprintln!("promiscuous: {e}")));
+        .error_notifier(Arc::new(|e| eprintln!("promiscuous: {}", e.report())));
     if let Some(lease) = &lease {
         publisher = publisher.lease(lease.clone());
     }
     let publisher = publisher
         .start()
         .await
-        .map_err(|e| CliError::failed(format!("starting the relay: {e}")))?;
+        .map_err(|e| CliError::failed(format!("starting the relay: {}", e.report())))?;
     // `shutdown` flushes: everything committed so far is published (while the lease, if any, is
     // held), or it fails; the lease is then released.
     publisher.shutdown().await.map_err(|e| {
         CliError::failed(format!(
-            "relaying the outbox to {broker}: {e} (the rows stay in the outbox: the \
-             application's relay, or this command run again, publishes them)"
+            "relaying the outbox to {broker}: {} (the rows stay in the outbox: the \
+             application's relay, or this command run again, publishes them)",
+            e.report()
         ))
     })?;
     let after = outbox_rows(db).await?;

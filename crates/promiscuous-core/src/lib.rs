@@ -11,7 +11,7 @@ pub mod subscriber;
 mod tls;
 pub mod transport;
 
-pub use error::{Error, ErrorNotifier};
+pub use error::{BoxError, Error, ErrorKind, ErrorNotifier, Report};
 pub use message::{
     Change, DecodeError, Dependencies, Dependency, Message, Operation, OperationKind,
 };

@@ -14,8 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use promiscuous_core::BoxError;
 use promiscuous_core::message::{Dependencies, Message, Operation, OperationKind};
-use promiscuous_core::publisher::{BoxError, OutboxEntry, Relay, RelayConfig};
+use promiscuous_core::publisher::{OutboxEntry, Relay, RelayConfig};
 use promiscuous_core::subscriber::{
     Applied, Applier, ApplyError, DeadLetter, Stats, SubscriberConfig, SubscriberRuntime,
 };
@@ -172,17 +173,17 @@ impl Applier for FakeApplier {
         if let Some(gate) = &self.gate {
             gate.acquire()
                 .await
-                .map_err(|e| ApplyError::Transient(e.to_string()))?
+                .map_err(ApplyError::transient)?
                 .forget();
         }
         if self.poison.contains(&message.id) {
-            return Err(ApplyError::Permanent(format!("{} is poison", message.id)));
+            return Err(ApplyError::permanent(format!("{} is poison", message.id)));
         }
         if let Some(left) = self.flaky.lock().unwrap().get_mut(&message.id)
             && *left > 0
         {
             *left -= 1;
-            return Err(ApplyError::Transient("database busy".into()));
+            return Err(ApplyError::transient("database busy"));
         }
         let mut versions = self.versions.lock().unwrap();
         let mut applied = Applied::default();

@@ -13,6 +13,7 @@ use common::{
 use lapin::ExchangeKind;
 use lapin::options::{BasicGetOptions, ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
+use promiscuous_core::Report;
 use promiscuous_core::transport::{Transport, TransportError};
 
 #[tokio::test]
@@ -210,7 +211,7 @@ async fn unacked_deliveries_are_redelivered_after_the_consumer_is_dropped() {
         "1 was acked: not redelivered"
     );
     assert!(
-        matches!(d2.ack().await, Err(TransportError::Unavailable(_))),
+        matches!(d2.ack().await, Err(TransportError::Unavailable { .. })),
         "an ack on the old, closed channel is an error, not a silent success"
     );
     drop(consumer);
@@ -330,7 +331,8 @@ async fn declaration_conflicts_and_bad_input_are_clear_errors() {
         .await
         .err();
     match err {
-        Some(TransportError::Rejected(msg)) => {
+        Some(e @ TransportError::Rejected { .. }) => {
+            let msg = Report(&e).to_string();
             assert!(
                 msg.contains(&queue) && msg.contains("PRECONDITION_FAILED"),
                 "{msg}"
@@ -343,7 +345,7 @@ async fn declaration_conflicts_and_bad_input_are_clear_errors() {
     assert!(consumer.is_ok(), "{:?}", consumer.err());
     assert!(matches!(
         rabbit.consume(&spec(&good, &["k"], 0)).await.err(),
-        Some(TransportError::Rejected(_))
+        Some(TransportError::Rejected { .. })
     ));
 
     // The exchange exists with another type.
@@ -365,14 +367,20 @@ async fn declaration_conflicts_and_bad_input_are_clear_errors() {
     .unwrap();
     let wrong = common::rabbit(&url, &other);
     match within(10, "publish", wrong.publish(&[out("k", "x")])).await {
-        Err(TransportError::Rejected(msg)) => assert!(msg.contains(&other), "{msg}"),
+        Err(e @ TransportError::Rejected { .. }) => {
+            let msg = Report(&e).to_string();
+            assert!(msg.contains(&other), "{msg}")
+        }
         r => panic!("expected Rejected naming the exchange, got {r:?}"),
     }
     match within(10, "consume", wrong.consume(&spec(&good, &["k"], 1)))
         .await
         .err()
     {
-        Some(TransportError::Rejected(msg)) => assert!(msg.contains(&other), "{msg}"),
+        Some(e @ TransportError::Rejected { .. }) => {
+            let msg = Report(&e).to_string();
+            assert!(msg.contains(&other), "{msg}")
+        }
         r => panic!("expected Rejected naming the exchange, got {r:?}"),
     }
 
@@ -380,7 +388,7 @@ async fn declaration_conflicts_and_bad_input_are_clear_errors() {
     let long = "k".repeat(300);
     assert!(matches!(
         rabbit.publish(&[out("k", "first"), out(&long, "x")]).await,
-        Err(TransportError::Rejected(_))
+        Err(TransportError::Rejected { .. })
     ));
     within(10, "publish", rabbit.publish(&[out("k", "ok")]))
         .await

@@ -67,7 +67,7 @@ async fn nothing_is_lost_across_a_broker_restart() {
                 }
                 expected.insert(body);
             }
-            Err(TransportError::Unavailable(e)) => {
+            Err(e @ TransportError::Unavailable { .. }) => {
                 if unavailable == 0 {
                     eprintln!("first failure after {:?}: {e}", started.elapsed());
                 }
@@ -102,11 +102,11 @@ async fn nothing_is_lost_across_a_broker_restart() {
         }
     })
     .await;
-    assert!(matches!(err, TransportError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, TransportError::Unavailable { .. }), "{err:?}");
     for _ in 0..3 {
         let again = within(1, "failed consumer", old.next()).await;
         assert!(
-            matches!(again, Err(TransportError::Unavailable(_))),
+            matches!(again, Err(TransportError::Unavailable { .. })),
             "{again:?}"
         );
     }

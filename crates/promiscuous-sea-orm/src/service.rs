@@ -17,8 +17,11 @@ use tokio::task::JoinHandle;
 use crate::publisher::SeaOrmOutbox;
 use crate::subscriber::{Observed, SeaOrmApplier, Subscribed};
 
-fn db_error(what: &str, e: sea_orm::DbErr) -> Error {
-    Error::Connection(format!("{what}: {e}"))
+fn tables_error(side: &'static str) -> impl FnOnce(sea_orm::DbErr) -> Error {
+    move |e| Error::Tables {
+        side,
+        source: Arc::new(e),
+    }
 }
 
 /// Configures the publishing side of a service. The settings do not depend on the order of the
@@ -90,7 +93,7 @@ impl Publisher {
         config.check()?;
         crate::schema::setup_publisher(&self.db)
             .await
-            .map_err(|e| db_error("creating the publisher tables", e))?;
+            .map_err(tables_error("publisher"))?;
         crate::publisher::guard::install(&self.db).await?;
         let database = crate::publisher::wake::database_id(&self.db)
             .await
@@ -146,10 +149,10 @@ impl PublisherHandle {
 
     /// Outbox rows not yet confirmed by the broker.
     pub async fn pending(&self) -> Result<u64, Error> {
-        self.outbox
-            .pending()
-            .await
-            .map_err(|e| db_error("counting outbox rows", e))
+        self.outbox.pending().await.map_err(|e| Error::Database {
+            doing: "counting outbox rows",
+            source: Arc::new(e),
+        })
     }
 
     /// Stops the relay after a last flush.
@@ -164,9 +167,9 @@ impl PublisherHandle {
             let _ = stop.send(());
         }
         match self.task.take() {
-            Some(task) => task
-                .await
-                .map_err(|e| Error::Publisher(format!("the relay task failed: {e}"))),
+            Some(task) => task.await.map_err(|e| Error::RelayTask {
+                source: Arc::new(e),
+            }),
             None => Ok(()),
         }
     }
@@ -256,7 +259,7 @@ impl Subscriber {
     }
 
     /// Recovery: how long a message waits for a dependency before it is applied without it and
-    /// an [`Error::Recover`] is reported (10 s by default).
+    /// an [`Error::Recovered`] is reported (10 s by default).
     pub fn dependency_timeout(mut self, timeout: Duration) -> Self {
         self.config.dependency_timeout = timeout;
         self
@@ -312,16 +315,14 @@ impl Subscriber {
     /// yet: [`SubscriberService::start`] does.
     pub async fn build(self) -> Result<SubscriberService, Error> {
         if self.applier.endpoints().is_empty() {
-            return Err(Error::Subscriber(format!(
-                "subscriber {} follows nothing: call .subscribe::<Model>() or .observe::<Observer>() \
-                 first",
-                self.config.app
-            )));
+            return Err(Error::FollowsNothing {
+                app: self.config.app.clone(),
+            });
         }
         self.config.check()?;
         crate::schema::setup_subscriber(self.applier.db())
             .await
-            .map_err(|e| db_error("creating the subscriber tables", e))?;
+            .map_err(tables_error("subscriber"))?;
         let applier = self.applier.clone();
         let runtime = SubscriberRuntime::new(self.transport, Arc::new(self.applier), self.config);
         runtime.declare().await?;
@@ -403,11 +404,11 @@ impl SubscriberHandle {
         .await;
         match waited {
             Ok(Ok(stats)) => Ok(stats),
-            Ok(Err(_)) => Err(Error::Subscriber("the subscriber stopped".into())),
-            Err(_) => Err(Error::Subscriber(format!(
-                "timed out after {timeout:?} waiting for the subscriber (stats: {:?})",
-                self.service.stats().borrow().clone()
-            ))),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout {
+                waited: timeout,
+                stats: Box::new(self.service.stats().borrow().clone()),
+            }),
         }
     }
 
@@ -417,9 +418,9 @@ impl SubscriberHandle {
             let _ = stop.send(());
         }
         match self.task.take() {
-            Some(task) => task
-                .await
-                .map_err(|e| Error::Subscriber(format!("subscriber task failed: {e}")))?,
+            Some(task) => task.await.map_err(|e| Error::SubscriberTask {
+                source: Arc::new(e),
+            })?,
             None => Ok(self.service.stats().borrow().clone()),
         }
     }
@@ -487,7 +488,7 @@ mod tests {
                 "the lease is kept"
             );
             let seen = calls.load(AtomicOrdering::SeqCst);
-            (settings.error_notifier)(&Error::Publisher("test".into()));
+            (settings.error_notifier)(&Error::Stopped);
             assert_eq!(
                 calls.load(AtomicOrdering::SeqCst),
                 seen + 1,

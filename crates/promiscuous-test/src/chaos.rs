@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use promiscuous_core::BoxError;
 use promiscuous_core::Message;
-use promiscuous_core::publisher::BoxError;
 use promiscuous_core::subscriber::{Applied, Applier, ApplyError, DeadLetter};
 use promiscuous_core::transport::{
     Consumer, Delivery, Outgoing, QueueSpec, Transport, TransportError,
@@ -199,9 +199,7 @@ impl Consumer for ChaosConsumer {
         let delivery = self.inner.next().await?;
         if self.dice.chance(self.disconnect) {
             // The delivery is dropped unacknowledged with the consumer: redelivered later.
-            return Err(TransportError::Unavailable(
-                "connection reset (chaos)".into(),
-            ));
+            return Err(TransportError::unavailable("connection reset (chaos)"));
         }
         Ok(delivery)
     }
@@ -365,7 +363,7 @@ mod tests {
         for _ in 0..50 {
             match consumer.next().await {
                 Ok(d) => d.ack().await.unwrap(),
-                Err(TransportError::Unavailable(_)) => lost += 1,
+                Err(TransportError::Unavailable { .. }) => lost += 1,
                 Err(e) => panic!("{e}"),
             }
         }

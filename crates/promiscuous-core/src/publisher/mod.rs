@@ -9,5 +9,5 @@ mod relay;
 pub mod wake;
 
 pub use lease::Lease;
-pub use outbox::{BoxError, Outbox, OutboxEntry};
+pub use outbox::{Outbox, OutboxEntry};
 pub use relay::{Relay, RelayConfig};

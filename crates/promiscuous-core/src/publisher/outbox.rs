@@ -3,8 +3,7 @@
 
 use async_trait::async_trait;
 
-/// Errors from storage backends, kept opaque to the core.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::error::BoxError;
 
 /// One encoded message waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]

@@ -70,9 +70,7 @@ impl RelayConfig {
         } else {
             return Ok(());
         };
-        Err(Error::Publisher(format!(
-            "relay setting {zero} must be more than 0"
-        )))
+        Err(Error::RelaySetting { setting: zero })
     }
 }
 
@@ -142,7 +140,7 @@ impl Relay {
             .outbox
             .fetch(self.config.batch_size)
             .await
-            .map_err(|e| Error::Publisher(format!("reading the outbox: {e}")))?;
+            .map_err(|e| Error::ReadOutbox { source: e.into() })?;
         if entries.is_empty() {
             return Ok(0);
         }
@@ -162,19 +160,21 @@ impl Relay {
                 payload: e.payload.clone(),
             })
             .collect();
-        self.transport.publish(&outgoing).await.map_err(|e| {
-            Error::Publisher(format!(
-                "publishing {} outbox rows (they stay in the outbox): {e}",
-                entries.len()
-            ))
-        })?;
         let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
-        self.outbox.remove(&ids).await.map_err(|e| {
-            Error::Publisher(format!(
-                "removing {} confirmed rows from the outbox (they will be published again): {e}",
-                ids.len()
-            ))
-        })?;
+        self.transport
+            .publish(&outgoing)
+            .await
+            .map_err(|source| Error::Publish {
+                ids: ids.clone(),
+                source,
+            })?;
+        self.outbox
+            .remove(&ids)
+            .await
+            .map_err(|e| Error::RemoveOutbox {
+                ids: ids.clone(),
+                source: e.into(),
+            })?;
         tracing::debug!(rows = ids.len(), "relay published");
         Ok(ids.len())
     }
@@ -271,7 +271,8 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publisher::{BoxError, OutboxEntry};
+    use crate::error::BoxError;
+    use crate::publisher::OutboxEntry;
     use crate::transport::InProcess;
     use async_trait::async_trait;
 

@@ -7,7 +7,7 @@
 //!
 //! TLS: a `rediss://` URL connects with rustls, verifying the server's certificate with the
 //! system's root certificates, or with [`RedisConfig::tls_ca`] only when set. A failed handshake
-//! is a [`Error::Connection`] saying why (e.g. "the server's certificate is not signed by a
+//! is an [`Error::RedisTls`] saying why (e.g. "the server's certificate is not signed by a
 //! trusted CA"), with the URL but never its password.
 
 mod lease;
@@ -69,8 +69,10 @@ impl Redis {
         let tls = tls::wants_tls(url, "rediss");
         let client = match &config.tls_ca {
             Some(path) if tls => {
-                let pem = tls::read_ca(path)
-                    .map_err(|e| Error::Connection(format!("redis {}: {e}", redact_url(url))))?;
+                let pem = tls::read_ca(path).map_err(|e| Error::RedisClient {
+                    server: redact_url(url),
+                    source: crate::error::source(e),
+                })?;
                 let certificates = redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(pem.into_bytes()),
@@ -79,13 +81,19 @@ impl Redis {
             }
             _ => redis::Client::open(url),
         }
-        .map_err(|e| Error::Connection(format!("redis URL {:?}: {e}", redact_url(url))))?;
+        .map_err(|e| Error::RedisUrl {
+            server: redact_url(url),
+            source: Arc::new(e),
+        })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.response_timeout))
             .set_connection_timeout(Some(config.connection_timeout))
             .set_number_of_retries(2);
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(|e| Error::Connection(format!("redis {:?}: {e}", redact_url(url))))?;
+            .map_err(|e| Error::RedisClient {
+                server: redact_url(url),
+                source: Arc::new(e),
+            })?;
         Ok(Self {
             client,
             manager,
@@ -128,17 +136,24 @@ impl Redis {
 
     fn track<T>(&self, r: redis::RedisResult<T>, what: &str) -> Result<T, Error> {
         self.healthy.store(r.is_ok(), Ordering::Relaxed);
-        r.map_err(|e| self.error(what, &e))
+        r.map_err(|e| self.error(what, e))
     }
 
-    /// A failed request as an [`Error::Connection`]; a failed TLS handshake says why.
-    fn error(&self, what: &str, e: &redis::RedisError) -> Error {
+    /// A failed request as an [`Error::Redis`]; a failed TLS handshake says why
+    /// ([`Error::RedisTls`]).
+    fn error(&self, what: &str, e: redis::RedisError) -> Error {
         let text = e.to_string();
         match (&self.tls_url, tls::failure(&text)) {
-            (Some(url), Some(reason)) => Error::Connection(format!(
-                "redis {what}: TLS handshake with {url} failed: {reason} ({text})"
-            )),
-            _ => Error::Connection(format!("redis {what}: {text}")),
+            (Some(url), Some(reason)) => Error::RedisTls {
+                command: what.to_string(),
+                server: url.to_string(),
+                reason: reason.to_string(),
+                source: Arc::new(e),
+            },
+            _ => Error::Redis {
+                command: what.to_string(),
+                source: Arc::new(e),
+            },
         }
     }
 }

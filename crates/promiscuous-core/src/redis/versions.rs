@@ -57,11 +57,11 @@ impl RedisVersions {
             .client
             .get_async_pubsub()
             .await
-            .map_err(|e| self.redis.error("pub/sub", &e))?;
+            .map_err(|e| self.redis.error("pub/sub", e))?;
         pubsub
             .subscribe(self.channel())
             .await
-            .map_err(|e| self.redis.error("SUBSCRIBE", &e))?;
+            .map_err(|e| self.redis.error("SUBSCRIBE", e))?;
         Ok(pubsub.into_on_message().filter_map(|msg| {
             let parsed = || {
                 let payload: String = msg.get_payload().ok()?;

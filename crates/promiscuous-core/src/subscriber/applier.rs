@@ -4,19 +4,107 @@
 
 use async_trait::async_trait;
 
-use crate::message::Message;
-use crate::publisher::BoxError;
+use crate::error::{BoxError, Source};
+use crate::message::{Message, Operation, OperationKind};
 
-/// Why a message could not be applied.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// Why a message could not be applied: permanently (retrying cannot help, it goes to the
+/// dead-letter store at once) or transiently (it is retried). Its `Display` is the one of the
+/// inner error, which names the operation; the underlying error is the source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApplyError {
-    /// The message itself is wrong (unknown type, missing or mistyped attribute): retrying
-    /// cannot help, it goes to the dead-letter store at once.
-    #[error("{0}")]
-    Permanent(String),
+    /// The message itself is wrong (missing or mistyped attribute, ...): dead-lettered at once.
+    #[error(transparent)]
+    Permanent(Rejected),
     /// The database or a callback failed: the message is retried.
-    #[error("{0}")]
-    Transient(String),
+    #[error(transparent)]
+    Transient(Failed),
+}
+
+impl ApplyError {
+    /// A permanent failure of an applier of the application's own, for `error`.
+    pub fn permanent(error: impl Into<BoxError>) -> Self {
+        Self::Permanent(Rejected::Other(crate::error::source(error)))
+    }
+
+    /// A transient failure of an applier of the application's own, for `error`.
+    pub fn transient(error: impl Into<BoxError>) -> Self {
+        Self::Transient(Failed::Other(crate::error::source(error)))
+    }
+
+    /// Whether retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent(_))
+    }
+}
+
+/// An operation of a message, as errors name it: `create crowdtap/user/10 v3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    pub operation: OperationKind,
+    /// The instance key (`endpoint/id`).
+    pub key: String,
+    pub version: u64,
+}
+
+impl At {
+    pub fn of(op: &Operation) -> Self {
+        Self {
+            operation: op.operation,
+            key: op.key(),
+            version: op.version,
+        }
+    }
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} v{}", self.operation, self.key, self.version)
+    }
+}
+
+/// Why a message is refused for good.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejected {
+    /// A create or update without attributes.
+    #[error("{at}: no attributes")]
+    NoAttributes { at: At },
+    /// An attribute is missing or has the wrong type (the source names it).
+    #[error("{at}")]
+    Attribute { at: At, source: Source },
+    /// Any other reason, from an applier of the application's own.
+    #[error(transparent)]
+    Other(Source),
+}
+
+/// Why applying a message failed this time.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failed {
+    /// A database request for the operation `at` failed (`doing` says which).
+    #[error("{at}: {doing}")]
+    Database {
+        at: At,
+        doing: &'static str,
+        source: Source,
+    },
+    /// A database request for the whole message (transaction, ignored versions) failed.
+    #[error("{doing}")]
+    Transaction { doing: &'static str, source: Source },
+    /// The application's callback `callback` (`after_create`, ...) of `follower` ("the model
+    /// following", "the observer of") for the endpoint `endpoint` failed.
+    #[error("{at}: callback {callback} of {follower} {endpoint} failed")]
+    Callback {
+        at: At,
+        callback: &'static str,
+        follower: &'static str,
+        endpoint: &'static str,
+        source: Source,
+    },
+    /// Any other reason, from an applier of the application's own.
+    #[error(transparent)]
+    Other(Source),
 }
 
 /// What applying a message did.

@@ -51,7 +51,7 @@ pub struct SubscriberConfig {
     /// Causal (the default) or none at all (see [`OrderingMode`]).
     pub ordering: OrderingMode,
     /// Recovery: how long a message waits for its dependencies before it is applied without
-    /// them (reported as [`Error::Recover`](crate::Error::Recover)); 10 s by default. A missing
+    /// them (reported as [`Error::Recovered`](crate::Error::Recovered)); 10 s by default. A missing
     /// dependency never blocks forever.
     pub dependency_timeout: Duration,
     /// How often versions that waiting messages need are looked up again (database, shared
@@ -102,10 +102,12 @@ impl SubscriberConfig {
             ("max_attempts", self.max_attempts as usize),
         ];
         match counts.iter().find(|(_, n)| *n == 0) {
-            Some((name, _)) => Err(Error::Subscriber(format!(
-                "subscriber {}: {name} must be at least 1",
-                self.app
-            ))),
+            Some(&(setting, value)) => Err(Error::Setting {
+                app: self.app.clone(),
+                setting,
+                value: value as u64,
+                rule: "must be at least 1",
+            }),
             None => Ok(()),
         }
     }

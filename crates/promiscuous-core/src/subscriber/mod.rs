@@ -20,7 +20,7 @@ pub mod synchronizer;
 pub mod trust;
 mod versions;
 
-pub use applier::{Applied, Applier, ApplyError, DeadLetter};
+pub use applier::{Applied, Applier, ApplyError, At, DeadLetter, Failed, Rejected};
 pub use config::{
     MAX_RECONNECT_DELAY, MAX_RETRY_DELAY, MIN_RECHECK_INTERVAL, OrderingMode, Stats,
     SubscriberConfig,

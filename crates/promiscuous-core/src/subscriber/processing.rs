@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::applier::{Applied, Applier, ApplyError, DeadLetter};
 use super::config::{MAX_RETRY_DELAY, OrderingMode, Stats, SubscriberConfig};
 use super::metrics::{Metrics, Outcome, lag_since};
-use crate::error::Error;
+use crate::error::{Error, Report, Unapplied};
 use crate::message::{DecodeError, Message};
 use crate::transport::{Delivery, Transport, topic_matches};
 
@@ -83,8 +83,8 @@ impl Shared {
                 .map(|op| (op.key(), op.version))
                 .collect()
         };
-        let (error, attempts) = match &job.message {
-            Err(e) => (e.to_string(), 1),
+        let (cause, attempts) = match &job.message {
+            Err(e) => (Unapplied::Undecodable(e.clone()), 1),
             Ok(message) => {
                 let started = std::time::Instant::now();
                 let result = self.apply_with_retries(message, span).await;
@@ -94,16 +94,23 @@ impl Shared {
                     }
                     Err((e, attempts)) => {
                         self.metrics.apply_time(started.elapsed());
-                        (format!("message {}: {e}", message.id), attempts)
+                        let cause = Unapplied::Apply {
+                            message_id: message.id.clone(),
+                            source: e,
+                        };
+                        (cause, attempts)
                     }
                 }
             }
         };
         let delivery = &job.delivery;
-        self.notify(&Error::Subscriber(format!(
-            "queue {} (routing key {}): {error}; dead-lettered after {attempts} attempt(s)",
-            self.config.app, delivery.routing_key
-        )));
+        let error = Report(&cause).to_string();
+        self.notify(&Error::DeadLettered {
+            queue: self.config.app.clone(),
+            routing_key: delivery.routing_key.clone(),
+            attempts,
+            source: Box::new(cause),
+        });
         // Dead-lettered counts as processed: what depends on it must not wait, here (the
         // synchronizer), in the other workers (the shared store) and after a restart (the
         // applier records them with the letter). Nothing is known of a message that did not
@@ -132,9 +139,10 @@ impl Shared {
             Err(e) => {
                 self.metrics.outcome(Outcome::Requeued);
                 span.record("outcome", Outcome::Requeued.as_str());
-                self.notify(&Error::Subscriber(format!(
-                    "could not store a dead letter ({e}); the message is requeued"
-                )));
+                self.notify(&Error::StoreDeadLetter {
+                    queue: self.config.app.clone(),
+                    source: e.into(),
+                });
                 Processed {
                     versions: Vec::new(),
                     requeue: true,
@@ -217,11 +225,11 @@ impl Shared {
         };
         if let Err(e) = settled {
             // The effect is stored with its version, so the redelivery this causes is skipped.
-            self.notify(&Error::Connection(format!(
-                "{} on queue {}: {e}",
-                if requeue { "nack" } else { "ack" },
-                self.config.app
-            )));
+            self.notify(&Error::Settle {
+                queue: self.config.app.clone(),
+                requeue,
+                source: e,
+            });
         }
     }
 
@@ -236,10 +244,10 @@ impl Shared {
             span.record("attempt", attempt);
             match self.applier.apply(message).await {
                 Ok(a) => return Ok(a),
-                Err(e @ ApplyError::Permanent(_)) => return Err((e, attempt)),
+                Err(e) if e.is_permanent() => return Err((e, attempt)),
                 Err(e) if attempt >= self.config.max_attempts => return Err((e, attempt)),
                 Err(e) => {
-                    tracing::warn!(message = %message.id, attempt, error = %e, "apply failed, retrying");
+                    tracing::warn!(message = %message.id, attempt, error = %Report(&e), "apply failed, retrying");
                     self.metrics.retry();
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_RETRY_DELAY);

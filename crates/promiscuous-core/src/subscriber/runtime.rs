@@ -60,8 +60,9 @@ impl SubscriberRuntime {
             .transport
             .declare(&self.spec())
             .await
-            .map_err(|e| {
-                Error::Connection(format!("declaring queue {}: {e}", self.inner.config.app))
+            .map_err(|source| Error::DeclareQueue {
+                queue: self.inner.config.app.clone(),
+                source,
             })
     }
 
@@ -70,8 +71,9 @@ impl SubscriberRuntime {
             .transport
             .consume(&self.spec())
             .await
-            .map_err(|e| {
-                Error::Connection(format!("consuming queue {}: {e}", self.inner.config.app))
+            .map_err(|source| Error::ConsumeQueue {
+                queue: self.inner.config.app.clone(),
+                source,
             })
     }
 
@@ -126,10 +128,11 @@ impl SubscriberRuntime {
                     Err(TransportError::Closed) => break false,
                     Err(e) => {
                         self.inner.connected.send_replace(false);
-                        (config.error_notifier)(&Error::Connection(format!(
-                            "queue {}: {e}; reconnecting",
-                            config.app
-                        )));
+                        (config.error_notifier)(&Error::ConsumerLost {
+                            queue: config.app.clone(),
+                            reconnecting: true,
+                            source: e,
+                        });
                         break true;
                     }
                 }
@@ -160,10 +163,11 @@ impl SubscriberRuntime {
                 Ok(Ok(d)) => session.submit(d),
                 Ok(Err(TransportError::Closed)) => break Ok(()),
                 Ok(Err(e)) => {
-                    break Err(Error::Connection(format!(
-                        "queue {}: {e}",
-                        self.inner.config.app
-                    )));
+                    break Err(Error::ConsumerLost {
+                        queue: self.inner.config.app.clone(),
+                        reconnecting: false,
+                        source: e,
+                    });
                 }
                 Err(_) if session.is_idle() => break Ok(()),
                 Err(_) => {

@@ -214,10 +214,10 @@ impl Session {
                 (Err(e), _) => {
                     session.lookup_failed(
                         &keys,
-                        Error::Subscriber(format!(
-                            "queue {}: looking up applied versions in the database: {e}",
-                            inner.config.app
-                        )),
+                        Error::VersionLookup {
+                            queue: inner.config.app.clone(),
+                            source: e.into(),
+                        },
                     );
                     return;
                 }
@@ -282,7 +282,7 @@ impl Session {
             Some(Ok(outcomes)) if outcomes.len() == messages.len() => outcomes,
             other => {
                 if let Some(Err(e)) = other {
-                    tracing::debug!(error = %e, size = messages.len(), "batch failed, applying one by one");
+                    tracing::debug!(error = %crate::error::Report(&e), size = messages.len(), "batch failed, applying one by one");
                 }
                 for r in together {
                     self.run(r, worker).await;
@@ -332,18 +332,15 @@ impl Session {
         if !skipped.is_empty()
             && let Ok(message) = &job.message
         {
-            let missing: Vec<String> = skipped.iter().map(|(k, v)| format!("{k} v{v}")).collect();
             self.inner.metrics.outcome(Outcome::Recovered);
             span.record("recovered", true);
             self.inner.stats.send_modify(|s| s.recovered += 1);
-            self.notify(&Error::Recover(format!(
-                "queue {}: message {} is applied without {} (not processed within {:?}; \
-                 recovery)",
-                self.inner.config.app,
-                message.id,
-                missing.join(", "),
-                self.inner.config.dependency_timeout
-            )));
+            self.notify(&Error::Recovered {
+                queue: self.inner.config.app.clone(),
+                message_id: message.id.clone(),
+                missing: skipped.clone(),
+                waited: self.inner.config.dependency_timeout,
+            });
         }
         tracing::trace!(worker, waited = ?waited, "runner takes a message");
         let processed = self.inner.process(&job, span).await;
@@ -428,11 +425,9 @@ impl Session {
                         let released = self.sync().learn(&[raise], false);
                         self.dispatch(released);
                     }
-                    self.notify(&Error::Connection(format!(
-                        "queue {}: wake-ups from the shared version store were interrupted; \
-                         subscribing again",
-                        self.inner.config.app
-                    )));
+                    self.notify(&Error::WakeUpsInterrupted {
+                        queue: self.inner.config.app.clone(),
+                    });
                 }
                 Err(e) => self.notify(&e),
             }
@@ -471,10 +466,10 @@ impl Running {
             if let Err(e) = runner.await
                 && e.is_panic()
             {
-                session.notify(&Error::Subscriber(format!(
-                    "queue {}: a runner panicked: {e}",
-                    session.inner.config.app
-                )));
+                session.notify(&Error::RunnerPanicked {
+                    queue: session.inner.config.app.clone(),
+                    source: std::sync::Arc::new(e),
+                });
             }
         }
     }

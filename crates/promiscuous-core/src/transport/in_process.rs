@@ -131,7 +131,7 @@ impl Transport for InProcess {
         let st = self.inner.lock();
         match st.queues.get(queue) {
             Some(q) => Ok(Some(q.ready.len() as u64)),
-            None => Err(TransportError::Rejected(format!(
+            None => Err(TransportError::rejected(format!(
                 "queue {queue:?} does not exist (no subscriber declared it on this broker)"
             ))),
         }
@@ -139,7 +139,7 @@ impl Transport for InProcess {
 
     async fn consume(&self, spec: &QueueSpec) -> Result<Box<dyn Consumer>, TransportError> {
         if spec.prefetch == 0 {
-            return Err(TransportError::Rejected(format!(
+            return Err(TransportError::rejected(format!(
                 "queue {}: prefetch must be at least 1",
                 spec.queue
             )));

@@ -14,18 +14,76 @@ pub mod rabbitmq;
 
 use async_trait::async_trait;
 
+use crate::error::{BoxError, Source};
+
 pub use in_process::InProcess;
 pub use rabbitmq::{RabbitMq, RabbitMqConfig};
 
-/// What a transport failed at, with context.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// What a transport failed at: `context` says what it was doing (the server, exchange, queue
+/// or routing key), the underlying error (the AMQP client's, when there is one) is the source
+/// and is not repeated in `context`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
-    #[error("broker unavailable: {0}")]
-    Unavailable(String),
-    #[error("broker refused the message: {0}")]
-    Rejected(String),
+    /// The broker could not be reached, or the connection or channel failed, or it did not
+    /// answer in time: trying again later may succeed.
+    #[error("broker unavailable: {context}")]
+    Unavailable {
+        context: String,
+        source: Option<Source>,
+    },
+    /// The broker (or the transport) refused the request: retrying it will not help.
+    #[error("broker refused the message: {context}")]
+    Rejected {
+        context: String,
+        source: Option<Source>,
+    },
+    /// The consumer was closed.
     #[error("consumer closed")]
     Closed,
+}
+
+impl TransportError {
+    /// [`TransportError::Unavailable`] for `context`, without a source.
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// [`TransportError::Rejected`] for `context`, without a source.
+    pub fn rejected(context: impl Into<String>) -> Self {
+        Self::Rejected {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// This error with `error` as its source.
+    pub fn because(mut self, error: impl Into<BoxError>) -> Self {
+        if let Self::Unavailable { source, .. } | Self::Rejected { source, .. } = &mut self {
+            *source = Some(crate::error::source(error));
+        }
+        self
+    }
+
+    /// What the transport was doing; `None` for [`TransportError::Closed`].
+    pub fn context(&self) -> Option<&str> {
+        match self {
+            Self::Unavailable { context, .. } | Self::Rejected { context, .. } => Some(context),
+            Self::Closed => None,
+        }
+    }
+}
+
+/// Equal when of the same kind with the same context; sources are not compared (they need not
+/// be comparable).
+impl PartialEq for TransportError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.context() == other.context()
+    }
 }
 
 /// A message the relay hands to the transport.
@@ -137,7 +195,30 @@ pub fn topic_matches(pattern: &str, key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::topic_matches;
+    use std::error::Error as _;
+
+    use super::{TransportError, topic_matches};
+
+    #[test]
+    fn the_cause_is_a_source_not_part_of_the_context() {
+        let e = TransportError::unavailable("connecting to amqp://u:***@host/ to publish")
+            .because(std::io::Error::other("connection refused"));
+        assert_eq!(
+            e.to_string(),
+            "broker unavailable: connecting to amqp://u:***@host/ to publish"
+        );
+        assert_eq!(e.source().unwrap().to_string(), "connection refused");
+        assert_eq!(
+            e.context(),
+            Some("connecting to amqp://u:***@host/ to publish")
+        );
+        assert!(TransportError::Closed.source().is_none());
+        assert_eq!(
+            TransportError::rejected("x").because(std::io::Error::other("a")),
+            TransportError::rejected("x"),
+            "sources are not compared"
+        );
+    }
 
     #[test]
     fn topic_patterns() {

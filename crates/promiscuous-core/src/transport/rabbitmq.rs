@@ -255,14 +255,16 @@ impl Inner {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
         let url = redact(&self.url);
         let failed = |why: String| {
-            TransportError::Unavailable(format!("connecting to {url} to {role}: {why}"))
+            TransportError::unavailable(format!("connecting to {url} to {role}: {why}"))
         };
         // Not `failed`: a URL that does not parse may not be redacted either.
         let uri = self.uri.clone().map_err(|e| {
-            TransportError::Unavailable(format!("the AMQP URL (to {role}) does not parse: {e}"))
+            TransportError::unavailable(format!("the AMQP URL (to {role}) does not parse: {e}"))
         })?;
         let tls_config = self.tls_config().map_err(failed)?;
-        let runtime = lapin::runtime::default_runtime().map_err(|e| failed(e.to_string()))?;
+        let runtime = lapin::runtime::default_runtime().map_err(|e| {
+            TransportError::unavailable(format!("connecting to {url} to {role}")).because(e)
+        })?;
         match tokio::time::timeout(
             self.config.connect_timeout,
             Connection::connect_uri_with_config(uri, properties, tls_config, runtime),
@@ -271,15 +273,15 @@ impl Inner {
         {
             Ok(Ok(connection)) => Ok(connection),
             Ok(Err(e)) => {
-                let text = e.to_string();
-                Err(TransportError::Unavailable(match tls::failure(&text) {
+                let context = match tls::failure(&e.to_string()) {
                     Some(reason) if self.tls => {
-                        format!("TLS handshake with {url} (to {role}) failed: {reason} ({text})")
+                        format!("TLS handshake with {url} (to {role}) failed: {reason}")
                     }
-                    _ => format!("connecting to {url} to {role}: {text}"),
-                }))
+                    _ => format!("connecting to {url} to {role}"),
+                };
+                Err(TransportError::unavailable(context).because(e))
             }
-            Err(_) => Err(TransportError::Unavailable(format!(
+            Err(_) => Err(TransportError::unavailable(format!(
                 "connecting to {url} to {role}: no answer within {:?}",
                 self.config.connect_timeout
             ))),
@@ -295,7 +297,7 @@ impl Inner {
         match tokio::time::timeout(self.config.operation_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(amqp_error(&what(), &e)),
-            Err(_) => Err(TransportError::Unavailable(format!(
+            Err(_) => Err(TransportError::unavailable(format!(
                 "{}: no answer from the broker within {:?}",
                 what(),
                 self.config.operation_timeout
@@ -386,8 +388,8 @@ impl Inner {
                 Ok(Confirmation::Ack(_)) => {}
                 Ok(Confirmation::Nack(_)) => nacked.push(routing_key.as_str()),
                 Ok(Confirmation::NotRequested) => {
-                    return Err(Failure::Broken(TransportError::Unavailable(
-                        "the publishing channel is not in confirm mode".into(),
+                    return Err(Failure::Broken(TransportError::unavailable(
+                        "the publishing channel is not in confirm mode",
                     )));
                 }
                 // The first message without a confirm is the one the broker refused, if it
@@ -404,7 +406,7 @@ impl Inner {
         if nacked.is_empty() {
             Ok(())
         } else {
-            Err(Failure::Nacked(TransportError::Rejected(format!(
+            Err(Failure::Nacked(TransportError::rejected(format!(
                 "exchange {:?}: the broker nacked {} of {} messages (keys {nacked:?})",
                 exchange.as_str(),
                 nacked.len(),
@@ -557,7 +559,7 @@ impl Transport for RabbitMq {
         )
         .await
         .unwrap_or_else(|_| {
-            Err(Failure::Broken(TransportError::Unavailable(format!(
+            Err(Failure::Broken(TransportError::unavailable(format!(
                 "exchange {:?}: {} messages not confirmed within {:?}",
                 inner.config.exchange,
                 batch.len(),
@@ -584,7 +586,7 @@ impl Transport for RabbitMq {
 
     async fn consume(&self, spec: &QueueSpec) -> Result<Box<dyn Consumer>, TransportError> {
         if spec.prefetch == 0 {
-            return Err(TransportError::Rejected(format!(
+            return Err(TransportError::rejected(format!(
                 "queue {:?}: prefetch must be at least 1",
                 spec.queue
             )));
@@ -663,7 +665,7 @@ impl RabbitMqConsumer {
     fn fail(&mut self, reason: String) -> TransportError {
         self.live = None;
         self.failed = Some(reason.clone());
-        TransportError::Unavailable(reason)
+        TransportError::unavailable(reason)
     }
 }
 
@@ -676,7 +678,7 @@ impl Consumer for RabbitMqConsumer {
                     .failed
                     .clone()
                     .unwrap_or_else(|| format!("queue {:?}: the consumer has stopped", self.queue));
-                return Err(TransportError::Unavailable(reason));
+                return Err(TransportError::unavailable(reason));
             };
             match consumer.next().await {
                 Some(Ok(delivery)) => {
@@ -735,16 +737,17 @@ impl RabbitMqAcker {
             Ok(Ok(true)) => Ok(()),
             // Already acked or nacked through this acker: nothing left to do.
             Ok(Ok(false)) if !self.acker.poisoned() => Ok(()),
-            Ok(Ok(false)) => Err(TransportError::Unavailable(format!(
+            Ok(Ok(false)) => Err(TransportError::unavailable(format!(
                 "queue {:?}: {what} not sent, the channel closed first (the broker redelivers \
                  the message)",
                 self.queue
             ))),
-            Ok(Err(e)) => Err(TransportError::Unavailable(format!(
-                "queue {:?}: {what}: {e}",
+            Ok(Err(e)) => Err(TransportError::unavailable(format!(
+                "queue {:?}: {what}",
                 self.queue
-            ))),
-            Err(_) => Err(TransportError::Unavailable(format!(
+            ))
+            .because(e)),
+            Err(_) => Err(TransportError::unavailable(format!(
                 "queue {:?}: {what} not sent within {:?}",
                 self.queue, self.timeout
             ))),
@@ -771,7 +774,7 @@ impl Acker for RabbitMqAcker {
 /// AMQP strings are at most 255 bytes; lapin panics on longer ones, so check first.
 fn short(what: &str, value: &str) -> Result<ShortString, TransportError> {
     ShortString::try_new(value).map_err(|e| {
-        TransportError::Rejected(format!(
+        TransportError::rejected(format!(
             "{what} {:?}…: {e}",
             value.chars().take(40).collect::<String>()
         ))
@@ -791,11 +794,12 @@ fn refusal(
     let (exchange, key) = (exchange.as_str(), routing_key.as_str());
     match error.kind() {
         lapin::ErrorKind::ProtocolError(e) if error.is_amqp_soft_error() => {
-            TransportError::Rejected(format!(
+            TransportError::rejected(format!(
                 "exchange {exchange:?}, routing key {key:?}: {} (the broker closed the \
                  publishing channel)",
                 e.get_message()
             ))
+            .because(error.clone())
         }
         _ => amqp_error(
             &format!("{what} to exchange {exchange:?} with routing key {key:?}"),
@@ -808,11 +812,12 @@ fn refusal(
 /// retrying will not help) is `Rejected`; anything else (I/O, closed connection or channel) is
 /// `Unavailable`.
 fn amqp_error(context: &str, error: &lapin::Error) -> TransportError {
-    if error.is_amqp_soft_error() {
-        TransportError::Rejected(format!("{context}: {error}"))
+    let failed = if error.is_amqp_soft_error() {
+        TransportError::rejected(context)
     } else {
-        TransportError::Unavailable(format!("{context}: {error}"))
-    }
+        TransportError::unavailable(context)
+    };
+    failed.because(error.clone())
 }
 
 use crate::error::redact_url as redact;
@@ -875,7 +880,7 @@ mod tests {
     fn overlong_names_are_errors_not_panics() {
         assert!(matches!(
             short("routing key", &"k".repeat(256)),
-            Err(TransportError::Rejected(_))
+            Err(TransportError::Rejected { .. })
         ));
         assert!(short("routing key", &"k".repeat(255)).is_ok());
     }
@@ -918,7 +923,8 @@ mod tests {
             payload: b"{}".to_vec(),
         };
         let err = rabbit.publish(&[out]).await.unwrap_err();
-        let TransportError::Unavailable(msg) = err else {
+        let msg = crate::error::Report(&err).to_string();
+        let TransportError::Unavailable { .. } = err else {
             panic!("expected Unavailable, got {err:?}")
         };
         assert!(
@@ -933,7 +939,7 @@ mod tests {
         };
         assert!(matches!(
             rabbit.consume(&spec).await.err(),
-            Some(TransportError::Unavailable(_))
+            Some(TransportError::Unavailable { .. })
         ));
         assert!(rabbit.publish(&[]).await.is_ok(), "nothing to publish");
     }

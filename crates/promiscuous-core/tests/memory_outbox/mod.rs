@@ -3,7 +3,8 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use promiscuous_core::publisher::{BoxError, Outbox, OutboxEntry};
+use promiscuous_core::BoxError;
+use promiscuous_core::publisher::{Outbox, OutboxEntry};
 
 #[derive(Default)]
 pub struct MemoryOutbox {

@@ -105,10 +105,9 @@ pub async fn install<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, Error> {
     if !supported(db) {
         return Ok(Vec::new());
     }
-    let failed = |table: &str, e: DbErr| {
-        Error::Publisher(format!(
-            "installing the write guard on published table {table}: {e}"
-        ))
+    let failed = |table: &str, e: DbErr| Error::Guard {
+        table: table.to_string(),
+        source: std::sync::Arc::new(e),
     };
     create_permits(db).await.map_err(|e| failed(PERMITS, e))?;
     let mut tables: Vec<&'static str> = inventory::iter::<PublishedEntity>

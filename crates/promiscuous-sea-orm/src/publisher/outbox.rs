@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use promiscuous_core::publisher::{BoxError, Outbox, OutboxEntry};
+use promiscuous_core::BoxError;
+use promiscuous_core::publisher::{Outbox, OutboxEntry};
 use promiscuous_core::{Dependency, Message, Operation};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,

@@ -7,8 +7,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use promiscuous_core::publisher::BoxError;
-use promiscuous_core::subscriber::{Applied, Applier, ApplyError, DeadLetter};
+use promiscuous_core::BoxError;
+use promiscuous_core::subscriber::{
+    Applied, Applier, ApplyError, At, DeadLetter, Failed, Rejected,
+};
 use promiscuous_core::{Message, Operation, OperationKind};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, UnionType};
 use sea_orm::{
@@ -267,22 +269,29 @@ async fn claim(txn: &DatabaseTransaction, op: &Operation) -> Result<bool, ApplyE
     Ok(rows > 0)
 }
 
-fn db_error(op: &Operation, doing: &str, e: DbErr) -> ApplyError {
-    ApplyError::Transient(format!(
-        "{} {} v{}: {doing}: {e}",
-        op.operation,
-        op.key(),
-        op.version
-    ))
+fn db_error(op: &Operation, doing: &'static str, e: DbErr) -> ApplyError {
+    ApplyError::Transient(Failed::Database {
+        at: At::of(op),
+        doing,
+        source: Arc::new(e),
+    })
+}
+
+/// A failed request for the whole message (its transaction, its ignored versions).
+fn txn_error(doing: &'static str) -> impl FnOnce(DbErr) -> ApplyError {
+    move |e| {
+        ApplyError::Transient(Failed::Transaction {
+            doing,
+            source: Arc::new(e),
+        })
+    }
 }
 
 fn attribute_error(op: &Operation, e: AttributeError) -> ApplyError {
-    ApplyError::Permanent(format!(
-        "{} {} v{}: {e}",
-        op.operation,
-        op.key(),
-        op.version
-    ))
+    ApplyError::Permanent(Rejected::Attribute {
+        at: At::of(op),
+        source: Arc::new(e),
+    })
 }
 
 #[async_trait]
@@ -306,7 +315,7 @@ impl Applier for SeaOrmApplier {
                 .collect();
             record_processed(&self.db, &versions)
                 .await
-                .map_err(|e| ApplyError::Transient(format!("recording ignored versions: {e}")))?;
+                .map_err(txn_error("recording ignored versions"))?;
             return Ok(Applied {
                 ignored: versions.len(),
                 ..Applied::default()
@@ -316,15 +325,13 @@ impl Applier for SeaOrmApplier {
             .db
             .begin()
             .await
-            .map_err(|e| ApplyError::Transient(format!("beginning a transaction: {e}")))?;
+            .map_err(txn_error("beginning a transaction"))?;
         let mut ignored = Vec::new();
         let outcome = self.apply_in(&txn, message, &mut ignored).await?;
         record_processed(&txn, &ignored)
             .await
-            .map_err(|e| ApplyError::Transient(format!("recording ignored versions: {e}")))?;
-        txn.commit()
-            .await
-            .map_err(|e| ApplyError::Transient(format!("committing: {e}")))?;
+            .map_err(txn_error("recording ignored versions"))?;
+        txn.commit().await.map_err(txn_error("committing"))?;
         Ok(outcome)
     }
 
@@ -335,21 +342,20 @@ impl Applier for SeaOrmApplier {
     async fn apply_batch(&self, messages: &[&Message]) -> Option<Result<Vec<Applied>, ApplyError>> {
         Some(
             async {
-                let txn =
-                    self.db.begin().await.map_err(|e| {
-                        ApplyError::Transient(format!("beginning a transaction: {e}"))
-                    })?;
+                let txn = self
+                    .db
+                    .begin()
+                    .await
+                    .map_err(txn_error("beginning a transaction"))?;
                 let mut outcomes = Vec::with_capacity(messages.len());
                 let mut ignored = Vec::new();
                 for message in messages {
                     outcomes.push(self.apply_in(&txn, message, &mut ignored).await?);
                 }
-                record_processed(&txn, &ignored).await.map_err(|e| {
-                    ApplyError::Transient(format!("recording ignored versions: {e}"))
-                })?;
-                txn.commit()
+                record_processed(&txn, &ignored)
                     .await
-                    .map_err(|e| ApplyError::Transient(format!("committing: {e}")))?;
+                    .map_err(txn_error("recording ignored versions"))?;
+                txn.commit().await.map_err(txn_error("committing"))?;
                 Ok(outcomes)
             }
             .await,
@@ -455,22 +461,22 @@ impl<O> ObserverHandler<O> {
 /// for the subscription `subscription` of its type.
 fn callback_error(
     op: &Operation,
-    which: &str,
-    follower: &str,
+    which: &'static str,
+    follower: &'static str,
     subscription: Option<&Subscription>,
     e: BoxError,
 ) -> ApplyError {
-    ApplyError::Transient(format!(
-        "{} {} v{}: callback {which} of {follower} {} failed: {e}",
-        op.operation,
-        op.key(),
-        op.version,
-        subscription.map_or("?", |s| s.from),
-    ))
+    ApplyError::Transient(Failed::Callback {
+        at: At::of(op),
+        callback: which,
+        follower,
+        endpoint: subscription.map_or("?", |s| s.from),
+        source: e.into(),
+    })
 }
 
 fn no_attributes(op: &Operation) -> ApplyError {
-    ApplyError::Permanent(format!("{} {}: no attributes", op.operation, op.key()))
+    ApplyError::Permanent(Rejected::NoAttributes { at: At::of(op) })
 }
 
 #[async_trait]
@@ -487,7 +493,7 @@ impl<M: Subscribed> Handler for ModelHandler<M> {
             message,
             operation: op,
         };
-        let failed = |which: &str, e: BoxError| {
+        let failed = |which: &'static str, e: BoxError| {
             callback_error(
                 op,
                 which,
@@ -564,7 +570,7 @@ impl<O: Observed> Handler for ObserverHandler<O> {
             message,
             operation: op,
         };
-        let failed = |which: &str, e: BoxError| {
+        let failed = |which: &'static str, e: BoxError| {
             callback_error(op, which, "the observer of", O::SUBSCRIPTIONS.get(sub), e)
         };
         match op.operation {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use promiscuous_core::publisher::BoxError;
+use promiscuous_core::BoxError;
 use promiscuous_core::{Change, Message, Operation};
 use sea_orm::DatabaseTransaction;
 

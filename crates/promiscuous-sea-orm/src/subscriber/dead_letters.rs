@@ -3,7 +3,7 @@
 //! publisher), or drop them (`promiscuous dead-letters list | show | replay | drop`).
 
 use promiscuous_core::subscriber::{Applied, Applier};
-use promiscuous_core::{Message, now_ms};
+use promiscuous_core::{Message, Report, now_ms};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryOrder, Set,
 };
@@ -96,7 +96,7 @@ impl SeaOrmApplier {
             Ok(message) => self
                 .apply(&message)
                 .await
-                .map_err(|e| format!("message {}: {e}", message.id)),
+                .map_err(|e| format!("message {}: {}", message.id, Report(&e))),
         };
         match outcome {
             Ok(applied) => {
