@@ -97,7 +97,10 @@ impl Publisher {
         crate::publisher::guard::install(&self.db).await?;
         let database = crate::publisher::wake::database_id(&self.db)
             .await
-            .map_err(|e| db_error("reading the outbox database's identity", e))?;
+            .map_err(|e| Error::Database {
+                doing: "reading the outbox database's identity",
+                source: Arc::new(e),
+            })?;
         let outbox = SeaOrmOutbox::new(self.db);
         let relay = Arc::new(Relay::with_config(
             Arc::new(outbox.clone()),

@@ -109,6 +109,18 @@ pub fn any_registered() -> bool {
     !lock().is_empty()
 }
 
+/// The database of every registered relay, if they all share one (the common case: one
+/// publisher per process). A writer can then wake them without finding out which database it
+/// wrote to: a write to another database wakes them for nothing, which costs an empty fetch.
+pub fn only_database() -> Option<String> {
+    let map = lock();
+    let mut databases = map.keys();
+    match (databases.next(), databases.next()) {
+        (Some(only), None) => Some(only.clone()),
+        _ => None,
+    }
+}
+
 /// Called by the outbox writer after adding a row to the outbox of `database`: wakes the relays
 /// registered for it. Returns how many were woken.
 pub fn outbox_written(database: &str) -> usize {
@@ -134,6 +146,7 @@ mod tests {
         assert_eq!(outbox_written("wake-test-a"), 1);
         assert_eq!((a.writes(), b.writes()), (1, 0));
         assert_eq!(outbox_written("wake-test-nobody"), 0);
+        assert_eq!(only_database(), None, "two databases");
         drop(ra);
         assert_eq!(outbox_written("wake-test-a"), 0, "unregistered on drop");
         assert_eq!(a.writes(), 1);

@@ -483,8 +483,8 @@ mod tests {
     use serde_json::{Map, json};
 
     use super::*;
+    use crate::BoxError;
     use crate::message::{Dependencies, Operation, OperationKind};
-    use crate::publisher::BoxError;
     use crate::subscriber::applier::{Applied, Applier, ApplyError, DeadLetter};
     use crate::subscriber::config::{Stats, SubscriberConfig};
     use crate::transport::{Acker, InProcess, TransportError};
@@ -508,7 +508,7 @@ mod tests {
                 .failures
                 .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
             if fail.is_ok() {
-                return Err(ApplyError::Transient("down".into()));
+                return Err(ApplyError::transient("down"));
             }
             self.applied.fetch_add(1, SeqCst);
             Ok(Applied {

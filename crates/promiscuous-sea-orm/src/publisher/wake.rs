@@ -2,8 +2,9 @@
 //! database only (see `promiscuous_core::publisher::wake`).
 //!
 //! SeaORM's `ConnectionTrait` does not tell which database it is connected to, so the identity
-//! comes from the database itself, by one small query, made by the writer only while a
-//! publisher runs in this process ([`wake::any_registered`]):
+//! comes from the database itself, by one small query, made by the writer only while relays of
+//! two or more databases run in this process (with one, the common case, the writer wakes it
+//! without asking: [`wake::only_database`]; none, it wakes nobody):
 //! - PostgreSQL: database, schema (the outbox's tables live in the current schema) and server
 //!   address and port, from built-in functions (a query that cannot fail, which matters: a
 //!   failed statement would abort the caller's transaction);
@@ -71,6 +72,12 @@ pub async fn database_id<C: ConnectionTrait>(db: &C) -> Result<Option<String>, D
 /// Never fails the write: an identity that cannot be read wakes nobody (the relays poll).
 pub async fn outbox_written<C: ConnectionTrait>(db: &C) {
     if !wake::any_registered() {
+        return;
+    }
+    if let Some(only) = wake::only_database() {
+        // No round trip in the common case: if this write went to another database, the relay
+        // woken for nothing finds no new row.
+        wake::outbox_written(&only);
         return;
     }
     match database_id(db).await {
