@@ -18,37 +18,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Cycles known and being fixed elsewhere: `(crate directory, modules of the cycle)`. Each entry
-/// must match a cycle found (a stale entry fails too, so it is removed once fixed).
-const ALLOWED_CYCLES: &[(&str, &[&str])] = &[
-    // The subscriber runtime and its session import each other; another branch of issue 13
-    // moves the processing methods of `runtime::Inner` below the session. Remove at merge.
-    (
-        "crates/promiscuous-core",
-        &["subscriber::runtime", "subscriber::session"],
-    ),
-    // The CLI's commands use its shared `CliError`, `Env` and `Out` from `cli/mod.rs`, which
-    // dispatches to them; another branch of issue 13 moves the CLI into its own crate, where the
-    // shared items should get a module of their own. Remove (or move to that crate) at merge.
-    (
-        ".",
-        &[
-            "cli",
-            "cli::dead_letters",
-            "cli::mocks",
-            "cli::status",
-            "cli::subscribe",
-            "cli::sync",
-        ],
-    ),
-];
+/// Cycles allowed, each with a comment saying why: `(crate directory, modules of the cycle)`;
+/// none today. Each entry must match a cycle found (a stale entry fails too).
+const ALLOWED_CYCLES: &[(&str, &[&str])] = &[];
 
-/// Module files known to lack their opening `//!` comment, being rewritten elsewhere (same
-/// rule: a stale entry fails).
-const ALLOWED_UNDOCUMENTED: &[&str] = &[
-    // Rewritten by the branch that breaks the runtime/session cycle. Remove at merge.
-    "crates/promiscuous-core/src/subscriber/runtime.rs",
-];
+/// Module files allowed to lack their opening `//!` comment (none today; a stale entry fails).
+const ALLOWED_UNDOCUMENTED: &[&str] = &[];
 
 /// Macros whose input is code for the crate the macro expands into (the derive crate's
 /// output), whose paths are not imports of the module they are written in.

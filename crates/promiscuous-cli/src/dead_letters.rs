@@ -5,7 +5,8 @@ use promiscuous_sea_orm::subscriber::dead_letters::{
     self, DeadLetterError, DeadLetterRow, Replayed,
 };
 
-use super::{CliError, Env, Out};
+use crate::env::{Env, Out};
+use crate::error::CliError;
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum DeadLetterCommand {

@@ -23,114 +23,52 @@
 //! `amqps://` broker. Every failure is one message with its context and a non-zero exit code.
 
 mod dead_letters;
+mod env;
+mod error;
 mod mocks;
 mod status;
 mod subscribe;
 mod sync;
 
+pub use error::CliError;
+
 use std::ffi::OsString;
 use std::future::Future;
-use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use indicatif::ProgressBar;
-use promiscuous_core::redis::{Redis, RedisConfig};
-use promiscuous_core::transport::{RabbitMq, RabbitMqConfig, Transport};
+use promiscuous_core::transport::Transport;
+use promiscuous_sea_orm::Subscriber;
 use promiscuous_sea_orm::publisher::Published;
 use promiscuous_sea_orm::subscriber::{Observed, SeaOrmApplier, Subscribed};
-use promiscuous_sea_orm::{Endpoint, Subscriber};
-use sea_orm::{DatabaseConnection, EntityName, EntityTrait, FromQueryResult, ModelTrait};
+use sea_orm::{EntityName, EntityTrait, FromQueryResult, ModelTrait};
 
-/// A failed command: what went wrong, with its context (displayed without trailing whitespace).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CliError {
-    /// The command line is wrong (exit code 2); the message is clap's, with the usage.
-    #[error("{}", .0.trim_end())]
-    Usage(String),
-    /// The command failed (exit code 1).
-    #[error("{}", .0.trim_end())]
-    Failed(String),
-}
-
-impl CliError {
-    pub(crate) fn failed(message: impl Into<String>) -> Self {
-        CliError::Failed(message.into())
-    }
-
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            CliError::Usage(_) => ExitCode::from(2),
-            CliError::Failed(_) => ExitCode::from(1),
-        }
-    }
-}
-
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Initial sync of one registered model: `(db, filter, batch size, progress)` → rows synced.
-type SyncFn = for<'a> fn(
-    &'a DatabaseConnection,
-    Option<&'a str>,
-    u64,
-    &'a ProgressBar,
-) -> BoxFuture<'a, Result<u64, CliError>>;
-
-/// Counts the rows of one registered model matching a filter.
-type CountFn =
-    for<'a> fn(&'a DatabaseConnection, Option<&'a str>) -> BoxFuture<'a, Result<u64, CliError>>;
-
-/// A published model registered with [`Cli::publish`].
-#[derive(Clone)]
-pub(crate) struct PublishedModel {
-    pub endpoints: &'static [Endpoint],
-    pub table: String,
-    pub count: CountFn,
-    pub sync: SyncFn,
-}
-
-impl PublishedModel {
-    /// `"crowdtap/user (table users)"`.
-    pub fn describe(&self) -> String {
-        let endpoints: Vec<&str> = self.endpoints.iter().map(|e| e.endpoint).collect();
-        format!("{} (table {})", endpoints.join(", "), self.table)
-    }
-}
-
-/// What a subscribed model or observer adds to a subscriber and to a bare applier.
-#[derive(Clone, Copy)]
-pub(crate) struct Follower {
-    pub service: fn(Subscriber) -> Subscriber,
-    pub applier: fn(SeaOrmApplier) -> SeaOrmApplier,
-}
+use env::{Connections, Env, Follower, Out, PublishedModel, Registry};
 
 /// The promiscuous command line of one application: its subscriber app name (the queue), the
 /// models it subscribes to and those it publishes.
 #[derive(Clone)]
 pub struct Cli {
-    app: String,
-    followers: Vec<Follower>,
-    published: Vec<PublishedModel>,
-    transport: Option<Arc<dyn Transport>>,
+    registry: Registry,
 }
 
 impl Cli {
     /// `app` names the subscriber application, and so its queue.
     pub fn new(app: impl Into<String>) -> Self {
         Self {
-            app: app.into(),
-            followers: Vec::new(),
-            published: Vec::new(),
-            transport: None,
+            registry: Registry {
+                app: app.into(),
+                followers: Vec::new(),
+                published: Vec::new(),
+                transport: None,
+            },
         }
     }
 
     /// `subscribe` keeps model `M` in sync (and `dead-letters replay` applies to it).
     pub fn subscribe<M: Subscribed>(mut self) -> Self {
-        self.followers.push(Follower {
+        self.registry.followers.push(Follower {
             service: Subscriber::subscribe::<M>,
             applier: SeaOrmApplier::subscribe::<M>,
         });
@@ -139,7 +77,7 @@ impl Cli {
 
     /// `subscribe` runs the callbacks of observer `O`.
     pub fn observe<O: Observed>(mut self) -> Self {
-        self.followers.push(Follower {
+        self.registry.followers.push(Follower {
             service: Subscriber::observe::<O>,
             applier: SeaOrmApplier::observe::<O>,
         });
@@ -152,7 +90,7 @@ impl Cli {
         M: Published + ModelTrait + FromQueryResult,
         M::Entity: EntityTrait<Model = M>,
     {
-        self.published.push(PublishedModel {
+        self.registry.published.push(PublishedModel {
             endpoints: M::ENDPOINTS,
             table: M::Entity::default().table_name().to_string(),
             count: |db, filter| Box::pin(sync::count::<M>(db, filter)),
@@ -165,7 +103,7 @@ impl Cli {
 
     /// Uses `transport` instead of `--amqp-url` (an embedded broker, tests).
     pub fn transport(mut self, transport: impl Transport) -> Self {
-        self.transport = Some(Arc::new(transport));
+        self.registry.transport = Some(Arc::new(transport));
         self
     }
 
@@ -267,7 +205,7 @@ impl Cli {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), CliError> {
         let env = Env {
-            cli: self,
+            registry: &self.registry,
             connections: &args.connections,
         };
         match args.command {
@@ -279,107 +217,6 @@ impl Cli {
         }
     }
 }
-
-/// What a command runs with: the registered models and the connection settings.
-pub(crate) struct Env<'a> {
-    pub cli: &'a Cli,
-    pub connections: &'a Connections,
-}
-
-impl Env<'_> {
-    /// The subscriber app: `--app`, else the name given to [`Cli::new`].
-    pub fn app(&self) -> &str {
-        self.connections.app.as_deref().unwrap_or(&self.cli.app)
-    }
-
-    pub fn published(&self) -> &[PublishedModel] {
-        &self.cli.published
-    }
-
-    pub fn followers(&self) -> &[Follower] {
-        &self.cli.followers
-    }
-
-    /// Connects to `--database-url`.
-    pub async fn database(&self) -> Result<DatabaseConnection, CliError> {
-        let Some(url) = &self.connections.database_url else {
-            return Err(CliError::failed(
-                "no database: pass --database-url or set DATABASE_URL",
-            ));
-        };
-        sea_orm::Database::connect(url.as_str())
-            .await
-            .map_err(|e| CliError::failed(format!("connecting to {}: {e}", redact(url))))
-    }
-
-    /// Redis at `url` (`--redis-url`), trusting `--tls-ca` for `rediss://`.
-    pub fn redis(&self, url: &str) -> Result<Redis, CliError> {
-        let config = RedisConfig {
-            tls_ca: self.connections.tls_ca.clone(),
-            ..RedisConfig::default()
-        };
-        Redis::new(url, config)
-            .map_err(|e| CliError::failed(format!("Redis at {}: {}", redact(url), e.report())))
-    }
-
-    /// The broker: the transport given to [`Cli::transport`], else RabbitMQ at `--amqp-url`,
-    /// else none (with a description of what is used, for messages).
-    pub fn broker(&self) -> Option<(Arc<dyn Transport>, String)> {
-        if let Some(t) = &self.cli.transport {
-            return Some((t.clone(), "the embedded broker".to_string()));
-        }
-        let url = self.connections.amqp_url.as_ref()?;
-        let config = RabbitMqConfig {
-            exchange: self.connections.exchange.clone(),
-            tls_ca: self.connections.tls_ca.clone(),
-            ..RabbitMqConfig::default()
-        };
-        let transport: Arc<dyn Transport> = Arc::new(RabbitMq::new(url.clone(), config));
-        Some((transport, format!("RabbitMQ at {}", redact(url))))
-    }
-
-    /// A bare applier following the registered models (dead-letter replay).
-    pub fn applier(&self, db: DatabaseConnection) -> SeaOrmApplier {
-        self.followers()
-            .iter()
-            .fold(SeaOrmApplier::new(db), |a, f| (f.applier)(a))
-    }
-}
-
-/// What a command prints on stdout: echoed at once by [`Cli::run`], captured by
-/// [`Cli::run_with`].
-pub(crate) struct Out {
-    echo: bool,
-    pub text: String,
-}
-
-impl Out {
-    fn echo() -> Self {
-        Self {
-            echo: true,
-            text: String::new(),
-        }
-    }
-
-    fn capture() -> Self {
-        Self {
-            echo: false,
-            text: String::new(),
-        }
-    }
-
-    pub fn line(&mut self, line: impl AsRef<str>) {
-        let line = line.as_ref();
-        if self.echo {
-            println!("{line}");
-        } else {
-            self.text.push_str(line);
-            self.text.push('\n');
-        }
-    }
-}
-
-pub(crate) use promiscuous_core::error::redact_url as redact;
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -395,47 +232,6 @@ struct Args {
     connections: Connections,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Where the database and the servers are.
-#[derive(clap::Args, Debug)]
-pub(crate) struct Connections {
-    /// The service's database (`sqlite://file.db?mode=rwc`, `postgres://...`).
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// RabbitMQ (`amqp://user:password@host:5672/%2f`; `amqps://` for TLS, see --tls-ca).
-    #[arg(
-        long,
-        env = "PROMISCUOUS_AMQP_URL",
-        global = true,
-        hide_env_values = true
-    )]
-    pub amqp_url: Option<String>,
-    /// Redis: versions and wake-ups shared by the subscriber's worker processes (`subscribe`),
-    /// the application's relay lease (`publish --lease`).
-    #[arg(
-        long,
-        env = "PROMISCUOUS_REDIS_URL",
-        global = true,
-        hide_env_values = true
-    )]
-    pub redis_url: Option<String>,
-    /// A CA certificate file (PEM) to verify the servers' certificates with (a private CA):
-    /// trusted besides the system's root certificates for an `amqps://` --amqp-url, and
-    /// instead of them for a `rediss://` --redis-url.
-    #[arg(
-        long,
-        env = "PROMISCUOUS_TLS_CA",
-        global = true,
-        value_name = "PEM_FILE"
-    )]
-    pub tls_ca: Option<PathBuf>,
-    /// The RabbitMQ exchange.
-    #[arg(long, default_value = "promiscuous", global = true)]
-    pub exchange: String,
-    /// The subscriber app (its queue), instead of the program's.
-    #[arg(long, global = true)]
-    pub app: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use promiscuous_sea_orm::publisher::definitions;
 
-use super::{CliError, Out};
+use crate::env::Out;
+use crate::error::CliError;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct MocksArgs {

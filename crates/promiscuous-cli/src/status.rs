@@ -6,7 +6,8 @@ use promiscuous_sea_orm::subscriber::dead_letters;
 use promiscuous_sea_orm::tables::{dead_letters as dead_letter_rows, outbox};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder};
 
-use super::{CliError, Env, Out, redact};
+use crate::env::{Env, Out, redact};
+use crate::error::CliError;
 
 fn age(at_ms: i64) -> String {
     let ms = (now_ms() - at_ms).max(0);

@@ -9,7 +9,8 @@ use promiscuous_core::redis::RedisVersions;
 use promiscuous_core::subscriber::OrderingMode;
 use promiscuous_sea_orm::Subscriber;
 
-use super::{CliError, Env, Out};
+use crate::env::{Env, Out};
+use crate::error::CliError;
 
 /// Without `--recovery`, a message waits this long for a dependency (the library's default).
 const DEFAULT_RECOVERY_SECS: f64 = 10.0;

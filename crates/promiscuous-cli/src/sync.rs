@@ -28,7 +28,8 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 
-use super::{CliError, Env, Out, PublishedModel};
+use crate::env::{Env, Out, PublishedModel};
+use crate::error::CliError;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct PublishArgs {

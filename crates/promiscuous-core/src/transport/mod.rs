@@ -14,7 +14,7 @@ pub mod rabbitmq;
 
 use async_trait::async_trait;
 
-use crate::error::{BoxError, Source};
+use crate::cause::{BoxError, Source};
 
 pub use in_process::InProcess;
 pub use rabbitmq::{RabbitMq, RabbitMqConfig};
@@ -63,7 +63,7 @@ impl TransportError {
     /// This error with `error` as its source.
     pub fn because(mut self, error: impl Into<BoxError>) -> Self {
         if let Self::Unavailable { source, .. } | Self::Rejected { source, .. } = &mut self {
-            *source = Some(crate::error::source(error));
+            *source = Some(crate::cause::source(error));
         }
         self
     }

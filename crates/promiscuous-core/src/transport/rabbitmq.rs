@@ -820,7 +820,7 @@ fn amqp_error(context: &str, error: &lapin::Error) -> TransportError {
     failed.because(error.clone())
 }
 
-use crate::error::redact_url as redact;
+use crate::cause::redact_url as redact;
 
 /// Parses `url` as lapin does, except that an IP address as host is kept: lapin's URL parser
 /// (amq-protocol-uri 10) takes only domain names and silently puts `localhost` in place of an
@@ -923,7 +923,7 @@ mod tests {
             payload: b"{}".to_vec(),
         };
         let err = rabbit.publish(&[out]).await.unwrap_err();
-        let msg = crate::error::Report(&err).to_string();
+        let msg = crate::cause::Report(&err).to_string();
         let TransportError::Unavailable { .. } = err else {
             panic!("expected Unavailable, got {err:?}")
         };
