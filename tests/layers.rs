@@ -421,13 +421,13 @@ fn is_public(before: &[Token]) -> bool {
 }
 
 /// The module a path names, if it is another module of the crate: the longest prefix of the
-/// resolved path that is a known module.
+/// resolved path that is a known module, with the item the path names in it (if any).
 fn target(
     module: &str,
     path: &FoundPath,
     children: &BTreeSet<String>,
     modules: &BTreeSet<String>,
-) -> Option<String> {
+) -> Option<(String, Option<String>)> {
     let here: Vec<String> = if module == "crate" {
         Vec::new()
     } else {
@@ -461,7 +461,9 @@ fn target(
         } else {
             resolved[..n].join("::")
         };
-        modules.contains(&name).then_some(name)
+        modules
+            .contains(&name)
+            .then(|| (name, resolved.get(n).cloned()))
     })
 }
 
@@ -475,15 +477,53 @@ fn check_crate(files: &[SourceFile]) -> Findings {
     let modules: BTreeSet<String> = files.iter().map(|f| module_of(&f.path)).collect();
     let mut findings = Findings::default();
     let mut edges: BTreeMap<String, BTreeMap<String, Edge>> = BTreeMap::new();
-    for file in files {
+    let scanned: Vec<(String, Vec<FoundPath>, BTreeSet<String>)> = files
+        .iter()
+        .map(|f| {
+            let (paths, children) = scan(&blank_out(&f.text));
+            (module_of(&f.path), paths, children)
+        })
+        .collect();
+    // What each module re-exports from below it (`pub use child::Item`): (module, item) → the
+    // module the item lives in. A path to `module::Item` is an import of that module, so that a
+    // facade `mod.rs` does not hide a cycle with the child behind it.
+    let mut reexports: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (module, paths, children) in &scanned {
+        for path in paths.iter().filter(|p| p.reexport) {
+            if let Some((to, Some(item))) = target(module, path, children, &modules)
+                && to != *module
+                && descends(&to, module)
+            {
+                reexports.insert((module.clone(), item), to);
+            }
+        }
+    }
+    let through_reexports = |mut to: String, mut item: Option<String>| {
+        // Chains end: each step goes strictly deeper.
+        while let Some(name) = item.take() {
+            match reexports.get(&(to.clone(), name.clone())) {
+                Some(deeper) => {
+                    to = deeper.clone();
+                    item = Some(name);
+                }
+                None => break,
+            }
+        }
+        to
+    };
+    for (file, (module, paths, children)) in files.iter().zip(&scanned) {
         if !file.text.starts_with("//!") {
             findings.undocumented.push(file.path.clone());
         }
-        let module = module_of(&file.path);
-        let (paths, children) = scan(&blank_out(&file.text));
-        for path in &paths {
-            let Some(to) = target(&module, path, &children, &modules) else {
+        let module = module.clone();
+        for path in paths {
+            let Some((to, item)) = target(&module, path, children, &modules) else {
                 continue;
+            };
+            let to = if path.reexport {
+                to
+            } else {
+                through_reexports(to, item)
             };
             // A parent re-exporting what lives below it does not import it.
             if to == module || (path.reexport && descends(&to, &module)) {
@@ -725,6 +765,26 @@ fn the_check_catches_a_cycle() {
         .collect();
     assert_eq!(lines, [("a", "b", 2), ("b", "a", 3)]);
     assert!(describe_cycle("demo", modules, edges).contains("a -> b (line 2)"));
+}
+
+#[test]
+fn the_check_sees_a_cycle_behind_a_reexport() {
+    // `error` uses `sub::Apply`, which `sub/mod.rs` re-exports from `sub::apply`, which uses
+    // `error`: a cycle between `error` and `sub::apply`, though `sub/mod.rs` imports nothing.
+    let found = check_crate(&tree(&[
+        ("lib.rs", "//! Root.\nmod error;\nmod sub;\n"),
+        (
+            "error.rs",
+            "//! E.\nuse crate::sub::Apply;\npub struct E(Apply);\n",
+        ),
+        ("sub/mod.rs", "//! S.\nmod apply;\npub use apply::Apply;\n"),
+        (
+            "sub/apply.rs",
+            "//! A.\nuse crate::error::E;\npub struct Apply;\n",
+        ),
+    ]));
+    assert_eq!(found.cycles.len(), 1, "{:?}", found.cycles);
+    assert_eq!(found.cycles[0].0, ["error", "sub::apply"]);
 }
 
 #[test]

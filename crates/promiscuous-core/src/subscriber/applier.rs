@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::error::{BoxError, Source};
+use crate::cause::{BoxError, Source};
 use crate::message::{Message, Operation, OperationKind};
 
 /// Why a message could not be applied: permanently (retrying cannot help, it goes to the
@@ -24,12 +24,12 @@ pub enum ApplyError {
 impl ApplyError {
     /// A permanent failure of an applier of the application's own, for `error`.
     pub fn permanent(error: impl Into<BoxError>) -> Self {
-        Self::Permanent(Rejected::Other(crate::error::source(error)))
+        Self::Permanent(Rejected::Other(crate::cause::source(error)))
     }
 
     /// A transient failure of an applier of the application's own, for `error`.
     pub fn transient(error: impl Into<BoxError>) -> Self {
-        Self::Transient(Failed::Other(crate::error::source(error)))
+        Self::Transient(Failed::Other(crate::cause::source(error)))
     }
 
     /// Whether retrying cannot help.

@@ -7,8 +7,9 @@
 //!
 //! Layers, each using only those below it: `runtime` (the public [`SubscriberRuntime`]:
 //! queue, reconnection) → `session` (pump, timer, runners) → `processing` (one message: apply,
-//! retry, dead-letter, ack) and the `synchronizer`, `trust`; at the bottom the leaves `config`,
-//! `applier`, `versions`, `metrics`.
+//! retry, dead-letter, ack) and the `synchronizer`, `trust`; below them `config` (settings), and at the bottom
+//! the leaves `stats`, `applier`, `versions`, `metrics` (the error type sits between: it names
+//! `applier`'s and `stats`' types, and `config` and `versions` use it).
 
 mod applier;
 mod config;
@@ -16,14 +17,15 @@ mod metrics;
 mod processing;
 mod runtime;
 mod session;
+mod stats;
 pub mod synchronizer;
 pub mod trust;
 mod versions;
 
 pub use applier::{Applied, Applier, ApplyError, At, DeadLetter, Failed, Rejected};
 pub use config::{
-    MAX_RECONNECT_DELAY, MAX_RETRY_DELAY, MIN_RECHECK_INTERVAL, OrderingMode, Stats,
-    SubscriberConfig,
+    MAX_RECONNECT_DELAY, MAX_RETRY_DELAY, MIN_RECHECK_INTERVAL, OrderingMode, SubscriberConfig,
 };
 pub use runtime::SubscriberRuntime;
+pub use stats::Stats;
 pub use versions::{MemoryVersions, VersionStore, Wakeups};

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::applier::{Applied, Applier, ApplyError, DeadLetter};
-use super::config::{MAX_RETRY_DELAY, OrderingMode, Stats, SubscriberConfig};
+use super::config::{MAX_RETRY_DELAY, OrderingMode, SubscriberConfig};
 use super::metrics::{Metrics, Outcome, lag_since};
+use super::stats::Stats;
 use crate::error::{Error, Report, Unapplied};
 use crate::message::{DecodeError, Message};
 use crate::transport::{Delivery, Transport, topic_matches};

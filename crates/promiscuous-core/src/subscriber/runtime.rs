@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::applier::Applier;
-use super::config::{MAX_RECONNECT_DELAY, Stats, SubscriberConfig};
+use super::config::{MAX_RECONNECT_DELAY, SubscriberConfig};
 use super::processing::Shared;
 use super::session::Session;
+use super::stats::Stats;
 use crate::error::Error;
 use crate::transport::{Consumer, QueueSpec, Transport, TransportError};
 

@@ -486,7 +486,8 @@ mod tests {
     use crate::BoxError;
     use crate::message::{Dependencies, Operation, OperationKind};
     use crate::subscriber::applier::{Applied, Applier, ApplyError, DeadLetter};
-    use crate::subscriber::config::{Stats, SubscriberConfig};
+    use crate::subscriber::config::SubscriberConfig;
+    use crate::subscriber::stats::Stats;
     use crate::transport::{Acker, InProcess, TransportError};
 
     /// Counts what it applies, after failing transiently `failures` times; knows no version
