@@ -3,6 +3,7 @@
 //! [`transport`]s they share. Database glue lives in `promiscuous-sea-orm`; users normally depend
 //! on the `promiscuous` facade crate.
 
+pub mod board;
 mod cause;
 pub mod error;
 pub mod message;

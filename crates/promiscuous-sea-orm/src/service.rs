@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use promiscuous_core::board::Board;
 use promiscuous_core::publisher::{Lease, Relay, RelayConfig, wake};
 use promiscuous_core::subscriber::{
-    OrderingMode, Stats, SubscriberConfig, SubscriberRuntime, VersionStore,
+    Feed, OrderingMode, Stats, SubscriberConfig, SubscriberRuntime, VersionStore,
 };
 use promiscuous_core::transport::Transport;
 use promiscuous_core::{Error, ErrorNotifier};
@@ -33,6 +34,7 @@ pub struct Publisher {
     config: RelayConfig,
     error_notifier: Option<ErrorNotifier>,
     lease: Option<Arc<dyn Lease>>,
+    board: Option<Arc<dyn Board>>,
 }
 
 impl Publisher {
@@ -47,6 +49,7 @@ impl Publisher {
             config: RelayConfig::default(),
             error_notifier: None,
             lease: None,
+            board: None,
         }
     }
 
@@ -60,6 +63,14 @@ impl Publisher {
     /// `promiscuous_core::redis::RedisLease`).
     pub fn lease(mut self, lease: Arc<dyn Lease>) -> Self {
         self.lease = Some(lease);
+        self
+    }
+
+    /// Shares the relay's report (rows relayed, backlog, lease, last error) every second with
+    /// dashboards in other processes: `RedisBoard` (see `promiscuous_core::board`). Without
+    /// one, only a dashboard in this process sees it.
+    pub fn board(mut self, board: Arc<dyn Board>) -> Self {
+        self.board = Some(board);
         self
     }
 
@@ -80,6 +91,12 @@ impl Publisher {
         }
         if let Some(lease) = &self.lease {
             config.lease = Some(lease.clone());
+        }
+        if let Some(board) = &self.board {
+            config.board = Some(board.clone());
+        }
+        if config.app == RelayConfig::default().app {
+            config.app = crate::publisher::definitions::published_apps();
         }
         config
     }
@@ -284,6 +301,22 @@ impl Subscriber {
     /// `RedisVersions` across processes, `MemoryVersions` between subscribers of one process.
     pub fn versions(mut self, store: Arc<dyn VersionStore>) -> Self {
         self.config.versions = Some(store);
+        self
+    }
+
+    /// Shares this worker's report (settings, counters, the messages it holds and why, its
+    /// last error) every second with dashboards in other processes: `RedisBoard` (see
+    /// `promiscuous_core::board`). Without one, only a dashboard in this process sees it.
+    pub fn board(mut self, board: Arc<dyn Board>) -> Self {
+        self.config.board = Some(board);
+        self
+    }
+
+    /// Publishes every operation applied to `feed` once its transaction committed, for live
+    /// streams to browsers (the dashboard's `GET …/stream`; see
+    /// [`Feed`](promiscuous_core::subscriber::Feed)).
+    pub fn feed(mut self, feed: Arc<Feed>) -> Self {
+        self.applier = self.applier.feed(feed);
         self
     }
 

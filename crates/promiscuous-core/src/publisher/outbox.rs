@@ -21,4 +21,10 @@ pub trait Outbox: Send + Sync + 'static {
     async fn fetch(&self, limit: usize) -> Result<Vec<OutboxEntry>, BoxError>;
     /// Forgets entries the broker confirmed.
     async fn remove(&self, ids: &[i64]) -> Result<(), BoxError>;
+
+    /// What waits to be published (messages, age of the oldest), for the board; `None` if this
+    /// outbox cannot tell (the default).
+    async fn backlog(&self) -> Result<Option<crate::board::Backlog>, BoxError> {
+        Ok(None)
+    }
 }

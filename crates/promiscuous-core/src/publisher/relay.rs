@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use tracing::Instrument;
 
 use super::lease::Lease;
 use super::outbox::Outbox;
 use super::wake::Wake;
+use crate::board::{self, Board, ErrorSlot, Heartbeat, RelayReport, Report, Worker};
 use crate::error::{Error, ErrorNotifier, log_errors};
 use crate::transport::{Outgoing, Transport};
 
@@ -43,6 +44,13 @@ pub struct RelayConfig {
     pub error_notifier: ErrorNotifier,
     /// When several relays serve one outbox: only the lease holder publishes.
     pub lease: Option<Arc<dyn Lease>>,
+    /// The publisher app(s) this relay publishes for, as the board shows it (`"publisher"` by
+    /// default; the SeaORM publisher names its published apps).
+    pub app: String,
+    /// Where this relay's report (settings, counters, backlog, lease, last error) is shared
+    /// with other processes, every second while it runs (see [`board`](crate::board)); it is
+    /// always on this process's board. `None` by default.
+    pub board: Option<Arc<dyn Board>>,
 }
 
 impl Default for RelayConfig {
@@ -53,6 +61,8 @@ impl Default for RelayConfig {
             retry_delay: Duration::from_millis(50),
             error_notifier: log_errors(),
             lease: None,
+            app: "publisher".to_string(),
+            board: None,
         }
     }
 }
@@ -83,9 +93,20 @@ pub struct Relay {
     config: RelayConfig,
     /// One batch at a time per relay, so `drain` and `run` never publish the same rows twice.
     batch: tokio::sync::Mutex<()>,
-    healthy: AtomicBool,
+    healthy_flag: Arc<AtomicBool>,
     /// Woken by writes to this relay's outbox in this process (see [`wake`](super::wake)).
     wake: Arc<Wake>,
+    /// What the board shows: rows published, whether the lease is held, the last error.
+    board: Arc<RelayState>,
+}
+
+/// What a relay's heartbeat reads.
+#[derive(Default)]
+struct RelayState {
+    relayed: AtomicU64,
+    /// 0: no lease asked yet, 1: held, 2: not held.
+    lease: AtomicU8,
+    last_error: ErrorSlot,
 }
 
 impl Relay {
@@ -104,8 +125,9 @@ impl Relay {
             transport,
             config,
             batch: tokio::sync::Mutex::new(()),
-            healthy: AtomicBool::new(true),
+            healthy_flag: Arc::new(AtomicBool::new(true)),
             wake: Arc::new(Wake::new()),
+            board: Arc::default(),
         }
     }
 
@@ -117,23 +139,27 @@ impl Relay {
 
     /// Whether the last batch went through (the transport is reachable).
     pub fn healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && self.transport.healthy()
+        self.healthy_flag.load(Ordering::Relaxed) && self.transport.healthy()
     }
 
     /// Publishes one batch; returns how many rows it moved (0 as well when another relay
     /// holds the lease).
     pub async fn publish_batch(&self) -> Result<usize, Error> {
         let result = self.publish_batch_inner().await;
-        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        self.healthy_flag.store(result.is_ok(), Ordering::Relaxed);
         result
     }
 
     async fn publish_batch_inner(&self) -> Result<usize, Error> {
         let _one_at_a_time = self.batch.lock().await;
-        if let Some(lease) = &self.config.lease
-            && !lease.hold().await?
-        {
-            return Ok(0);
+        if let Some(lease) = &self.config.lease {
+            let held = lease.hold().await?;
+            self.board
+                .lease
+                .store(if held { 1 } else { 2 }, Ordering::Relaxed);
+            if !held {
+                return Ok(0);
+            }
         }
         let started = std::time::Instant::now();
         let entries = self
@@ -147,6 +173,9 @@ impl Relay {
         let span = tracing::debug_span!("promiscuous.relay", rows = entries.len());
         let moved = self.publish_entries(&entries).instrument(span).await?;
         metrics::counter!(PUBLISHED).increment(moved as u64);
+        self.board
+            .relayed
+            .fetch_add(moved as u64, Ordering::Relaxed);
         metrics::histogram!(BATCH_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(moved)
     }
@@ -196,12 +225,57 @@ impl Relay {
     /// not committed yet) or the poll interval. Failures are reported to the error notifier
     /// and retried with backoff; the lease, if any, is released at the end.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        let heartbeat = self.heartbeat();
         self.run_until(shutdown).await;
         if let Some(lease) = &self.config.lease
             && let Err(e) = lease.release().await
         {
-            (self.config.error_notifier)(&e);
+            self.notify(&e);
         }
+        heartbeat.stop().await;
+    }
+
+    fn notify(&self, e: &Error) {
+        self.board.last_error.record(e);
+        (self.config.error_notifier)(e);
+    }
+
+    /// Reports this relay on the boards every second while it runs: its counters, whether it
+    /// holds the lease, and the outbox's backlog (one query per beat).
+    fn heartbeat(&self) -> Heartbeat {
+        let id = board::worker_id("relay", &self.config.app);
+        let started = crate::now_ms();
+        let (state, outbox, report_id) = (self.board.clone(), self.outbox.clone(), id.clone());
+        let (app, batch_size) = (self.config.app.clone(), self.config.batch_size);
+        let has_lease = self.config.lease.is_some();
+        let healthy = self.healthy_flag.clone();
+        Heartbeat::start(id, self.config.board.clone(), move || {
+            let (state, outbox, id, app) = (
+                state.clone(),
+                outbox.clone(),
+                report_id.clone(),
+                app.clone(),
+            );
+            let healthy = healthy.load(Ordering::Relaxed);
+            Box::pin(async move {
+                let backlog = outbox.backlog().await.ok().flatten();
+                let holds_lease = has_lease.then(|| state.lease.load(Ordering::Relaxed) == 1);
+                let mut report = Report::new(
+                    id,
+                    &app,
+                    started,
+                    Worker::Relay(RelayReport {
+                        batch_size,
+                        healthy,
+                        relayed: state.relayed.load(Ordering::Relaxed),
+                        holds_lease,
+                        backlog,
+                    }),
+                );
+                report.last_error = state.last_error.get();
+                report
+            })
+        })
     }
 
     async fn run_until(&self, shutdown: impl std::future::Future<Output = ()>) {
@@ -233,7 +307,7 @@ impl Relay {
                     }
                 }
                 Err(e) => {
-                    (self.config.error_notifier)(&e);
+                    self.notify(&e);
                     tokio::select! {
                         _ = &mut shutdown => return,
                         _ = tokio::time::sleep(delay) => {}

@@ -1,5 +1,5 @@
-//! Redis (redis-rs 1.x, `ConnectionManager`): the relay [`RedisLease`] and the subscriber's
-//! shared [`RedisVersions`] with pub/sub wake-ups.
+//! Redis (redis-rs 1.x, `ConnectionManager`): the relay [`RedisLease`], the subscriber's
+//! shared [`RedisVersions`] with pub/sub wake-ups, and the workers' shared [`RedisBoard`].
 //!
 //! The connection manager reconnects by itself after a lost connection. Its default response
 //! timeout (500 ms) is too short for a busy server, so requests get
@@ -10,6 +10,7 @@
 //! is an [`Error::RedisTls`] saying why (e.g. "the server's certificate is not signed by a
 //! trusted CA"), with the URL but never its password.
 
+mod board;
 mod lease;
 mod versions;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub use board::RedisBoard;
 pub use lease::RedisLease;
 pub use versions::RedisVersions;
 

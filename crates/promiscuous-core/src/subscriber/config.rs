@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::versions::VersionStore;
+use crate::board::Board;
 use crate::error::{Error, ErrorNotifier, log_errors};
 
 /// Longest wait between two attempts to apply a message (the retry delay doubles up to it).
@@ -65,6 +66,10 @@ pub struct SubscriberConfig {
     /// Processed versions shared with the application's other worker processes (Redis), with
     /// wake-ups; advanced after every processed message.
     pub versions: Option<Arc<dyn VersionStore>>,
+    /// Where this worker's report (settings, counters, waiting messages, last error) is shared
+    /// with other processes, every second (see [`board`](crate::board)); it is always on this
+    /// process's board. `None` by default.
+    pub board: Option<Arc<dyn Board>>,
     /// Admit a message only if the broker-validated publisher user (AMQP `user_id`) is its
     /// `app`, as with one broker user per app (see README, "Security"); off by default, since
     /// a broker with a shared user (RabbitMQ's `guest`) would have every message refused. The
@@ -86,6 +91,7 @@ impl SubscriberConfig {
             retry_delay: Duration::from_millis(20),
             error_notifier: log_errors(),
             versions: None,
+            board: None,
             require_user_id: false,
         }
     }

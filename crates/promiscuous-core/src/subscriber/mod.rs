@@ -8,11 +8,12 @@
 //! Layers, each using only those below it: `runtime` (the public [`SubscriberRuntime`]:
 //! queue, reconnection) → `session` (pump, timer, runners) → `processing` (one message: apply,
 //! retry, dead-letter, ack) and the `synchronizer`, `trust`; below them `config` (settings), and at the bottom
-//! the leaves `stats`, `applier`, `versions`, `metrics` (the error type sits between: it names
+//! the leaves `stats`, `applier`, `versions`, `metrics`, `feed` (applied operations, for live streams) (the error type sits between: it names
 //! `applier`'s and `stats`' types, and `config` and `versions` use it).
 
 mod applier;
 mod config;
+pub mod feed;
 mod metrics;
 mod processing;
 mod runtime;
@@ -26,6 +27,7 @@ pub use applier::{Applied, Applier, ApplyError, At, DeadLetter, Failed, Rejected
 pub use config::{
     MAX_RECONNECT_DELAY, MAX_RETRY_DELAY, MIN_RECHECK_INTERVAL, OrderingMode, SubscriberConfig,
 };
+pub use feed::{Feed, FeedEvent};
 pub use runtime::SubscriberRuntime;
 pub use stats::Stats;
 pub use versions::{MemoryVersions, VersionStore, Wakeups};

@@ -14,6 +14,7 @@ use super::applier::{Applied, Applier, ApplyError, DeadLetter};
 use super::config::{MAX_RETRY_DELAY, OrderingMode, SubscriberConfig};
 use super::metrics::{Metrics, Outcome, lag_since};
 use super::stats::Stats;
+use crate::board::ErrorSlot;
 use crate::error::{Error, Report, Unapplied};
 use crate::message::{DecodeError, Message};
 use crate::transport::{Delivery, Transport, topic_matches};
@@ -36,6 +37,8 @@ pub(super) struct Shared {
     pub connected: watch::Sender<bool>,
     /// The queue's binding patterns (publisher apps).
     pub bindings: Vec<String>,
+    /// The last error reported, for the board.
+    pub last_error: ErrorSlot,
 }
 
 /// What processing a message came to.
@@ -61,6 +64,7 @@ impl Shared {
             stats: watch::Sender::new(Stats::default()),
             connected: watch::Sender::new(false),
             bindings,
+            last_error: ErrorSlot::default(),
         }
     }
 }
@@ -71,7 +75,9 @@ impl Shared {
         self.bindings.iter().any(|b| topic_matches(b, app))
     }
 
-    fn notify(&self, e: &Error) {
+    /// Reports an error to the notifier and keeps it as the last error (the board shows it).
+    pub fn notify(&self, e: &Error) {
+        self.last_error.record(e);
         (self.config.error_notifier)(e);
     }
 

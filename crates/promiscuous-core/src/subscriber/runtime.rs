@@ -4,7 +4,7 @@
 //! The top layer: uses `session` (the pump and runners) and `processing` (what they share);
 //! neither of them uses this module.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -14,6 +14,7 @@ use super::config::{MAX_RECONNECT_DELAY, SubscriberConfig};
 use super::processing::Shared;
 use super::session::Session;
 use super::stats::Stats;
+use crate::board::{self, Heartbeat, Report, SubscriberReport, Waiting, Worker};
 use crate::error::Error;
 use crate::transport::{Consumer, QueueSpec, Transport, TransportError};
 
@@ -23,6 +24,8 @@ use crate::transport::{Consumer, QueueSpec, Transport, TransportError};
 /// [`run_until_idle`](Self::run_until_idle) ([`SubscriberConfig::check`]).
 pub struct SubscriberRuntime {
     inner: Arc<Shared>,
+    /// The session consuming now, if any (its waiting room goes into the board's report).
+    current: Arc<Mutex<Option<Arc<Session>>>>,
 }
 
 impl SubscriberRuntime {
@@ -33,6 +36,7 @@ impl SubscriberRuntime {
     ) -> Self {
         Self {
             inner: Arc::new(Shared::new(transport, applier, config)),
+            current: Arc::default(),
         }
     }
 
@@ -90,9 +94,42 @@ impl SubscriberRuntime {
         &self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<Stats, Error> {
-        tokio::pin!(shutdown);
         let config = &self.inner.config;
         config.check()?;
+        let heartbeat = self.heartbeat();
+        let outcome = self.consume(shutdown).await;
+        heartbeat.stop().await;
+        outcome
+    }
+
+    /// Reports this worker on the boards every second while it runs (see [`board`](crate::board)).
+    fn heartbeat(&self) -> Heartbeat {
+        let app = &self.inner.config.app;
+        let id = board::worker_id("subscriber", app);
+        let started = crate::now_ms();
+        let (inner, current, report_id) = (self.inner.clone(), self.current.clone(), id.clone());
+        Heartbeat::start(id, self.inner.config.board.clone(), move || {
+            let waiting = current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|s| s.waiting(board::MAX_WAITING_LISTED))
+                .unwrap_or_default();
+            let report = report(&inner, report_id.clone(), started, waiting);
+            Box::pin(std::future::ready(report))
+        })
+    }
+
+    fn set_current(&self, session: Option<Arc<Session>>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = session;
+    }
+
+    async fn consume(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<Stats, Error> {
+        tokio::pin!(shutdown);
+        let config = &self.inner.config;
         let mut backoff = config.retry_delay;
         loop {
             let consumer = tokio::select! {
@@ -106,7 +143,7 @@ impl SubscriberRuntime {
                 }
                 Err(e) => {
                     self.inner.connected.send_replace(false);
-                    (config.error_notifier)(&e);
+                    self.inner.notify(&e);
                     tokio::select! {
                         _ = &mut shutdown => return Ok(self.current()),
                         _ = tokio::time::sleep(backoff) => {}
@@ -116,6 +153,7 @@ impl SubscriberRuntime {
                 }
             };
             let running = Session::start(self.inner.clone());
+            self.set_current(Some(running.session().clone()));
             let lost = loop {
                 let delivery = tokio::select! {
                     _ = &mut shutdown => break false,
@@ -129,7 +167,7 @@ impl SubscriberRuntime {
                     Err(TransportError::Closed) => break false,
                     Err(e) => {
                         self.inner.connected.send_replace(false);
-                        (config.error_notifier)(&Error::ConsumerLost {
+                        self.inner.notify(&Error::ConsumerLost {
                             queue: config.app.clone(),
                             reconnecting: true,
                             source: e,
@@ -138,6 +176,7 @@ impl SubscriberRuntime {
                     }
                 }
             };
+            self.set_current(None);
             running.stop().await;
             drop(consumer);
             if !lost {
@@ -182,4 +221,31 @@ impl SubscriberRuntime {
         drop(consumer);
         outcome.map(|()| self.current())
     }
+}
+
+/// This worker's report: its settings, counters and waiting room.
+fn report(inner: &Shared, id: String, started_ms: i64, waiting: Vec<Waiting>) -> Report {
+    let stats = inner.stats.borrow().clone();
+    let config = &inner.config;
+    let mut report = Report::new(
+        id,
+        &config.app,
+        started_ms,
+        Worker::Subscriber(SubscriberReport {
+            runners: config.workers,
+            prefetch: config.prefetch,
+            connected: *inner.connected.borrow(),
+            messages: stats.messages as u64,
+            operations_applied: stats.operations_applied as u64,
+            dead_lettered: stats.dead_lettered as u64,
+            recovered: stats.recovered as u64,
+            waiting_count: stats.waiting as u64,
+            in_flight: stats.in_flight as u64,
+            queue_depth: stats.queue_depth,
+            lag_ms: stats.last_lag.map(|l| l.as_millis() as u64),
+            waiting,
+        }),
+    );
+    report.last_error = inner.last_error.get();
+    report
 }

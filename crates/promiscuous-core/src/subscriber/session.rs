@@ -28,6 +28,7 @@ use super::processing::{Job, Shared};
 use super::synchronizer::{Released, Requirements, Submitted, Synchronizer};
 use super::trust;
 use super::versions::VersionStore;
+use crate::board::{Need, Waiting};
 use crate::error::Error;
 use crate::message::Message;
 use crate::transport::Delivery;
@@ -119,7 +120,32 @@ impl Session {
     }
 
     fn notify(&self, e: &Error) {
-        (self.inner.config.error_notifier)(e);
+        self.inner.notify(e);
+    }
+
+    /// The messages the synchronizer holds (at most `limit`, longest waiting first), with what
+    /// each waits for.
+    pub fn waiting(&self, limit: usize) -> Vec<Waiting> {
+        let now = tokio::time::Instant::now();
+        self.sync()
+            .held(now, limit)
+            .into_iter()
+            .map(|held| Waiting {
+                message_id: match &held.job.message {
+                    Ok(m) => m.id.clone(),
+                    Err(_) => String::new(),
+                },
+                routing_key: held.job.delivery.routing_key.clone(),
+                waited_ms: held.waited.as_millis() as u64,
+                needs: held
+                    .needs
+                    .into_iter()
+                    .map(|(key, version, have)| Need { key, version, have })
+                    .collect(),
+                behind_writers: held.behind,
+                recovering: held.expired,
+            })
+            .collect()
     }
 
     /// Hands released messages to the runners.

@@ -118,6 +118,19 @@ pub struct Released<T> {
     pub writes: Vec<String>,
 }
 
+/// A message held by the synchronizer, and what holds it back ([`Synchronizer::held`]).
+#[derive(Debug)]
+pub struct Held<'a, T> {
+    pub job: &'a T,
+    pub waited: Duration,
+    /// Dependencies not met: `(key, version needed, processed version known here)`.
+    pub needs: Vec<(String, u64, Option<u64>)>,
+    /// Instances it writes that a released message is writing now.
+    pub behind: Vec<String>,
+    /// Past its deadline: it waits only for concurrent writers (recovery).
+    pub expired: bool,
+}
+
 /// What [`Synchronizer::submit`] decided.
 #[derive(Debug)]
 pub enum Submitted<T> {
@@ -381,6 +394,40 @@ impl<T> Synchronizer<T> {
         self.looking_up.clear();
         self.starting.clear();
         self.parked.drain().map(|(_, p)| p.job).collect()
+    }
+
+    /// The messages held now, longest waiting first (at most `limit`), each with what holds it
+    /// back: for the operators' "why is this not applied yet".
+    pub fn held(&self, now: Instant, limit: usize) -> Vec<Held<'_, T>> {
+        let mut parked: Vec<(&u64, &Parked<T>)> = self.parked.iter().collect();
+        parked.sort_unstable_by_key(|(id, p)| (p.since, **id));
+        parked
+            .into_iter()
+            .take(limit)
+            .map(|(_, p)| Held {
+                job: &p.job,
+                waited: now.saturating_duration_since(p.since),
+                needs: if p.expired {
+                    Vec::new()
+                } else {
+                    self.unmet(&p.requirements)
+                        .into_iter()
+                        .map(|(key, version)| {
+                            let have = self.known.get(&key);
+                            (key, version, have)
+                        })
+                        .collect()
+                },
+                behind: p
+                    .requirements
+                    .writes
+                    .iter()
+                    .filter(|k| self.writing.contains_key(*k))
+                    .cloned()
+                    .collect(),
+                expired: p.expired,
+            })
+            .collect()
     }
 
     /// What still holds a message back: keys whose version is too low (unless `expired`), and

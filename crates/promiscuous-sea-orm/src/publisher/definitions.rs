@@ -29,6 +29,20 @@ pub struct Definition {
 
 inventory::collect!(Definition);
 
+/// The apps this program publishes, joined with `+` (`"crowdtap"`), or `"publisher"` if it
+/// publishes none: the name its relay has on the board.
+pub fn published_apps() -> String {
+    let apps: std::collections::BTreeSet<&str> = inventory::iter::<Definition>
+        .into_iter()
+        .flat_map(|d| d.endpoints.iter().map(|e| endpoint::app(e.endpoint)))
+        .collect();
+    if apps.is_empty() {
+        "publisher".to_string()
+    } else {
+        apps.into_iter().collect::<Vec<_>>().join("+")
+    }
+}
+
 /// Every endpoint published by this program (of app `app` only, if given), as JSON.
 pub fn export(app: Option<&str>) -> Value {
     let mut entries: Vec<(String, Value)> = inventory::iter::<Definition>

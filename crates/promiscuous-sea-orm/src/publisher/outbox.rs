@@ -179,6 +179,20 @@ impl Outbox for SeaOrmOutbox {
     /// published write makes them take an earlier transaction's message for its own (see
     /// [`transaction`](super::transaction)); its operations are then published as a message of
     /// their own instead of being lost.
+    async fn backlog(&self) -> Result<Option<promiscuous_core::board::Backlog>, BoxError> {
+        use sea_orm::PaginatorTrait;
+        let messages = outbox::Entity::find().count(&self.db).await?;
+        let oldest = outbox::Entity::find()
+            .order_by_asc(outbox::Column::Id)
+            .one(&self.db)
+            .await?
+            .map(|row| row.created_at_ms);
+        Ok(Some(promiscuous_core::board::Backlog {
+            messages,
+            oldest_ms: oldest,
+        }))
+    }
+
     async fn remove(&self, ids: &[i64]) -> Result<(), BoxError> {
         let fetched: Vec<(i64, i64)> = {
             let mut fetched = self.fetched.lock().unwrap_or_else(|p| p.into_inner());

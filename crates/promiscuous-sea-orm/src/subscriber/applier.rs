@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use promiscuous_core::BoxError;
 use promiscuous_core::subscriber::{
-    Applied, Applier, ApplyError, At, DeadLetter, Failed, Rejected,
+    Applied, Applier, ApplyError, At, DeadLetter, Failed, Feed, Rejected,
 };
 use promiscuous_core::{Message, Operation, OperationKind};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, UnionType};
@@ -41,6 +41,8 @@ pub struct SeaOrmApplier {
     handlers: HashMap<&'static str, Vec<Registered>>,
     /// Replays check the recorded `user_id` too (see [`SeaOrmApplier::require_user_id`]).
     pub(crate) require_user_id: bool,
+    /// Where applied operations go once committed (live streams), if anywhere.
+    feed: Option<Arc<Feed>>,
 }
 
 impl SeaOrmApplier {
@@ -49,6 +51,24 @@ impl SeaOrmApplier {
             db,
             handlers: HashMap::new(),
             require_user_id: false,
+            feed: None,
+        }
+    }
+
+    /// Publishes the operations it applies to `feed`, each once its transaction committed
+    /// (see [`Feed`]).
+    pub fn feed(mut self, feed: Arc<Feed>) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// Publishes to the feed what committed: `applied` lists `(message, operation)` indices.
+    fn committed(&self, messages: &[&Message], applied: &[(usize, usize)]) {
+        if let Some(feed) = &self.feed {
+            for &(m, op) in applied {
+                let message = messages[m];
+                feed.publish(message, std::iter::once(&message.operations[op]));
+            }
         }
     }
 
@@ -144,9 +164,10 @@ impl SeaOrmApplier {
         txn: &DatabaseTransaction,
         message: &Message,
         ignored: &mut Vec<(String, u64)>,
+        applied: &mut Vec<usize>,
     ) -> Result<Applied, ApplyError> {
         let mut outcome = Applied::default();
-        for op in &message.operations {
+        for (index, op) in message.operations.iter().enumerate() {
             let handlers = self.handlers_for(op);
             if handlers.is_empty() {
                 // Not followed: only processed, for the messages depending on it. Not claimed
@@ -163,6 +184,9 @@ impl SeaOrmApplier {
                 h.apply(txn, message, op).await?;
             }
             outcome.applied += 1;
+            if self.feed.is_some() {
+                applied.push(index);
+            }
         }
         Ok(outcome)
     }
@@ -326,12 +350,16 @@ impl Applier for SeaOrmApplier {
             .begin()
             .await
             .map_err(txn_error("beginning a transaction"))?;
-        let mut ignored = Vec::new();
-        let outcome = self.apply_in(&txn, message, &mut ignored).await?;
+        let (mut ignored, mut applied) = (Vec::new(), Vec::new());
+        let outcome = self
+            .apply_in(&txn, message, &mut ignored, &mut applied)
+            .await?;
         record_processed(&txn, &ignored)
             .await
             .map_err(txn_error("recording ignored versions"))?;
         txn.commit().await.map_err(txn_error("committing"))?;
+        let applied: Vec<(usize, usize)> = applied.into_iter().map(|op| (0, op)).collect();
+        self.committed(&[message], &applied);
         Ok(outcome)
     }
 
@@ -348,14 +376,16 @@ impl Applier for SeaOrmApplier {
                     .await
                     .map_err(txn_error("beginning a transaction"))?;
                 let mut outcomes = Vec::with_capacity(messages.len());
-                let mut ignored = Vec::new();
-                for message in messages {
-                    outcomes.push(self.apply_in(&txn, message, &mut ignored).await?);
+                let (mut ignored, mut applied, mut ops) = (Vec::new(), Vec::new(), Vec::new());
+                for (m, message) in messages.iter().enumerate() {
+                    outcomes.push(self.apply_in(&txn, message, &mut ignored, &mut ops).await?);
+                    applied.extend(ops.drain(..).map(|op| (m, op)));
                 }
                 record_processed(&txn, &ignored)
                     .await
                     .map_err(txn_error("recording ignored versions"))?;
                 txn.commit().await.map_err(txn_error("committing"))?;
+                self.committed(messages, &applied);
                 Ok(outcomes)
             }
             .await,
