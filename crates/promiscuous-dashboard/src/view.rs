@@ -1,0 +1,253 @@
+//! What the pages show, gathered from the sources: the board's reports (grouped per app), the
+//! dead-letter stores and the throughput history. Below the pages, above the leaves.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use promiscuous_core::board::{BEAT_INTERVAL, Board, Report, Worker};
+use promiscuous_core::now_ms;
+use promiscuous_core::subscriber::Feed;
+use promiscuous_sea_orm::subscriber::SeaOrmApplier;
+use promiscuous_sea_orm::subscriber::dead_letters::{self, DeadLetterRow};
+
+use crate::Dashboard;
+use crate::access::Access;
+use crate::history::{History, Point, Series};
+
+/// What the routes work with: the dashboard's settings, its sessions and its history.
+pub struct Sources {
+    pub board: Arc<dyn Board>,
+    pub dead_letters: BTreeMap<String, SeaOrmApplier>,
+    pub access: Access,
+    pub prometheus: Option<PrometheusHandle>,
+    pub feed: Option<Arc<Feed>>,
+    pub title: String,
+    history: Mutex<History>,
+}
+
+impl Sources {
+    /// The sources of `dashboard`, with its sampler started (it ends with the last `Arc`).
+    pub fn new(dashboard: Dashboard) -> Arc<Self> {
+        let sources = Arc::new(Self {
+            board: dashboard.board,
+            dead_letters: dashboard.dead_letters,
+            access: Access::new(dashboard.token),
+            prometheus: dashboard.prometheus,
+            feed: dashboard.feed,
+            title: dashboard.title,
+            history: Mutex::new(History::default()),
+        });
+        tokio::spawn(sample(Arc::downgrade(&sources)));
+        sources
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The board's reports, sorted (app, then id); or why they could not be read.
+    pub async fn reports(&self) -> Result<Vec<Report>, String> {
+        let mut reports = self
+            .board
+            .reports()
+            .await
+            .map_err(|e| e.report().to_string())?;
+        reports.sort_by(|a, b| (&a.app, &a.id).cmp(&(&b.app, &b.id)));
+        Ok(reports)
+    }
+
+    pub fn board_info(&self, error: Option<String>) -> BoardInfo {
+        BoardInfo {
+            describe: self.board.describe(),
+            shared: self.board.shared(),
+            error,
+        }
+    }
+}
+
+/// Every second, the board's counters into the history.
+async fn sample(sources: Weak<Sources>) {
+    let mut tick = tokio::time::interval(BEAT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(sources) = sources.upgrade() else {
+            return;
+        };
+        if let Ok(reports) = sources.reports().await {
+            sources.history().sample(&reports, now_ms());
+        }
+    }
+}
+
+/// Where the reports come from.
+pub struct BoardInfo {
+    pub describe: String,
+    /// Whether other processes' workers write there.
+    pub shared: bool,
+    /// Why it could not be read now.
+    pub error: Option<String>,
+}
+
+/// One subscriber app, over its workers.
+pub struct AppView {
+    pub app: String,
+    pub workers: usize,
+    pub connected: usize,
+    /// The greatest commit-to-applied lag its workers last saw.
+    pub lag_seconds: Option<f64>,
+    /// Messages ready in its queue on the broker.
+    pub queued: Option<u64>,
+    pub in_flight: u64,
+    pub waiting: u64,
+    /// Messages not applied yet: queued and in flight.
+    pub lag_messages: Option<u64>,
+    pub applied_per_second: f64,
+    pub processed: u64,
+    /// `None`: no store given to the dashboard.
+    pub dead_letters: Option<Result<u64, String>>,
+}
+
+/// One publisher, over its relays.
+pub struct PublisherView {
+    pub app: String,
+    pub relays: usize,
+    pub backlog: Option<u64>,
+    pub oldest_age_seconds: Option<f64>,
+    pub relayed_per_second: f64,
+    pub relayed: u64,
+    /// The worker id of the relay holding the lease, if they use one.
+    pub lease_holder: Option<String>,
+    pub healthy: bool,
+}
+
+pub struct Overview {
+    pub board: BoardInfo,
+    pub subscribers: Vec<AppView>,
+    pub publishers: Vec<PublisherView>,
+    pub points: Vec<Point>,
+}
+
+impl Sources {
+    pub async fn overview(&self) -> Overview {
+        let (reports, error) = match self.reports().await {
+            Ok(r) => (r, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let history = self.history();
+        let mut subscribers: BTreeMap<String, AppView> = BTreeMap::new();
+        let mut publishers: BTreeMap<String, PublisherView> = BTreeMap::new();
+        for app in self.dead_letters.keys() {
+            subscribers.insert(app.clone(), AppView::new(app));
+        }
+        let now = now_ms();
+        for report in &reports {
+            match &report.worker {
+                Worker::Subscriber(s) => {
+                    let view = subscribers
+                        .entry(report.app.clone())
+                        .or_insert_with(|| AppView::new(&report.app));
+                    view.workers += 1;
+                    view.connected += usize::from(s.connected);
+                    if let Some(lag) = s.lag_ms {
+                        let lag = lag as f64 / 1000.0;
+                        view.lag_seconds = Some(view.lag_seconds.map_or(lag, |l| l.max(lag)));
+                    }
+                    if let Some(q) = s.queue_depth {
+                        view.queued = Some(view.queued.map_or(q, |v| v.max(q)));
+                    }
+                    view.in_flight += s.in_flight;
+                    view.waiting += s.waiting_count;
+                    view.processed += s.messages;
+                }
+                Worker::Relay(r) => {
+                    let view =
+                        publishers
+                            .entry(report.app.clone())
+                            .or_insert_with(|| PublisherView {
+                                app: report.app.clone(),
+                                relays: 0,
+                                backlog: None,
+                                oldest_age_seconds: None,
+                                relayed_per_second: 0.0,
+                                relayed: 0,
+                                lease_holder: None,
+                                healthy: true,
+                            });
+                    view.relays += 1;
+                    view.relayed += r.relayed;
+                    view.healthy &= r.healthy;
+                    if r.holds_lease == Some(true) {
+                        view.lease_holder = Some(report.id.clone());
+                    }
+                    if let Some(b) = r.backlog {
+                        view.backlog = Some(view.backlog.map_or(b.messages, |v| v.max(b.messages)));
+                        if let Some(oldest) = b.oldest_ms {
+                            let age = (now - oldest).max(0) as f64 / 1000.0;
+                            view.oldest_age_seconds =
+                                Some(view.oldest_age_seconds.map_or(age, |a| a.max(age)));
+                        }
+                    }
+                }
+            }
+        }
+        for view in subscribers.values_mut() {
+            view.applied_per_second = history.rate(&Series::Applied(view.app.clone()));
+            view.lag_messages = view.queued.map(|q| q + view.in_flight);
+        }
+        for view in publishers.values_mut() {
+            view.relayed_per_second = history.rate(&Series::Relayed(view.app.clone()));
+        }
+        let points = history.points.iter().cloned().collect();
+        drop(history);
+        for (app, applier) in &self.dead_letters {
+            let count = dead_letters::count(applier.db())
+                .await
+                .map_err(|e| e.to_string());
+            if let Some(view) = subscribers.get_mut(app) {
+                view.dead_letters = Some(count);
+            }
+        }
+        Overview {
+            board: self.board_info(error),
+            subscribers: subscribers.into_values().collect(),
+            publishers: publishers.into_values().collect(),
+            points,
+        }
+    }
+
+    /// Each dead-letter store's letters, oldest first (at most `limit` per app).
+    pub async fn dead_letters(&self, limit: usize) -> Vec<(String, Result<Vec<DeadLetterRow>, String>)> {
+        let mut all = Vec::new();
+        for (app, applier) in &self.dead_letters {
+            let letters = dead_letters::list(applier.db())
+                .await
+                .map(|mut l| {
+                    l.truncate(limit);
+                    l
+                })
+                .map_err(|e| e.to_string());
+            all.push((app.clone(), letters));
+        }
+        all
+    }
+}
+
+impl AppView {
+    fn new(app: &str) -> Self {
+        Self {
+            app: app.to_string(),
+            workers: 0,
+            connected: 0,
+            lag_seconds: None,
+            queued: None,
+            in_flight: 0,
+            waiting: 0,
+            lag_messages: None,
+            applied_per_second: 0.0,
+            processed: 0,
+            dead_letters: None,
+        }
+    }
+}
