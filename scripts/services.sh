@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# RabbitMQ, Redis and PostgreSQL for promiscuous, from Debian's packages, on loopback.
+# RabbitMQ, Redis and PostgreSQL for promiscuous, from Debian's packages, on loopback; and
+# Chromium (/usr/bin/chromium, Debian's package) for the browser tests, installed by `up` when
+# missing but never started here (the tests launch it).
 #
 #   scripts/services.sh up                 install what is missing, start all, wait until ready
 #   scripts/services.sh down               stop all
@@ -42,6 +44,9 @@ install_missing() {
     # lapin's rustls-native-certs refuses to make any TLS connection when the system has no root
     # certificate at all, even with a CA file of its own.
     [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+    # The browser tests (tests/browser/) drive Debian's Chromium, never a downloaded build. Its
+    # fonts come with it (libfontconfig1 -> fontconfig-config -> fonts-dejavu-core).
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing ${missing[*]} from Debian's packages"
     as_root apt-get update -qq
