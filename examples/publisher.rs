@@ -50,13 +50,14 @@ async fn main() -> Result<(), BoxError> {
     } else {
         let redis = args.servers.redis()?;
         let lease = RedisLease::new(
-            redis,
+            redis.clone(),
             &format!("{}:{}", args.servers.exchange, args.db),
             Duration::from_secs(10),
         );
         Some(
             Publisher::new(db.clone(), transport)
                 .lease(Arc::new(lease))
+                .board(Arc::new(promiscuous::redis::RedisBoard::new(redis.clone())))
                 .start()
                 .await?,
         )

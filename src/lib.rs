@@ -37,6 +37,18 @@ pub use promiscuous_sea_orm::{
 #[cfg(feature = "cli")]
 pub use promiscuous_cli as cli;
 
+/// The operations dashboard, an axum router (feature `dashboard`: the crate
+/// `promiscuous-dashboard`, which brings axum and maud).
+#[cfg(feature = "dashboard")]
+pub use promiscuous_dashboard as dashboard;
+
+/// What running workers report about themselves, for dashboards: this process's board and the
+/// shared one in Redis ([`redis::RedisBoard`]).
+pub use promiscuous_core::board;
+/// The live feed of operations a subscriber applied (for `Subscriber::feed` and the
+/// dashboard's `/stream`).
+pub use promiscuous_core::subscriber::{Feed, FeedEvent};
+
 /// The lower layers, for custom pipelines: relay and outbox, subscriber runtime and applier.
 pub mod pipeline {
     pub use promiscuous_core::publisher::{Lease, Outbox, OutboxEntry, Relay, RelayConfig};

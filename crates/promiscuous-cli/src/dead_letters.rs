@@ -2,7 +2,7 @@
 
 use promiscuous_core::message::Message;
 use promiscuous_sea_orm::subscriber::dead_letters::{
-    self, DeadLetterError, DeadLetterRow, Replayed,
+    self, DeadLetterError, DeadLetterRow, Replayed, readable_payload as payload,
 };
 
 use crate::env::{Env, Out};
@@ -86,19 +86,6 @@ fn when(at_ms: i64) -> String {
         rest % 3600 / 60,
         rest % 60
     )
-}
-
-/// The payload for reading: pretty JSON if it is JSON, else the text, else escaped bytes.
-fn payload(bytes: &[u8]) -> String {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
-        && let Ok(pretty) = serde_json::to_string_pretty(&value)
-    {
-        return pretty;
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_string(),
-        Err(_) => bytes.escape_ascii().to_string(),
-    }
 }
 
 fn list(letters: &[DeadLetterRow], out: &mut Out) {

@@ -17,11 +17,13 @@
 //! ```
 //!
 //! Commands: `subscribe`, `publish <model> [filter]` (initial sync), `mocks` (exported
-//! definitions), `status` and `dead-letters list | show | replay | drop`. Connections come from
+//! definitions), `status`, `dead-letters list | show | replay | drop` and `dashboard --listen
+//! ADDR` (the operations dashboard). Connections come from
 //! `--database-url` (`DATABASE_URL`), `--amqp-url` (`PROMISCUOUS_AMQP_URL`) and `--redis-url`
 //! (`PROMISCUOUS_REDIS_URL`); `--tls-ca` (`PROMISCUOUS_TLS_CA`) names a private CA for an
 //! `amqps://` broker. Every failure is one message with its context and a non-zero exit code.
 
+mod dashboard;
 mod dead_letters;
 mod env;
 mod error;
@@ -155,7 +157,7 @@ impl Cli {
             Err(e) => return Self::clap_outcome(e),
         };
         let shutdown = match args.command {
-            Command::Subscribe(_) => Some(subscribe::signals()?),
+            Command::Subscribe(_) | Command::Dashboard(_) => Some(subscribe::signals()?),
             _ => None,
         };
         let shutdown = async move {
@@ -214,6 +216,7 @@ impl Cli {
             Command::Mocks(a) => mocks::run(&a, out),
             Command::Status => status::run(&env, out).await,
             Command::DeadLetters(c) => dead_letters::run(&env, &c, out).await,
+            Command::Dashboard(a) => dashboard::run(&env, &a, out, shutdown).await,
         }
     }
 }
@@ -252,6 +255,10 @@ enum Command {
     /// Inspect, replay or drop messages the subscriber could not apply.
     #[command(subcommand)]
     DeadLetters(dead_letters::DeadLetterCommand),
+    /// Serve the operations dashboard (lag, throughput, outbox, dead letters with replay,
+    /// waiting messages, workers; /metrics) until SIGINT or SIGTERM. With --redis-url it shows
+    /// every worker reporting to that Redis; with --database-url, the app's dead letters.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 #[cfg(test)]

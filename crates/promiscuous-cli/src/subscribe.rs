@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use promiscuous_core::redis::RedisVersions;
+use promiscuous_core::redis::{RedisBoard, RedisVersions};
 use promiscuous_core::subscriber::OrderingMode;
 use promiscuous_sea_orm::Subscriber;
 
@@ -121,8 +121,10 @@ pub(crate) async fn run(
     let mut shared = "none";
     if let Some(url) = &env.connections.redis_url {
         let redis = env.redis(url)?;
-        subscriber = subscriber.versions(Arc::new(RedisVersions::new(redis, &app)));
-        shared = "Redis";
+        subscriber = subscriber
+            .versions(Arc::new(RedisVersions::new(redis.clone(), &app)))
+            .board(Arc::new(RedisBoard::new(redis)));
+        shared = "Redis (and the dashboard's board)";
     }
     let service = subscriber.build().await.map_err(|e| {
         CliError::failed(format!(

@@ -82,10 +82,6 @@ impl Access {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn read_only(&self) -> bool {
-        self.token.is_none()
-    }
-
     /// What a request with this `Cookie` and `Authorization` header may do.
     pub fn grant(&self, cookie: Option<&str>, authorization: Option<&str>) -> Grant {
         let Some(token) = &self.token else {
@@ -188,6 +184,9 @@ mod tests {
         let access = Access::new(Some("s3cret".into()));
         assert_eq!(access.grant(None, Some("Bearer s3cret")), Grant::Bearer);
         assert_eq!(access.grant(None, Some("Bearer s3cre")), Grant::Anonymous);
-        assert_eq!(access.grant(Some("promiscuous_dashboard=forged"), None), Grant::Anonymous);
+        assert_eq!(
+            access.grant(Some("promiscuous_dashboard=forged"), None),
+            Grant::Anonymous
+        );
     }
 }

@@ -30,8 +30,8 @@ pub struct Point {
 
 #[derive(Default)]
 pub struct History {
-    /// Each worker's counter at the last sample, and when.
-    last: HashMap<String, (u64, i64)>,
+    /// Each worker's counter at the last sample, when it was written, and its last rate.
+    last: HashMap<String, (u64, i64, f64)>,
     pub points: VecDeque<Point>,
 }
 
@@ -52,17 +52,19 @@ impl History {
         let mut last = HashMap::with_capacity(reports.len());
         for report in reports {
             let (series, value) = counter(report);
-            let rate = point.rates.entry(series).or_insert(0.0);
-            // A report not rewritten since the last sample (a beat late) adds nothing now; its
-            // next beat's difference covers the whole interval.
-            if let Some((before, at)) = self.last.get(&report.id)
-                && value >= *before
-                && report.heartbeat_ms > *at
-            {
-                let seconds = (report.heartbeat_ms - at) as f64 / 1000.0;
-                *rate += (value - before) as f64 / seconds;
-            }
-            last.insert(report.id.clone(), (value, report.heartbeat_ms));
+            let worker_rate = match self.last.get(&report.id) {
+                // Rewritten since the last sample: the difference over the time between.
+                Some((before, at, _)) if value >= *before && report.heartbeat_ms > *at => {
+                    let seconds = (report.heartbeat_ms - at) as f64 / 1000.0;
+                    (value - before) as f64 / seconds
+                }
+                // Not rewritten yet (the sampler ran between two beats): its rate goes on.
+                Some((before, at, rate)) if value == *before && report.heartbeat_ms == *at => *rate,
+                // New, or restarted (its counter went down): from its next report on.
+                _ => 0.0,
+            };
+            *point.rates.entry(series).or_insert(0.0) += worker_rate;
+            last.insert(report.id.clone(), (value, report.heartbeat_ms, worker_rate));
         }
         self.last = last;
         if self.points.len() == KEEP {
@@ -133,7 +135,10 @@ mod tests {
         let applied = Series::Applied("members".into());
         h.sample(&[subscriber("a", 10, 1000), subscriber("b", 5, 1000)], 1000);
         assert_eq!(h.rate(&applied), 0.0, "a first sample has no rate");
-        h.sample(&[subscriber("a", 30, 2000), subscriber("b", 15, 2000)], 2000);
+        h.sample(
+            &[subscriber("a", 30, 2000), subscriber("b", 15, 2000)],
+            2000,
+        );
         assert_eq!(h.rate(&applied), 30.0);
         // b restarted (counters from 0), c is new.
         h.sample(
@@ -147,6 +152,9 @@ mod tests {
         assert_eq!(h.rate(&applied), 10.0);
         h.sample(&[relay("r", 100, 3000)], 3000);
         h.sample(&[relay("r", 150, 3500)], 3500);
+        assert_eq!(h.rate(&Series::Relayed("crowdtap".into())), 100.0);
+        // Sampled again before the relay's next beat: the same rate, not a drop to 0.
+        h.sample(&[relay("r", 150, 3500)], 3900);
         assert_eq!(h.rate(&Series::Relayed("crowdtap".into())), 100.0);
     }
 

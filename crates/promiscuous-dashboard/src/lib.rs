@@ -124,6 +124,23 @@ impl Dashboard {
         routes::router(view::Sources::new(self))
     }
 
+    /// The routes mounted at `path` (`"/promiscuous"`), to merge into the service's router:
+    /// `app.merge(dashboard.mount("/promiscuous"))`. Unlike a bare `Router::nest`, `path/`
+    /// (with a trailing slash) is redirected to `path`, where the overview is.
+    pub fn mount(self, path: &str) -> Router {
+        let path = format!("/{}", path.trim_matches('/'));
+        if path == "/" {
+            return self.router();
+        }
+        let to = path.clone();
+        Router::new()
+            .route(
+                &format!("{path}/"),
+                axum::routing::get(move || async move { axum::response::Redirect::permanent(&to) }),
+            )
+            .nest(&path, self.router())
+    }
+
     /// Serves the dashboard alone on `listener` until `shutdown` resolves.
     pub async fn serve(
         self,

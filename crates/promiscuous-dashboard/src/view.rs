@@ -135,7 +135,6 @@ impl Sources {
             Ok(r) => (r, None),
             Err(e) => (Vec::new(), Some(e)),
         };
-        let history = self.history();
         let mut subscribers: BTreeMap<String, AppView> = BTreeMap::new();
         let mut publishers: BTreeMap<String, PublisherView> = BTreeMap::new();
         for app in self.dead_letters.keys() {
@@ -192,15 +191,17 @@ impl Sources {
                 }
             }
         }
-        for view in subscribers.values_mut() {
-            view.applied_per_second = history.rate(&Series::Applied(view.app.clone()));
-            view.lag_messages = view.queued.map(|q| q + view.in_flight);
-        }
-        for view in publishers.values_mut() {
-            view.relayed_per_second = history.rate(&Series::Relayed(view.app.clone()));
-        }
-        let points = history.points.iter().cloned().collect();
-        drop(history);
+        let points = {
+            let history = self.history();
+            for view in subscribers.values_mut() {
+                view.applied_per_second = history.rate(&Series::Applied(view.app.clone()));
+                view.lag_messages = view.queued.map(|q| q + view.in_flight);
+            }
+            for view in publishers.values_mut() {
+                view.relayed_per_second = history.rate(&Series::Relayed(view.app.clone()));
+            }
+            history.points.iter().cloned().collect()
+        };
         for (app, applier) in &self.dead_letters {
             let count = dead_letters::count(applier.db())
                 .await
@@ -218,7 +219,10 @@ impl Sources {
     }
 
     /// Each dead-letter store's letters, oldest first (at most `limit` per app).
-    pub async fn dead_letters(&self, limit: usize) -> Vec<(String, Result<Vec<DeadLetterRow>, String>)> {
+    pub async fn dead_letters(
+        &self,
+        limit: usize,
+    ) -> Vec<(String, Result<Vec<DeadLetterRow>, String>)> {
         let mut all = Vec::new();
         for (app, applier) in &self.dead_letters {
             let letters = dead_letters::list(applier.db())
@@ -250,4 +254,93 @@ impl AppView {
             dead_letters: None,
         }
     }
+}
+
+/// Gauges read off the board, in the Prometheus text format: what a dashboard in its own
+/// process knows of the workers (their own recorders are in their processes).
+pub fn board_metrics(o: &Overview) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, rows: Vec<(String, Option<f64>)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (app, value) in rows {
+            if let Some(v) = value {
+                let _ = writeln!(out, "{name}{{app=\"{}\"}} {v}", escape(&app));
+            }
+        }
+    };
+    let subs = &o.subscribers;
+    gauge(
+        "promiscuous_board_subscriber_workers",
+        "Subscriber workers reporting on the board",
+        subs.iter()
+            .map(|s| (s.app.clone(), Some(s.workers as f64)))
+            .collect(),
+    );
+    gauge(
+        "promiscuous_board_lag_seconds",
+        "Greatest commit-to-applied lag the app's workers last saw",
+        subs.iter()
+            .map(|s| (s.app.clone(), s.lag_seconds))
+            .collect(),
+    );
+    gauge(
+        "promiscuous_board_lag_messages",
+        "Messages not applied yet: ready in the queue and in flight",
+        subs.iter()
+            .map(|s| (s.app.clone(), s.lag_messages.map(|n| n as f64)))
+            .collect(),
+    );
+    gauge(
+        "promiscuous_board_waiting_messages",
+        "Messages held for a dependency",
+        subs.iter()
+            .map(|s| (s.app.clone(), Some(s.waiting as f64)))
+            .collect(),
+    );
+    gauge(
+        "promiscuous_board_dead_letters",
+        "Dead letters in the app's store",
+        subs.iter()
+            .map(|s| {
+                (
+                    s.app.clone(),
+                    s.dead_letters
+                        .as_ref()
+                        .and_then(|d| d.as_ref().ok())
+                        .map(|n| *n as f64),
+                )
+            })
+            .collect(),
+    );
+    let pubs = &o.publishers;
+    gauge(
+        "promiscuous_board_relays",
+        "Relays reporting on the board",
+        pubs.iter()
+            .map(|p| (p.app.clone(), Some(p.relays as f64)))
+            .collect(),
+    );
+    gauge(
+        "promiscuous_board_outbox_backlog",
+        "Messages waiting in the publisher's outbox",
+        pubs.iter()
+            .map(|p| (p.app.clone(), p.backlog.map(|n| n as f64)))
+            .collect(),
+    );
+    gauge(
+        "promiscuous_board_outbox_oldest_seconds",
+        "Age of the oldest message waiting in the outbox",
+        pubs.iter()
+            .map(|p| (p.app.clone(), p.oldest_age_seconds))
+            .collect(),
+    );
+    out
+}
+
+/// A label value, escaped for the text format.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -153,6 +153,14 @@ impl Feed {
         (resumed, receiver)
     }
 
+    /// The id of the last event published (`"{epoch}-0"` before the first): a page rendered
+    /// from the database after reading it resumes from it, so it misses nothing committed
+    /// meanwhile (it may see again what it rendered: applying an operation twice to a page is
+    /// harmless).
+    pub fn last_id(&self) -> String {
+        format!("{}-{}", self.epoch, self.ring().next - 1)
+    }
+
     /// The sequence number of an id of this feed.
     fn seq_of(&self, id: &str) -> Option<u64> {
         let (epoch, seq) = id.trim().rsplit_once('-')?;
@@ -193,6 +201,7 @@ mod tests {
             publish(&feed, n);
         }
         let id = |seq: u64| format!("{}-{seq}", feed.epoch);
+        assert_eq!(feed.last_id(), id(4));
         // Holds 2, 3, 4.
         assert_eq!(seqs(feed.resume(Some(&id(2))).0), Some(vec![3, 4]));
         assert_eq!(seqs(feed.resume(Some(&id(1))).0), Some(vec![2, 3, 4]));

@@ -5,16 +5,11 @@ use promiscuous_sea_orm::subscriber::dead_letters::{DeadLetterRow, readable_payl
 
 use super::{Context, ago, pre, space};
 
-/// `flash`: what the last action came to (from the redirect after it).
 pub fn dead_letters(
     ctx: &Context<'_>,
     stores: &[(String, Result<Vec<DeadLetterRow>, String>)],
-    flash: Option<&str>,
 ) -> Markup {
     html! {
-        @if let Some(flash) = flash {
-            p.flash role="status" { (flash) }
-        }
         @if stores.is_empty() {
             p.muted { "No dead-letter store was given to this dashboard (Dashboard::dead_letters, or the CLI's --database-url)." }
         }

@@ -28,7 +28,12 @@ pub enum Page {
 }
 
 impl Page {
-    pub const ALL: [Page; 4] = [Page::Overview, Page::DeadLetters, Page::Waiting, Page::Workers];
+    pub const ALL: [Page; 4] = [
+        Page::Overview,
+        Page::DeadLetters,
+        Page::Waiting,
+        Page::Workers,
+    ];
 
     /// Its path below the mount point, and its name in `events?page=`.
     pub fn slug(self) -> &'static str {
@@ -72,8 +77,14 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// The URL of `path` below the mount point; the overview (`""`) is the mount point itself
+    /// (`/promiscuous`, or `/` at the root).
     pub fn href(&self, path: &str) -> String {
-        format!("{}/{path}", self.base)
+        match (self.base, path) {
+            ("", "") => "/".to_string(),
+            (base, "") => base.to_string(),
+            (base, path) => format!("{base}/{path}"),
+        }
     }
 
     /// The CSRF token forms carry, when the request may act.
@@ -89,8 +100,9 @@ impl Context<'_> {
     }
 }
 
-/// A whole page: the layout around `fragment`.
-pub fn layout(ctx: &Context<'_>, page: Page, fragment: Markup) -> Markup {
+/// A whole page: the layout around `fragment`, with `flash` (what the last action came to)
+/// above it, outside what the live updates replace.
+pub fn layout(ctx: &Context<'_>, page: Page, flash: Option<&str>, fragment: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -99,6 +111,7 @@ pub fn layout(ctx: &Context<'_>, page: Page, fragment: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (page.title()) " · " (ctx.title) }
                 link rel="stylesheet" href=(ctx.href("assets/style.css"));
+                link rel="icon" href="data:,";
                 script defer src=(ctx.href("assets/app.js")) {}
             }
             body {
@@ -110,6 +123,9 @@ pub fn layout(ctx: &Context<'_>, page: Page, fragment: Markup) -> Markup {
                         }
                     }
                     (access(ctx))
+                }
+                @if let Some(flash) = flash {
+                    p.flash role="status" { (flash) }
                 }
                 main id="live" data-page=(page.name()) data-events=(ctx.href(&format!("events?page={}", page.name()))) {
                     (fragment)

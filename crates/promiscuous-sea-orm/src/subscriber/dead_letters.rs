@@ -32,6 +32,20 @@ pub enum Replayed {
     Failed(String),
 }
 
+/// A dead letter's payload for reading: pretty JSON if it is JSON, else the text, else its
+/// bytes escaped.
+pub fn readable_payload(bytes: &[u8]) -> String {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Ok(pretty) = serde_json::to_string_pretty(&value)
+    {
+        return pretty;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => bytes.escape_ascii().to_string(),
+    }
+}
+
 /// Every dead letter, oldest first.
 pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<DeadLetterRow>, DbErr> {
     dead_letters::Entity::find()
