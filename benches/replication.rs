@@ -26,6 +26,15 @@
 //! insert of an unpublished model against a published one, at 1 and at 10 writes per
 //! transaction, in alternating rounds on one SQLite file; its last lines are `write-overhead-1`
 //! and `write-overhead` (published ÷ bare time per transaction, at 1 and at 10 writes).
+//!
+//! `--board` measures what a dashboard's shared state costs the end-to-end run (2): in each of
+//! `--board-rounds` rounds it runs (2) without it, then with it (a `RedisBoard` given to the
+//! publisher's relay and to the subscriber, which then write their reports to Redis every
+//! second, and a `Feed` of 1,000 on the subscriber that nobody listens to, as a dashboard's live
+//! stream has it), each on fresh SQLite files, queue and exchange. It prints each round's ops/s
+//! and on ÷ off, then the medians; its last line is `board-ratio` (the median of the rounds'
+//! on ÷ off). Off, the relay and the subscriber still beat into this process's board every
+//! second (and the relay still counts its outbox backlog): that is not optional.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -40,9 +49,11 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use promiscuous::board::{Board, Worker};
+use promiscuous::redis::RedisBoard;
 use promiscuous::transport::{RabbitMq, RabbitMqConfig};
 use promiscuous::{
-    BoxError, Callbacks, Ctx, Publisher, PublisherHandle, Redis, RedisConfig, RedisLease,
+    BoxError, Callbacks, Ctx, Feed, Publisher, PublisherHandle, Redis, RedisConfig, RedisLease,
     RedisVersions, Subscriber, SubscriberHandle,
 };
 use sea_orm::{
@@ -103,6 +114,14 @@ struct Args {
     /// Alternating bare/published rounds of the probe (the median round is reported).
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
     probe_rounds: u32,
+    /// Measure the end-to-end run (2) without and with a dashboard's shared state (a
+    /// `RedisBoard` for the relay's and the subscriber's reports, a `Feed` on the subscriber
+    /// that nobody listens to), in `--board-rounds` rounds, and exit.
+    #[arg(long)]
+    board: bool,
+    /// Rounds of the board comparison (each: without, then with; the medians are reported).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    board_rounds: u32,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -305,7 +324,7 @@ async fn create<E: EntityTrait>(db: &DatabaseConnection, entity: E) -> Result<()
 /// Each stage alone on a full input: commits with no relay running, the relay draining the
 /// outbox, the subscriber draining its queue.
 async fn stages(amqp: &str, redis: &str, args: &Args) -> Result<(), BoxError> {
-    let parts = parts(amqp, redis, args, "stages").await?;
+    let parts = parts(amqp, redis, args, "stages", false).await?;
     APPLIED.store(0, AtomicOrdering::Relaxed);
     let per_writer = args.ops / args.writers;
     let total = per_writer * args.writers;
@@ -369,16 +388,32 @@ impl Broker {
     }
 }
 
+/// A dashboard's shared state given to a pipeline (`--board`): the board in Redis that the
+/// relay and the subscriber write their reports to, and the subscriber's feed.
+struct Shared {
+    board: RedisBoard,
+    feed: Arc<Feed>,
+}
+
 /// The parts of a pipeline, not started.
 struct Parts {
     pdb: DatabaseConnection,
     broker: Broker,
     publisher: Publisher,
     subscriber: promiscuous::SubscriberService,
+    shared: Option<Shared>,
     _dir: TempDir,
 }
 
-async fn parts(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Parts, BoxError> {
+/// The parts of run `run`; with `shared`, a `RedisBoard` on the publisher and the subscriber
+/// and a `Feed` (of 1,000, nobody listening) on the subscriber.
+async fn parts(
+    amqp: &str,
+    redis: &str,
+    args: &Args,
+    run: &str,
+    shared: bool,
+) -> Result<Parts, BoxError> {
     let dir = std::env::temp_dir().join(format!("promiscuous-bench-{}-{run}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -399,19 +434,28 @@ async fn parts(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Parts,
     let redis = Redis::new(redis, RedisConfig::default())?;
     let app = format!("promiscuous_bench_{run}_{}", std::process::id());
     let rabbit_for_cleanup = rabbit.clone();
-    let subscriber = Subscriber::new(app.clone(), sdb, rabbit.clone())
+    let shared = shared.then(|| Shared {
+        board: RedisBoard::new(redis.clone()),
+        feed: Feed::new(1000),
+    });
+    let mut subscriber = Subscriber::new(app.clone(), sdb, rabbit.clone())
         .subscribe::<member::Model>()
         .workers(args.workers)
         .batch(args.batch)
         .prefetch(args.prefetch)
-        .versions(Arc::new(RedisVersions::new(redis.clone(), &app)))
-        .build()
-        .await?;
-    let publisher = Publisher::new(pdb.clone(), rabbit).lease(Arc::new(RedisLease::new(
+        .versions(Arc::new(RedisVersions::new(redis.clone(), &app)));
+    let mut publisher = Publisher::new(pdb.clone(), rabbit).lease(Arc::new(RedisLease::new(
         redis,
         &format!("{app}:outbox"),
         Duration::from_secs(10),
     )));
+    if let Some(shared) = &shared {
+        subscriber = subscriber
+            .board(Arc::new(shared.board.clone()))
+            .feed(shared.feed.clone());
+        publisher = publisher.board(Arc::new(shared.board.clone()));
+    }
+    let subscriber = subscriber.build().await?;
     Ok(Parts {
         pdb,
         broker: Broker {
@@ -420,6 +464,7 @@ async fn parts(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Parts,
         },
         publisher,
         subscriber,
+        shared,
         _dir: TempDir(dir),
     })
 }
@@ -430,6 +475,7 @@ struct Pipeline {
     broker: Broker,
     publisher: PublisherHandle,
     subscriber: SubscriberHandle,
+    shared: Option<Shared>,
     _dir: TempDir,
 }
 
@@ -441,8 +487,14 @@ impl Drop for TempDir {
     }
 }
 
-async fn pipeline(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Pipeline, BoxError> {
-    let parts = parts(amqp, redis, args, run).await?;
+async fn pipeline(
+    amqp: &str,
+    redis: &str,
+    args: &Args,
+    run: &str,
+    shared: bool,
+) -> Result<Pipeline, BoxError> {
+    let parts = parts(amqp, redis, args, run, shared).await?;
     let subscriber = parts.subscriber.start();
     let publisher = parts.publisher.start().await?;
     Ok(Pipeline {
@@ -450,6 +502,7 @@ async fn pipeline(amqp: &str, redis: &str, args: &Args, run: &str) -> Result<Pip
         broker: parts.broker,
         publisher,
         subscriber,
+        shared: parts.shared,
         _dir: parts._dir,
     })
 }
@@ -522,7 +575,8 @@ async fn applied_all(p: &Pipeline, target: usize, limit: Duration) -> Result<(),
 
 /// (2) Throughput: `--ops` writes as fast as `--writers` writers go, `ops_per_tx` writes per
 /// transaction; operations are numbered from `base` (beyond the latency run's clock, none of
-/// them is timed).
+/// them is timed). With `shared`, a dashboard's shared state is on (see [`parts`]); after the
+/// measure, what it holds is printed.
 async fn throughput(
     amqp: &str,
     redis: &str,
@@ -530,8 +584,9 @@ async fn throughput(
     ops_per_tx: usize,
     run: &str,
     base: usize,
+    shared: bool,
 ) -> Result<f64, BoxError> {
-    let p = pipeline(amqp, redis, args, run).await?;
+    let p = pipeline(amqp, redis, args, run, shared).await?;
     APPLIED.store(0, AtomicOrdering::Relaxed);
     let started = Instant::now();
     let per_writer = (args.ops / args.writers / ops_per_tx).max(1) * ops_per_tx;
@@ -566,10 +621,112 @@ async fn throughput(
         stats.recovered,
         stats.dead_lettered
     );
+    if let Some(shared) = &p.shared {
+        shared_state(shared).await?;
+    }
     p.publisher.shutdown().await?;
     p.subscriber.shutdown().await?;
     p.broker.delete().await?;
     Ok(total as f64 / elapsed.as_secs_f64())
+}
+
+/// Prints what a run's dashboard state holds once its operations were applied (not
+/// measured): this process's reports on the Redis board, and the feed's last event.
+async fn shared_state(shared: &Shared) -> Result<(), BoxError> {
+    let mine: Vec<_> = shared
+        .board
+        .reports()
+        .await?
+        .into_iter()
+        .filter(|r| r.pid == std::process::id())
+        .collect();
+    let relays = mine
+        .iter()
+        .filter(|r| matches!(r.worker, Worker::Relay(_)))
+        .count();
+    println!(
+        "  shared state: {} report(s) of this process on the Redis board ({relays} relay(s), \
+         {} subscriber(s)); feed at event {}",
+        mine.len(),
+        mine.len() - relays,
+        shared.feed.last_id()
+    );
+    Ok(())
+}
+
+/// The median and the range of `values`.
+fn median(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    let median = if v.len().is_multiple_of(2) {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    };
+    (median, v[0], v[v.len() - 1])
+}
+
+/// A dashboard's shared state off vs. on: `--board-rounds` rounds of the end-to-end run (2),
+/// each without it, then with it, on fresh files, queue and exchange; each round's ops/s and
+/// on ÷ off, then the medians.
+async fn board(amqp: &str, redis: &str, args: &Args) -> Result<(), BoxError> {
+    let ops_per_tx = args.ops_per_tx as usize;
+    let rounds = args.board_rounds as usize;
+    let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let a = throughput(
+            amqp,
+            redis,
+            args,
+            ops_per_tx,
+            &format!("board-off-{round}"),
+            0,
+            false,
+        )
+        .await?;
+        let b = throughput(
+            amqp,
+            redis,
+            args,
+            ops_per_tx,
+            &format!("board-on-{round}"),
+            0,
+            true,
+        )
+        .await?;
+        println!(
+            "board round {round}/{rounds}: off {} ops/s, on {} ops/s, on/off {:.3}",
+            grouped(a),
+            grouped(b),
+            b / a
+        );
+        off.push(a);
+        on.push(b);
+        ratios.push(b / a);
+    }
+    let (off_median, off_min, off_max) = median(&off);
+    let (on_median, on_min, on_max) = median(&on);
+    let (ratio, ratio_min, ratio_max) = median(&ratios);
+    println!(
+        "board off (no shared board, no feed): median {} ops/s ({} – {}) over {rounds} round(s)",
+        grouped(off_median),
+        grouped(off_min),
+        grouped(off_max)
+    );
+    println!(
+        "board on (RedisBoard on relay and subscriber, feed on subscriber): median {} ops/s \
+         ({} – {})",
+        grouped(on_median),
+        grouped(on_min),
+        grouped(on_max)
+    );
+    println!(
+        "board-ratio {ratio:.3} (median of the rounds' on/off, {ratio_min:.3} – {ratio_max:.3}; \
+         ratio of the medians {:.3})",
+        on_median / off_median
+    );
+    Ok(())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -586,7 +743,7 @@ async fn latency(amqp: &str, redis: &str, args: &Args) -> Result<(), BoxError> {
         committed: (0..base + total).map(|_| Mutex::new(None)).collect(),
         applied: (0..base + total).map(|_| Mutex::new(None)).collect(),
     });
-    let p = pipeline(amqp, redis, args, "latency").await?;
+    let p = pipeline(amqp, redis, args, "latency", false).await?;
     APPLIED.store(0, AtomicOrdering::Relaxed);
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
     let started = tokio::time::Instant::now();
@@ -801,6 +958,9 @@ async fn main() -> Result<(), BoxError> {
     if args.stages {
         return stages(&amqp, &redis, &args).await;
     }
+    if args.board {
+        return board(&amqp, &redis, &args).await;
+    }
     let raw = if args.no_raw {
         None
     } else {
@@ -812,7 +972,7 @@ async fn main() -> Result<(), BoxError> {
         Some(raw)
     };
     let ops_per_tx = args.ops_per_tx as usize;
-    let ops = throughput(&amqp, &redis, &args, ops_per_tx, "throughput", 0).await?;
+    let ops = throughput(&amqp, &redis, &args, ops_per_tx, "throughput", 0, false).await?;
     println!(
         "promiscuous: {} ops/s end to end ({ops_per_tx} write(s)/tx)",
         grouped(ops)
@@ -820,7 +980,7 @@ async fn main() -> Result<(), BoxError> {
     latency(&amqp, &redis, &args).await?;
     // Numbered after the latency run's operations: no slot of its clock.
     let base = args.ops + 1 + args.rate as usize * args.latency_secs as usize;
-    let ops10 = throughput(&amqp, &redis, &args, 10, "throughput-tx10", base).await?;
+    let ops10 = throughput(&amqp, &redis, &args, 10, "throughput-tx10", base, false).await?;
     println!(
         "promiscuous: {} ops/s end to end (10 writes/tx)",
         grouped(ops10)

@@ -87,7 +87,12 @@ impl Access {
         let Some(token) = &self.token else {
             return Grant::ReadOnly;
         };
-        if let Some(given) = authorization.and_then(|a| a.strip_prefix("Bearer "))
+        // The scheme's name is case-insensitive (RFC 9110).
+        let bearer = authorization.and_then(|a| {
+            let (scheme, given) = a.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(given)
+        });
+        if let Some(given) = bearer
             && same(given.trim(), token)
         {
             return Grant::Bearer;
@@ -183,6 +188,7 @@ mod tests {
     fn the_bearer_token_acts_without_a_session() {
         let access = Access::new(Some("s3cret".into()));
         assert_eq!(access.grant(None, Some("Bearer s3cret")), Grant::Bearer);
+        assert_eq!(access.grant(None, Some("bearer s3cret")), Grant::Bearer);
         assert_eq!(access.grant(None, Some("Bearer s3cre")), Grant::Anonymous);
         assert_eq!(
             access.grant(Some("promiscuous_dashboard=forged"), None),

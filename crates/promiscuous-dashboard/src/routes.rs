@@ -82,16 +82,20 @@ fn base(original: &Uri, uri: &Uri) -> String {
 struct Request {
     base: String,
     grant: Grant,
+    /// The headers the grant was made from (kept for a live update to look again).
+    cookie: Option<String>,
+    authorization: Option<String>,
 }
 
 impl Request {
     fn new(sources: &Sources, original: &Uri, uri: &Uri, headers: &HeaderMap) -> Self {
         let text = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+        let (cookie, authorization) = (text(header::COOKIE), text(header::AUTHORIZATION));
         Self {
             base: base(original, uri),
-            grant: sources
-                .access
-                .grant(text(header::COOKIE), text(header::AUTHORIZATION)),
+            grant: sources.access.grant(cookie, authorization),
+            cookie: cookie.map(String::from),
+            authorization: authorization.map(String::from),
         }
     }
 
@@ -199,6 +203,16 @@ async fn events(
                 tokio::time::sleep(BEAT_INTERVAL).await;
             }
             let html = {
+                // Who may act is looked at again each time: a session ended meanwhile loses
+                // its buttons at the next update.
+                let request = Request {
+                    base: request.base.clone(),
+                    grant: sources
+                        .access
+                        .grant(request.cookie.as_deref(), request.authorization.as_deref()),
+                    cookie: None,
+                    authorization: None,
+                };
                 let ctx = request.context(&sources);
                 fragment(&sources, &ctx, page).await.into_string()
             };
@@ -291,15 +305,6 @@ async fn logout(
         .into_response()
 }
 
-/// The mount point of an action's URL: its path up to `/dead-letters/`.
-fn action_base(original: &Uri) -> String {
-    let path = original.path();
-    match path.rfind("/dead-letters/") {
-        Some(i) => path[..i].to_string(),
-        None => String::new(),
-    }
-}
-
 /// The store of `app`, if the request may act on it; else the refusal.
 fn allowed<'a>(
     sources: &'a Sources,
@@ -308,28 +313,31 @@ fn allowed<'a>(
     headers: &HeaderMap,
     body: &[u8],
     app: &str,
-) -> Result<&'a SeaOrmApplier, Response> {
+) -> Result<&'a SeaOrmApplier, Box<Response>> {
     let form: ActionForm = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let request = Request::new(sources, original, uri, headers);
     sources
         .access
         .may_act(&request.grant, form.csrf.as_deref())
-        .map_err(refused)?;
+        .map_err(|why| Box::new(refused(why)))?;
     sources.dead_letters.get(app).ok_or_else(|| {
-        (
-            StatusCode::NOT_FOUND,
-            format!("no dead-letter store for app {app:?}"),
+        Box::new(
+            (
+                StatusCode::NOT_FOUND,
+                format!("no dead-letter store for app {app:?}"),
+            )
+                .into_response(),
         )
-            .into_response()
     })
 }
 
-/// Back to the dead letters page, saying what was `done`; or the failure.
-fn done(original: &Uri, outcome: Result<String, String>) -> Response {
+/// Back to the dead letters page, saying what was `done`; or the failure (with its status).
+fn done(original: &Uri, uri: &Uri, outcome: Result<String, (StatusCode, String)>) -> Response {
     match outcome {
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(failure) => failure.into_response(),
         Ok(done) => {
-            let base = action_base(original);
+            // The action's path below the mount point is `uri`: what is left is the mount.
+            let base = base(original, uri);
             let query = serde_urlencoded::to_string([("done", done)]).unwrap_or_default();
             Redirect::to(&format!("{base}/dead-letters?{query}")).into_response()
         }
@@ -353,7 +361,7 @@ async fn act_one(
 ) -> Response {
     let applier = match allowed(&sources, &original, &uri, &headers, &body, &app) {
         Ok(a) => a,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let outcome = async {
         let outcome = match action.as_str() {
@@ -364,18 +372,23 @@ async fn act_one(
             "drop" => dead_letters::delete(applier.db(), id)
                 .await
                 .map(|()| format!("dead letter #{id} dropped")),
-            other => return Err(format!("no action {other:?} (replay, drop)")),
+            other => {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    format!("no action {other:?} (replay, drop)"),
+                ));
+            }
         };
         match outcome {
             Ok(done) => Ok(done),
             Err(DeadLetterError::NotFound(id)) => {
                 Ok(format!("no dead letter #{id} (gone already)"))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         }
     }
     .await;
-    done(&original, outcome)
+    done(&original, &uri, outcome)
 }
 
 async fn act_all(
@@ -388,7 +401,7 @@ async fn act_all(
 ) -> Response {
     let applier = match allowed(&sources, &original, &uri, &headers, &body, &app) {
         Ok(a) => a,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let outcome = async {
         match action.as_str() {
@@ -396,7 +409,7 @@ async fn act_all(
                 let all = applier
                     .replay_dead_letters()
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
                 let applied = all
                     .iter()
                     .filter(|(_, r)| matches!(r, Replayed::Applied(_)))
@@ -410,12 +423,15 @@ async fn act_all(
             "drop-all" => dead_letters::delete_all(applier.db())
                 .await
                 .map(|n| format!("{n} dead letter(s) dropped"))
-                .map_err(|e| e.to_string()),
-            other => Err(format!("no action {other:?} (replay-all, drop-all)")),
+                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+            other => Err((
+                StatusCode::NOT_FOUND,
+                format!("no action {other:?} (replay-all, drop-all)"),
+            )),
         }
     }
     .await;
-    done(&original, outcome)
+    done(&original, &uri, outcome)
 }
 
 /// `GET /metrics`: the recorder's metrics, then gauges read off the board.
@@ -451,9 +467,8 @@ async fn live_stream(
     };
     let endpoints: Vec<String> = query
         .iter()
-        .cloned()
         .filter(|(k, _)| k == "endpoint")
-        .map(|(_, v)| v)
+        .map(|(_, v)| v.clone())
         .collect();
     // The header when the browser reconnects, else `after` (a page's first connection).
     let after = query

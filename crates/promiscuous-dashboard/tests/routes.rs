@@ -906,7 +906,6 @@ async fn an_unknown_action_changes_nothing() {
 }
 
 #[tokio::test]
-#[ignore = "bug: an unknown action answers 500 Internal Server Error instead of 404 (routes.rs, act_one/act_all → done)"]
 async fn an_unknown_action_is_a_client_error() {
     let db = store().await;
     let id = undecodable(&db).await;
@@ -1159,6 +1158,32 @@ async fn the_nested_overview_is_at_the_mount_point() {
         "{}",
         page.body
     );
+}
+
+#[tokio::test]
+async fn an_action_on_an_app_named_dead_letters_goes_back_to_the_page() {
+    let db = store().await;
+    let id = undecodable(&db).await;
+    let app = nested(
+        Dashboard::new()
+            .dead_letters("dead-letters", SeaOrmApplier::new(db.clone()))
+            .token(TOKEN)
+            .router(),
+    );
+    for path in [
+        format!("/promiscuous/dead-letters/dead-letters/{id}/replay"),
+        "/promiscuous/dead-letters/dead-letters/replay-all".to_string(),
+    ] {
+        let reply = send(&app, post_bearer(&path, TOKEN)).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{path}");
+        assert!(
+            reply
+                .location()
+                .starts_with("/promiscuous/dead-letters?done="),
+            "{path}: {}",
+            reply.location()
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
