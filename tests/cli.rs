@@ -2,6 +2,7 @@
 //! the embedded broker.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -616,4 +617,83 @@ async fn subscribe_finishes_the_message_in_flight_on_shutdown() {
     );
     // Applied and acknowledged: nothing left in the queue, nothing in flight.
     assert_eq!(broker.queue_depth("clitest_subscribe"), (0, 0));
+}
+
+/// `GET path` on `127.0.0.1:port`: the status line and the body.
+async fn http_get(port: u16, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+}
+
+#[tokio::test]
+async fn dashboard_serves_the_apps_dead_letters_and_metrics_until_stopped() {
+    let dir = TempDir::new("dashboard");
+    let sub_url = dir.db_url("subscriber.db");
+    let sdb = open::<member::Entity>(&sub_url, None).await;
+    let broker = InProcess::new();
+    let service = members("clitest_dash", &sdb, &broker).await;
+    let mut publisher = MockPublisher::new("clitest", broker.clone());
+    publisher.raw(&b"<b>not json</b>"[..]).await.unwrap();
+    let stats = service
+        .run_until_idle(Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(stats.dead_lettered, 1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let pages = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let looked = {
+        let pages = pages.clone();
+        async move {
+            // Until it listens.
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            for path in ["/dead-letters", "/metrics", "/workers"] {
+                pages.lock().await.push(http_get(port, path).await);
+            }
+        }
+    };
+    let printed = tokio::time::timeout(
+        Duration::from_secs(30),
+        cli("clitest_dash", &broker).run_until(
+            args(&["--database-url", &sub_url, "dashboard", "--listen", &listen]),
+            looked,
+        ),
+    )
+    .await
+    .expect("the dashboard stops when told")
+    .unwrap();
+    assert!(printed.contains(&format!("dashboard on http://{listen}/")), "{printed}");
+    assert!(printed.contains("read-only: no --token"), "{printed}");
+    assert!(printed.contains("dashboard stopped"), "{printed}");
+    let pages = pages.lock().await;
+    let (status, letters) = &pages[0];
+    assert!(status.contains("200"), "{status}");
+    assert!(letters.contains("Subscriber clitest_dash"), "{letters}");
+    assert!(letters.contains("&lt;b&gt;not json&lt;/b&gt;"), "escaped: {letters}");
+    assert!(letters.contains("read-only"), "{letters}");
+    let (status, metrics) = &pages[1];
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        metrics.contains("promiscuous_board_dead_letters{app=\"clitest_dash\"} 1"),
+        "{metrics}"
+    );
+    assert!(pages[2].0.contains("200"), "{:?}", pages[2]);
+    // Stopped: nothing listens any more.
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
 }

@@ -45,18 +45,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use promiscuous_core::board::{self, Board};
 use promiscuous_core::subscriber::Feed;
 use promiscuous_sea_orm::subscriber::SeaOrmApplier;
+use view::Settings;
 
 pub use metrics_exporter_prometheus;
 
 /// What the dashboard shows and how it may act; [`router`](Self::router) makes the routes.
 #[derive(Clone)]
 pub struct Dashboard {
-    board: Arc<dyn Board>,
-    dead_letters: BTreeMap<String, SeaOrmApplier>,
-    token: Option<String>,
-    prometheus: Option<PrometheusHandle>,
-    feed: Option<Arc<Feed>>,
-    title: String,
+    settings: Settings,
 }
 
 impl Default for Dashboard {
@@ -69,51 +65,53 @@ impl Dashboard {
     /// A read-only dashboard over this process's board.
     pub fn new() -> Self {
         Self {
-            board: board::local(),
-            dead_letters: BTreeMap::new(),
-            token: None,
-            prometheus: None,
-            feed: None,
-            title: "promiscuous".to_string(),
+            settings: Settings {
+                board: board::local(),
+                dead_letters: BTreeMap::new(),
+                token: None,
+                prometheus: None,
+                feed: None,
+                title: "promiscuous".to_string(),
+            },
         }
     }
 
     /// Reads the workers' reports from `board` (a `RedisBoard` the workers write to) instead
     /// of this process's.
     pub fn board(mut self, board: Arc<dyn Board>) -> Self {
-        self.board = board;
+        self.settings.board = board;
         self
     }
 
     /// The dead letters of subscriber app `app`, stored in its database: listed, replayed
     /// with `applier` (which follows the app's models) and dropped.
     pub fn dead_letters(mut self, app: impl Into<String>, applier: SeaOrmApplier) -> Self {
-        self.dead_letters.insert(app.into(), applier);
+        self.settings.dead_letters.insert(app.into(), applier);
         self
     }
 
     /// Allows actions to whoever has `token`. An empty token is the same as none: read-only.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         let token = token.into();
-        self.token = (!token.is_empty()).then_some(token);
+        self.settings.token = (!token.is_empty()).then_some(token);
         self
     }
 
     /// Serves this recorder's metrics at `/metrics` (see [`install_prometheus`]).
     pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
-        self.prometheus = Some(handle);
+        self.settings.prometheus = Some(handle);
         self
     }
 
     /// Serves `feed` at `/stream` (the operations a subscriber given the same feed applies).
     pub fn feed(mut self, feed: Arc<Feed>) -> Self {
-        self.feed = Some(feed);
+        self.settings.feed = Some(feed);
         self
     }
 
     /// The name in the page titles (`"promiscuous"` by default), e.g. the service's.
     pub fn title(mut self, title: impl Into<String>) -> Self {
-        self.title = title.into();
+        self.settings.title = title.into();
         self
     }
 
@@ -121,7 +119,7 @@ impl Dashboard {
     /// links follow the mount point. Call it inside a Tokio runtime: it starts the task that
     /// samples throughput every second (stopped when the last clone of the router is dropped).
     pub fn router(self) -> Router {
-        routes::router(view::Sources::new(self))
+        routes::router(view::Sources::new(self.settings))
     }
 
     /// The routes mounted at `path` (`"/promiscuous"`), to merge into the service's router:

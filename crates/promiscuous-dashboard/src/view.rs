@@ -11,9 +11,19 @@ use promiscuous_core::subscriber::Feed;
 use promiscuous_sea_orm::subscriber::SeaOrmApplier;
 use promiscuous_sea_orm::subscriber::dead_letters::{self, DeadLetterRow};
 
-use crate::Dashboard;
 use crate::access::Access;
 use crate::history::{History, Point, Series};
+
+/// What a dashboard is given (see [`Dashboard`](crate::Dashboard), which builds it).
+#[derive(Clone)]
+pub struct Settings {
+    pub board: Arc<dyn Board>,
+    pub dead_letters: BTreeMap<String, SeaOrmApplier>,
+    pub token: Option<String>,
+    pub prometheus: Option<PrometheusHandle>,
+    pub feed: Option<Arc<Feed>>,
+    pub title: String,
+}
 
 /// What the routes work with: the dashboard's settings, its sessions and its history.
 pub struct Sources {
@@ -27,15 +37,16 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// The sources of `dashboard`, with its sampler started (it ends with the last `Arc`).
-    pub fn new(dashboard: Dashboard) -> Arc<Self> {
+    /// The sources of a dashboard's settings, with its sampler started (it ends with the last
+    /// `Arc`).
+    pub fn new(settings: Settings) -> Arc<Self> {
         let sources = Arc::new(Self {
-            board: dashboard.board,
-            dead_letters: dashboard.dead_letters,
-            access: Access::new(dashboard.token),
-            prometheus: dashboard.prometheus,
-            feed: dashboard.feed,
-            title: dashboard.title,
+            board: settings.board,
+            dead_letters: settings.dead_letters,
+            access: Access::new(settings.token),
+            prometheus: settings.prometheus,
+            feed: settings.feed,
+            title: settings.title,
             history: Mutex::new(History::default()),
         });
         tokio::spawn(sample(Arc::downgrade(&sources)));
