@@ -32,10 +32,10 @@ const LETTERS_SHOWN: usize = 200;
 
 pub fn router(sources: Shared) -> Router {
     Router::new()
-        .route("/", get(page_overview))
-        .route("/dead-letters", get(page_dead_letters))
-        .route("/waiting", get(page_waiting))
-        .route("/workers", get(page_workers))
+        .route("/", get(page))
+        .route("/dead-letters", get(page))
+        .route("/waiting", get(page))
+        .route("/workers", get(page))
         .route("/events", get(events))
         .route("/login", post(login))
         .route("/logout", post(logout))
@@ -145,42 +145,24 @@ async fn render(
         .into_response()
 }
 
-async fn page_overview(
-    State(s): State<Shared>,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    render(s, original, uri, headers, Page::Overview, None).await
-}
-
-async fn page_dead_letters(
+/// `GET /`, `/dead-letters`, `/waiting`, `/workers`: the page of that path; on the dead
+/// letters page, `done` says what the last action came to.
+async fn page(
     State(s): State<Shared>,
     OriginalUri(original): OriginalUri,
     uri: Uri,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let flash = query.get("done").cloned();
-    render(s, original, uri, headers, Page::DeadLetters, flash).await
-}
-
-async fn page_waiting(
-    State(s): State<Shared>,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    render(s, original, uri, headers, Page::Waiting, None).await
-}
-
-async fn page_workers(
-    State(s): State<Shared>,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    render(s, original, uri, headers, Page::Workers, None).await
+    let path = uri.path().trim_matches('/');
+    let Some(page) = Page::ALL.into_iter().find(|p| p.slug() == path) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let flash = query
+        .get("done")
+        .filter(|_| page == Page::DeadLetters)
+        .cloned();
+    render(s, original, uri, headers, page, flash).await
 }
 
 /// `GET /events?page=NAME`: the page's fragment each time it changes (looked at every beat).
