@@ -630,7 +630,10 @@ async fn http_get(port: u16, path: &str) -> (String, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }
 
 #[tokio::test]
@@ -640,7 +643,7 @@ async fn dashboard_serves_the_apps_dead_letters_and_metrics_until_stopped() {
     let sdb = open::<member::Entity>(&sub_url, None).await;
     let broker = InProcess::new();
     let service = members("clitest_dash", &sdb, &broker).await;
-    let mut publisher = MockPublisher::new("clitest", broker.clone());
+    let publisher = MockPublisher::new("clitest", broker.clone());
     publisher.raw(&b"<b>not json</b>"[..]).await.unwrap();
     let stats = service
         .run_until_idle(Duration::from_millis(200))
@@ -658,7 +661,10 @@ async fn dashboard_serves_the_apps_dead_letters_and_metrics_until_stopped() {
         async move {
             // Until it listens.
             for _ in 0..100 {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -678,14 +684,20 @@ async fn dashboard_serves_the_apps_dead_letters_and_metrics_until_stopped() {
     .await
     .expect("the dashboard stops when told")
     .unwrap();
-    assert!(printed.contains(&format!("dashboard on http://{listen}/")), "{printed}");
+    assert!(
+        printed.contains(&format!("dashboard on http://{listen}/")),
+        "{printed}"
+    );
     assert!(printed.contains("read-only: no --token"), "{printed}");
     assert!(printed.contains("dashboard stopped"), "{printed}");
     let pages = pages.lock().await;
     let (status, letters) = &pages[0];
     assert!(status.contains("200"), "{status}");
     assert!(letters.contains("Subscriber clitest_dash"), "{letters}");
-    assert!(letters.contains("&lt;b&gt;not json&lt;/b&gt;"), "escaped: {letters}");
+    assert!(
+        letters.contains("&lt;b&gt;not json&lt;/b&gt;"),
+        "escaped: {letters}"
+    );
     assert!(letters.contains("read-only"), "{letters}");
     let (status, metrics) = &pages[1];
     assert!(status.contains("200"), "{status}");
@@ -695,5 +707,9 @@ async fn dashboard_serves_the_apps_dead_letters_and_metrics_until_stopped() {
     );
     assert!(pages[2].0.contains("200"), "{:?}", pages[2]);
     // Stopped: nothing listens any more.
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    );
 }

@@ -39,11 +39,17 @@ pub(crate) async fn run(env: &Env<'_>, out: &mut Out) -> Result<(), CliError> {
             database(&db, out).await;
         }
     }
-    out.line(
-        "lag: not stored by subscribers (a running subscriber reports it as the \
-         promiscuous_lag_seconds metric); the relay's lag is the age of the oldest pending \
-         outbox row, above on a publisher's database",
-    );
+    match &env.connections.redis_url {
+        Some(url) => match board(env, url, app).await {
+            Ok(lines) => lines.into_iter().for_each(|l| out.line(l)),
+            Err(e) => failures.push(e),
+        },
+        None => out.line(
+            "workers and lag: no --redis-url (running workers report them to the board in \
+             Redis, and as the promiscuous_lag_seconds metric); the relay's lag is the age of \
+             the oldest pending outbox row, above on a publisher's database",
+        ),
+    }
     if failures.is_empty() {
         Ok(())
     } else {
@@ -85,4 +91,38 @@ async fn database(db: &DatabaseConnection, out: &mut Out) {
             "outbox: none readable (not a publisher's database? {e})"
         )),
     }
+}
+
+/// What the app's workers reported to the board in Redis: one line each, with their lag.
+async fn board(env: &Env<'_>, url: &str, app: &str) -> Result<Vec<String>, String> {
+    use promiscuous_core::board::{Board, Worker};
+    let board =
+        promiscuous_core::redis::RedisBoard::new(env.redis(url).map_err(|e| e.to_string())?);
+    let reports = board
+        .reports()
+        .await
+        .map_err(|e| format!("the board in Redis at {}: {}", redact(url), e.report()))?;
+    let mut lines = Vec::new();
+    for r in reports.iter().filter(|r| r.app == app) {
+        if let Worker::Subscriber(s) = &r.worker {
+            let lag = s.lag_ms.map_or("unknown".to_string(), |ms| {
+                format!("{:.1} s", ms as f64 / 1000.0)
+            });
+            lines.push(format!(
+                "worker {} pid {}: lag {lag}, {} processed, {} waiting, {} in flight{}",
+                r.host,
+                r.pid,
+                s.messages,
+                s.waiting_count,
+                s.in_flight,
+                if s.connected { "" } else { ", disconnected" }
+            ));
+        }
+    }
+    if lines.is_empty() {
+        lines.push(format!(
+            "workers: none of {app} reports to the board in Redis now"
+        ));
+    }
+    Ok(lines)
 }
