@@ -713,3 +713,54 @@ async fn dashboard_serves_the_apps_dead_letters_and_metrics_until_stopped() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn status_shows_the_apps_workers_from_the_board_in_redis() {
+    use promiscuous::board::{Board, Report, SubscriberReport, Worker};
+    let url = std::env::var("PROMISCUOUS_REDIS_URL")
+        .expect("PROMISCUOUS_REDIS_URL: run scripts/services.sh up and eval its env");
+    let app = format!("clitest_status_{}", std::process::id());
+    let board = promiscuous::redis::RedisBoard::new(
+        promiscuous::Redis::new(&url, promiscuous::RedisConfig::default()).unwrap(),
+    );
+    let broker = InProcess::new();
+    let dir = TempDir::new("status-board");
+    let sdb = open(&dir.db_url("subscriber.db"), Some(member::Entity)).await;
+    members(&app, &sdb, &broker).await;
+    let cli = cli(&app, &broker);
+    let status = || cli.run_with(args(&["--redis-url", &url, "status"]));
+    let printed = status().await.unwrap();
+    assert!(
+        printed.contains(&format!("workers: none of {app} reports")),
+        "{printed}"
+    );
+    let report = Report::new(
+        format!("subscriber:{app}:h:1:1"),
+        &app,
+        0,
+        Worker::Subscriber(SubscriberReport {
+            runners: 4,
+            prefetch: 100,
+            connected: true,
+            messages: 12,
+            operations_applied: 12,
+            dead_lettered: 0,
+            recovered: 0,
+            waiting_count: 3,
+            in_flight: 5,
+            queue_depth: Some(7),
+            lag_ms: Some(1500),
+            waiting: Vec::new(),
+        }),
+    );
+    board.put(&report).await.unwrap();
+    let printed = status().await.unwrap();
+    board.remove(&report.id).await.unwrap();
+    assert!(
+        printed.contains(&format!(
+            "worker {} pid {}: lag 1.5 s, 12 processed, 3 waiting, 5 in flight",
+            report.host, report.pid
+        )),
+        "{printed}"
+    );
+}
