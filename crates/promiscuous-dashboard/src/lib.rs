@@ -13,7 +13,7 @@
 //!
 //! Also `GET /metrics` (Prometheus text format: the recorder given to
 //! [`Dashboard::prometheus`], plus gauges read off the board) and, with a
-//! [`Feed`](promiscuous_core::subscriber::Feed), `GET /stream?endpoint=app/model`: the
+//! [`Feed`], `GET /stream?endpoint=app/model`: the
 //! operations a subscriber applied, as Server-Sent Events, each after its transaction
 //! committed, resumable with `Last-Event-ID`.
 //!

@@ -314,7 +314,7 @@ impl Subscriber {
 
     /// Publishes every operation applied to `feed` once its transaction committed, for live
     /// streams to browsers (the dashboard's `GET …/stream`; see
-    /// [`Feed`](promiscuous_core::subscriber::Feed)).
+    /// [`Feed`]).
     pub fn feed(mut self, feed: Arc<Feed>) -> Self {
         self.applier = self.applier.feed(feed);
         self
