@@ -33,7 +33,8 @@
 //! second, and a `Feed` of 1,000 on the subscriber that nobody listens to, as a dashboard's live
 //! stream has it), each on fresh SQLite files, queue and exchange. It prints each round's ops/s
 //! and on ÷ off, then the medians; its last line is `board-ratio` (the median of the rounds'
-//! on ÷ off). Off, the relay and the subscriber still beat into this process's board every
+//! on ÷ off). `--board-on-first` runs the side with it first in each round, to see what the
+//! order alone does. Off, the relay and the subscriber still beat into this process's board every
 //! second (and the relay still counts its outbox backlog): that is not optional.
 
 use std::path::PathBuf;
@@ -119,9 +120,14 @@ struct Args {
     /// that nobody listens to), in `--board-rounds` rounds, and exit.
     #[arg(long)]
     board: bool,
-    /// Rounds of the board comparison (each: without, then with; the medians are reported).
+    /// Rounds of the board comparison (each: without, then with, unless `--board-on-first`;
+    /// the medians are reported).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     board_rounds: u32,
+    /// Board comparison: run the side with the shared state first in each round (a check of
+    /// what the order alone does).
+    #[arg(long)]
+    board_on_first: bool,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -479,6 +485,26 @@ struct Pipeline {
     _dir: TempDir,
 }
 
+impl Pipeline {
+    /// Stops the relay (after a last flush) and the subscriber, and deletes the queue and the
+    /// exchange; a step that takes more than a minute is an error naming it (a bench that hangs
+    /// says where).
+    async fn stop(self) -> Result<(), BoxError> {
+        let limit = Duration::from_secs(60);
+        let hung = |what: &str| format!("{what} took more than {limit:?}");
+        tokio::time::timeout(limit, self.publisher.shutdown())
+            .await
+            .map_err(|_| hung("the publisher's shutdown"))??;
+        tokio::time::timeout(limit, self.subscriber.shutdown())
+            .await
+            .map_err(|_| hung("the subscriber's shutdown"))??;
+        tokio::time::timeout(limit, self.broker.delete())
+            .await
+            .map_err(|_| hung("deleting the queue and the exchange"))??;
+        Ok(())
+    }
+}
+
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {
@@ -624,9 +650,7 @@ async fn throughput(
     if let Some(shared) = &p.shared {
         shared_state(shared).await?;
     }
-    p.publisher.shutdown().await?;
-    p.subscriber.shutdown().await?;
-    p.broker.delete().await?;
+    p.stop().await?;
     Ok(total as f64 / elapsed.as_secs_f64())
 }
 
@@ -668,35 +692,29 @@ fn median(values: &[f64]) -> (f64, f64, f64) {
 }
 
 /// A dashboard's shared state off vs. on: `--board-rounds` rounds of the end-to-end run (2),
-/// each without it, then with it, on fresh files, queue and exchange; each round's ops/s and
-/// on ÷ off, then the medians.
+/// each without it, then with it (the other way round with `--board-on-first`), on fresh
+/// files, queue and exchange; each round's ops/s and on ÷ off, then the medians.
 async fn board(amqp: &str, redis: &str, args: &Args) -> Result<(), BoxError> {
     let ops_per_tx = args.ops_per_tx as usize;
     let rounds = args.board_rounds as usize;
     let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        let a = throughput(
-            amqp,
-            redis,
-            args,
-            ops_per_tx,
-            &format!("board-off-{round}"),
-            0,
-            false,
-        )
-        .await?;
-        let b = throughput(
-            amqp,
-            redis,
-            args,
-            ops_per_tx,
-            &format!("board-on-{round}"),
-            0,
-            true,
-        )
-        .await?;
+        let order = if args.board_on_first {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        // ops/s [off, on]
+        let mut ab = [0.0; 2];
+        for shared in order {
+            let run = format!("board-{}-{round}", if shared { "on" } else { "off" });
+            ab[usize::from(shared)] =
+                throughput(amqp, redis, args, ops_per_tx, &run, 0, shared).await?;
+        }
+        let [a, b] = ab;
         println!(
-            "board round {round}/{rounds}: off {} ops/s, on {} ops/s, on/off {:.3}",
+            "board round {round}/{rounds} ({} first): off {} ops/s, on {} ops/s, on/off {:.3}",
+            if args.board_on_first { "on" } else { "off" },
             grouped(a),
             grouped(b),
             b / a
@@ -791,9 +809,7 @@ async fn latency(amqp: &str, redis: &str, args: &Args) -> Result<(), BoxError> {
         latencies[latencies.len() - 1].as_secs_f64() * 1e3,
         latencies.len()
     );
-    p.publisher.shutdown().await?;
-    p.subscriber.shutdown().await?;
-    p.broker.delete().await?;
+    p.stop().await?;
     Ok(())
 }
 
