@@ -4,16 +4,17 @@
   const main = document.getElementById("live");
   const status = document.getElementById("live-status");
   if (!main || !window.EventSource) return;
+  // A <details> the reader opened stays open across updates (found again by its row's id).
+  const rowOf = (d) => d.closest("[data-dead-letter],[data-worker]")?.dataset;
+  const key = (row) => row && (row.deadLetter ?? row.worker);
   const events = new EventSource(main.dataset.events);
   events.addEventListener("open", () => { status.textContent = "live"; });
   events.addEventListener("error", () => { status.textContent = "reconnecting…"; });
   events.addEventListener("update", (e) => {
-    // Keep open <details> open across updates.
-    const open = new Set([...main.querySelectorAll("details[open]")].map((d) => d.closest("[data-dead-letter],[data-worker]")?.getAttribute("data-dead-letter") ?? d.closest("[data-worker]")?.getAttribute("data-worker")));
+    const open = new Set([...main.querySelectorAll("details[open]")].map((d) => key(rowOf(d))));
     main.innerHTML = e.data;
     main.querySelectorAll("details").forEach((d) => {
-      const row = d.closest("[data-dead-letter]")?.getAttribute("data-dead-letter") ?? d.closest("[data-worker]")?.getAttribute("data-worker");
-      if (row && open.has(row)) d.open = true;
+      if (open.has(key(rowOf(d)))) d.open = true;
     });
     status.textContent = "live, updated " + new Date().toLocaleTimeString();
   });

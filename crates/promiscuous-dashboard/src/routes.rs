@@ -231,14 +231,6 @@ fn refused(why: Refusal) -> Response {
     (status, why.text()).into_response()
 }
 
-fn back(base: &str, path: &str) -> String {
-    match (base, path) {
-        ("", "") => "/".to_string(),
-        (base, "") => base.to_string(),
-        (base, path) => format!("{base}/{path}"),
-    }
-}
-
 fn cookie(base: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
     let path = if base.is_empty() { "/" } else { base };
     let age = max_age.map_or(String::new(), |a| format!("; Max-Age={a}"));
@@ -259,7 +251,7 @@ async fn login(
         Err(why) => refused(why),
         Ok(session) => (
             [(header::SET_COOKIE, cookie(&base, &session, None))],
-            Redirect::to(&back(&base, "")),
+            Redirect::to(&pages::link(&base, "")),
         )
             .into_response(),
     }
@@ -282,7 +274,7 @@ async fn logout(
     let base = request.base.trim_end_matches("/logout").to_string();
     (
         [(header::SET_COOKIE, cookie(&base, "", Some(0)))],
-        Redirect::to(&back(&base, "")),
+        Redirect::to(&pages::link(&base, "")),
     )
         .into_response()
 }

@@ -68,6 +68,16 @@ impl Page {
     }
 }
 
+/// The URL of `path` below the mount point `base` (no trailing slash, `""` at the root); the
+/// overview (`""`) is the mount point itself (`/promiscuous`, or `/` at the root).
+pub fn link(base: &str, path: &str) -> String {
+    match (base, path) {
+        ("", "") => "/".to_string(),
+        (base, "") => base.to_string(),
+        (base, path) => format!("{base}/{path}"),
+    }
+}
+
 /// What every page knows of the request.
 pub struct Context<'a> {
     /// The mount point, without a trailing slash (`""` at the root).
@@ -80,11 +90,7 @@ impl Context<'_> {
     /// The URL of `path` below the mount point; the overview (`""`) is the mount point itself
     /// (`/promiscuous`, or `/` at the root).
     pub fn href(&self, path: &str) -> String {
-        match (self.base, path) {
-            ("", "") => "/".to_string(),
-            (base, "") => base.to_string(),
-            (base, path) => format!("{base}/{path}"),
-        }
+        link(self.base, path)
     }
 
     /// The CSRF token forms carry, when the request may act.

@@ -65,9 +65,13 @@ impl SeaOrmApplier {
     /// Publishes to the feed what committed: `applied` lists `(message, operation)` indices.
     fn committed(&self, messages: &[&Message], applied: &[(usize, usize)]) {
         if let Some(feed) = &self.feed {
-            for &(m, op) in applied {
-                let message = messages[m];
-                feed.publish(message, std::iter::once(&message.operations[op]));
+            // One publication (one lock of the feed) per message, its operations in order.
+            for group in applied.chunk_by(|a, b| a.0 == b.0) {
+                let message = messages[group[0].0];
+                feed.publish(
+                    message,
+                    group.iter().map(|&(_, op)| &message.operations[op]),
+                );
             }
         }
     }
