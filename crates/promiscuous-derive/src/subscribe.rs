@@ -235,6 +235,43 @@ pub fn generate(module: &TokenStream, s: &Subscribe) -> TokenStream {
             }
         }
     });
+    // The publisher's id `id` as the value of the key column, and that column.
+    let key_value = |sub: &Subscription, n: usize| {
+        let from = &sub.from;
+        let (key, key_ty) = &s.keys[n];
+        let key_column = format_ident!("{}", key.unraw().to_string().to_upper_camel_case());
+        let value = if matches!(key_ty, Type::Infer(_)) {
+            quote! {{
+                let mut probe = <#module ActiveModel as ActiveModelBehavior>::new();
+                probe.#key = __p::sea_orm::Set(__p::publisher_id(#from, id)?);
+                __p::sea_orm::ActiveModelTrait::get(&probe, #module Column::#key_column)
+                    .into_value()
+                    .unwrap_or(__p::sea_orm::Value::Int(::core::option::Option::None))
+            }}
+        } else {
+            quote! { __p::sea_orm::Value::from(__p::publisher_id::<#key_ty>(#from, id)?) }
+        };
+        (value, key_column)
+    };
+    let find_many = per_subscription(&s.subscriptions, |sub, n| {
+        let (value, key_column) = key_value(sub, n);
+        quote! {
+            let mut keys = ::std::vec::Vec::with_capacity(ids.len());
+            for id in ids {
+                keys.push(#value);
+            }
+            ::core::result::Result::Ok(::core::option::Option::Some(
+                <#module Entity as EntityTrait>::find().filter(#module Column::#key_column.is_in(keys)),
+            ))
+        }
+    });
+    let replicates = per_subscription(&s.subscriptions, |sub, n| {
+        let (value, key_column) = key_value(sub, n);
+        quote! {
+            let key = #value;
+            ::core::result::Result::Ok(__p::sea_orm::ModelTrait::get(row, #module Column::#key_column) == key)
+        }
+    });
     let new = per_subscription(&s.subscriptions, |sub, n| {
         let from = &sub.from;
         let (key, key_ty) = &s.keys[n];
@@ -279,6 +316,21 @@ pub fn generate(module: &TokenStream, s: &Subscribe) -> TokenStream {
                     id: &__p::serde_json::Value,
                 ) -> ::core::result::Result<__p::sea_orm::Select<#module Entity>, __p::AttributeError> {
                     #find
+                }
+
+                fn find_by_publisher_ids(
+                    subscription: usize,
+                    ids: &[__p::serde_json::Value],
+                ) -> ::core::result::Result<::core::option::Option<__p::sea_orm::Select<#module Entity>>, __p::AttributeError> {
+                    #find_many
+                }
+
+                fn replicates(
+                    subscription: usize,
+                    row: &Self,
+                    id: &__p::serde_json::Value,
+                ) -> ::core::result::Result<bool, __p::AttributeError> {
+                    #replicates
                 }
 
                 fn new_active_model(

@@ -342,8 +342,14 @@ impl Session {
         self.dispatch(released);
         let versions: Vec<(String, u64)> = processed.into_iter().flat_map(|p| p.versions).collect();
         self.inner.advance(&versions).await;
-        for r in &together {
-            self.inner.acknowledge(&r.job, false).await;
+        // Sent together: one wait for the whole batch, not one per delivery.
+        futures_util::future::join_all(
+            together
+                .iter()
+                .map(|r| self.inner.acknowledge(&r.job, false)),
+        )
+        .await;
+        for _ in &together {
             self.done();
         }
     }

@@ -18,7 +18,10 @@ use sea_orm::{
     EntityTrait, NotSet, QueryOrder, Set, TransactionTrait,
 };
 
-use super::{AttributeError, Ctx, Observed, Subscribed, Subscription};
+use super::claims::{Claims, claim_all};
+use super::errors::{attribute_error, db_error, txn_error};
+use super::preload::{self, Preloaded, handler_id};
+use super::{Ctx, Observed, Subscribed, Subscription};
 use crate::tables::{applied, dead_letters, processed};
 
 /// Applies messages to a subscriber database: each message in one transaction, each operation
@@ -167,6 +170,7 @@ impl SeaOrmApplier {
         &self,
         txn: &DatabaseTransaction,
         message: &Message,
+        prepared: &Prepared,
         ignored: &mut Vec<(String, u64)>,
         applied: &mut Vec<usize>,
     ) -> Result<Applied, ApplyError> {
@@ -180,12 +184,13 @@ impl SeaOrmApplier {
                 outcome.ignored += 1;
                 continue;
             }
-            if !claim(txn, op).await? {
+            if !prepared.claims.claim(txn, op).await? {
                 outcome.skipped += 1;
                 continue;
             }
             for h in handlers {
-                h.apply(txn, message, op).await?;
+                let rows = prepared.rows.get(&handler_id(h));
+                h.apply(txn, message, op, rows).await?;
             }
             outcome.applied += 1;
             if self.feed.is_some() {
@@ -193,6 +198,45 @@ impl SeaOrmApplier {
             }
         }
         Ok(outcome)
+    }
+
+    /// Claims the operations of `messages` in `txn` and reads the local rows of the claimed
+    /// ones, each in one statement per model (see [`claims`](super::claims) and
+    /// [`preload`](super::preload)).
+    async fn prepare(
+        &self,
+        txn: &DatabaseTransaction,
+        messages: &[&Message],
+    ) -> Result<Prepared, ApplyError> {
+        let claims = claim_all(txn, messages, |op| self.follows(op)).await?;
+        let mut by_handler: HashMap<usize, (&Arc<dyn Handler>, Vec<&Operation>)> = HashMap::new();
+        for op in messages.iter().flat_map(|m| m.operations.iter()) {
+            if !claims.may_be_claimed(op) {
+                continue;
+            }
+            for h in self.handlers_for(op) {
+                by_handler
+                    .entry(handler_id(h))
+                    .or_insert((h, Vec::new()))
+                    .1
+                    .push(op);
+            }
+        }
+        let mut rows = HashMap::new();
+        for (id, (handler, ops)) in by_handler {
+            // One operation finds its row itself: no gain.
+            if ops.len() > 1
+                && let Some(preloaded) = handler.preload(txn, &ops).await?
+            {
+                rows.insert(id, preloaded);
+            }
+        }
+        Ok(Prepared { claims, rows })
+    }
+
+    /// Whether something here follows `op` (applies it).
+    fn follows(&self, op: &Operation) -> bool {
+        !self.handlers_for(op).is_empty()
     }
 
     /// Whether nothing here follows any operation of `message` (all ignored).
@@ -275,53 +319,6 @@ async fn processed_versions<C: ConnectionTrait>(
     Ok(found)
 }
 
-/// Records `op.version` as the instance's applied version if it is newer than the recorded one,
-/// in one conditional upsert; returns whether it was (`false`: a duplicate or a stale version).
-/// Done before the operation's effect, so two transactions applying the same version (two
-/// worker processes) cannot both get `true`: the second waits on the first's row lock and then
-/// finds the version taken.
-async fn claim(txn: &DatabaseTransaction, op: &Operation) -> Result<bool, ApplyError> {
-    let version = op.version as i64;
-    let on_conflict = OnConflict::column(applied::Column::Key)
-        .update_column(applied::Column::Version)
-        .action_and_where(Expr::col((applied::Entity, applied::Column::Version)).lt(version))
-        .to_owned();
-    let rows = applied::Entity::insert(applied::ActiveModel {
-        key: Set(op.key()),
-        version: Set(version),
-    })
-    .on_conflict(on_conflict)
-    .exec_without_returning(txn)
-    .await
-    .map_err(|e| db_error(op, "recording the applied version", e))?;
-    Ok(rows > 0)
-}
-
-fn db_error(op: &Operation, doing: &'static str, e: DbErr) -> ApplyError {
-    ApplyError::Transient(Failed::Database {
-        at: At::of(op),
-        doing,
-        source: Arc::new(e),
-    })
-}
-
-/// A failed request for the whole message (its transaction, its ignored versions).
-fn txn_error(doing: &'static str) -> impl FnOnce(DbErr) -> ApplyError {
-    move |e| {
-        ApplyError::Transient(Failed::Transaction {
-            doing,
-            source: Arc::new(e),
-        })
-    }
-}
-
-fn attribute_error(op: &Operation, e: AttributeError) -> ApplyError {
-    ApplyError::Permanent(Rejected::Attribute {
-        at: At::of(op),
-        source: Arc::new(e),
-    })
-}
-
 #[async_trait]
 impl Applier for SeaOrmApplier {
     fn bindings(&self) -> Vec<String> {
@@ -354,9 +351,10 @@ impl Applier for SeaOrmApplier {
             .begin()
             .await
             .map_err(txn_error("beginning a transaction"))?;
+        let prepared = self.prepare(&txn, &[message]).await?;
         let (mut ignored, mut applied) = (Vec::new(), Vec::new());
         let outcome = self
-            .apply_in(&txn, message, &mut ignored, &mut applied)
+            .apply_in(&txn, message, &prepared, &mut ignored, &mut applied)
             .await?;
         record_processed(&txn, &ignored)
             .await
@@ -379,10 +377,14 @@ impl Applier for SeaOrmApplier {
                     .begin()
                     .await
                     .map_err(txn_error("beginning a transaction"))?;
+                let prepared = self.prepare(&txn, messages).await?;
                 let mut outcomes = Vec::with_capacity(messages.len());
                 let (mut ignored, mut applied, mut ops) = (Vec::new(), Vec::new(), Vec::new());
                 for (m, message) in messages.iter().enumerate() {
-                    outcomes.push(self.apply_in(&txn, message, &mut ignored, &mut ops).await?);
+                    outcomes.push(
+                        self.apply_in(&txn, message, &prepared, &mut ignored, &mut ops)
+                            .await?,
+                    );
                     applied.extend(ops.drain(..).map(|op| (m, op)));
                 }
                 record_processed(&txn, &ignored)
@@ -444,14 +446,32 @@ impl Applier for SeaOrmApplier {
     }
 }
 
+/// What a transaction's operations need before they are applied: which are claimed, and the
+/// local rows read ahead, by handler.
+struct Prepared {
+    claims: Claims,
+    rows: HashMap<usize, Preloaded>,
+}
+
 /// Applies the operations of one endpoint to one subscribed model.
 #[async_trait]
 trait Handler: Send + Sync {
+    /// Reads ahead, in one query, what applying `ops` needs (see [`preload`]); `None`: nothing.
+    async fn preload(
+        &self,
+        txn: &DatabaseTransaction,
+        ops: &[&Operation],
+    ) -> Result<Option<Preloaded>, ApplyError> {
+        let _ = (txn, ops);
+        Ok(None)
+    }
+
     async fn apply(
         &self,
         txn: &DatabaseTransaction,
         message: &Message,
         op: &Operation,
+        preloaded: Option<&Preloaded>,
     ) -> Result<(), ApplyError>;
 }
 
@@ -515,11 +535,20 @@ fn no_attributes(op: &Operation) -> ApplyError {
 
 #[async_trait]
 impl<M: Subscribed> Handler for ModelHandler<M> {
+    async fn preload(
+        &self,
+        txn: &DatabaseTransaction,
+        ops: &[&Operation],
+    ) -> Result<Option<Preloaded>, ApplyError> {
+        preload::read::<M>(txn, self.subscription, ops).await
+    }
+
     async fn apply(
         &self,
         txn: &DatabaseTransaction,
         message: &Message,
         op: &Operation,
+        preloaded: Option<&Preloaded>,
     ) -> Result<(), ApplyError> {
         let sub = self.subscription;
         let ctx = Ctx {
@@ -536,11 +565,14 @@ impl<M: Subscribed> Handler for ModelHandler<M> {
                 e,
             )
         };
-        let existing = M::find_by_publisher_id(sub, &op.id)
-            .map_err(|e| attribute_error(op, e))?
-            .one(txn)
-            .await
-            .map_err(|e| db_error(op, "finding the local row", e))?;
+        let existing = match preload::take::<M>(preloaded, sub, op) {
+            Some(found) => found,
+            None => M::find_by_publisher_id(sub, &op.id)
+                .map_err(|e| attribute_error(op, e))?
+                .one(txn)
+                .await
+                .map_err(|e| db_error(op, "finding the local row", e))?,
+        };
         match op.operation {
             OperationKind::Create | OperationKind::Update => {
                 let attributes = op.attributes.as_ref().ok_or_else(|| no_attributes(op))?;
@@ -597,6 +629,7 @@ impl<O: Observed> Handler for ObserverHandler<O> {
         txn: &DatabaseTransaction,
         message: &Message,
         op: &Operation,
+        _preloaded: Option<&Preloaded>,
     ) -> Result<(), ApplyError> {
         let sub = self.subscription;
         let ctx = Ctx {

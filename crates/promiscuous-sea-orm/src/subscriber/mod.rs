@@ -4,7 +4,10 @@
 mod applier;
 mod attributes;
 mod callbacks;
+mod claims;
 pub mod dead_letters;
+mod errors;
+mod preload;
 
 pub use applier::SeaOrmApplier;
 pub use attributes::{AttributeError, attribute, publisher_id};
@@ -50,6 +53,23 @@ pub trait Subscribed:
         subscription: usize,
         id: &Value,
     ) -> Result<Select<Self::Table>, AttributeError>;
+    /// The local rows replicating any of the publisher's instances `ids`, for
+    /// `SUBSCRIPTIONS[subscription]`, in one query (the applier reads the rows of a batch at
+    /// once); `None` where the model cannot tell, and each is then found alone.
+    fn find_by_publisher_ids(
+        subscription: usize,
+        ids: &[Value],
+    ) -> Result<Option<Select<Self::Table>>, AttributeError> {
+        let _ = (subscription, ids);
+        Ok(None)
+    }
+    /// Whether `row` replicates the publisher's instance `id` (for
+    /// `SUBSCRIPTIONS[subscription]`): which of the rows of
+    /// [`Subscribed::find_by_publisher_ids`] is the instance's.
+    fn replicates(subscription: usize, row: &Self, id: &Value) -> Result<bool, AttributeError> {
+        let _ = (subscription, row, id);
+        Ok(false)
+    }
     /// A new local row for the publisher's instance `id`.
     fn new_active_model(
         subscription: usize,
