@@ -14,8 +14,11 @@
 //! `#[publish]` fills ([`PublishedEntity`], collected with `inventory`): for a `SELECT` that reads
 //! a published table, each returned row that decodes as that model (plain `find`, `find_by_id`,
 //! and the `A_`/`B_`/`C_` prefixes of `find_also_related` and friends) is an instance read. Its
-//! version is looked up in `promiscuous_versions`, with one query per result. Rows that do not
-//! decode (a `select_only` of a few columns, an aggregate) are not tracked: use
+//! version is looked up in `promiscuous_versions`, with one query per result (under READ
+//! COMMITTED, PostgreSQL's default, a write committed between the two statements makes the
+//! recorded version newer than the row read: a stronger dependency, never a weaker one; under
+//! REPEATABLE READ, SERIALIZABLE, or in an SQLite transaction, both see one snapshot). Rows
+//! that do not decode (a `select_only` of a few columns, an aggregate) are not tracked: use
 //! [`track_read`](super::track_read) for those. Outside a context nothing is looked up.
 //!
 //! Which tables a statement reads is found from its SQL text, because that is all a wrapper of
