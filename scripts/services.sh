@@ -8,6 +8,12 @@
 #   scripts/services.sh status             say what runs
 #   scripts/services.sh restart-rabbitmq   stop and start the RabbitMQ application (tests use it)
 #   scripts/services.sh env                print the URLs (and TLS CA files) as shell exports
+#   scripts/services.sh cluster up|down|status
+#                                          a three-node RabbitMQ cluster beside the single node
+#                                          (see "cluster" below); `env` then also prints its URLs
+#   scripts/services.sh cluster kill N     kill -9 node N (1..3), as a crash
+#   scripts/services.sh cluster start N    start node N again (it rejoins the cluster)
+#   scripts/services.sh cluster leader Q   print the number of the node leading quorum queue Q
 #
 # Ports: PROMISCUOUS_AMQP_PORT (5672), PROMISCUOUS_REDIS_PORT (6379), and with TLS
 # PROMISCUOUS_AMQPS_PORT (5671) and PROMISCUOUS_REDISS_PORT (6380, the same Redis server);
@@ -273,6 +279,163 @@ urls() {
     echo "export PROMISCUOUS_TLS_WRONG_CA=$TLS_DIR/wrong-ca.pem"
 }
 
+# --- A three-node RabbitMQ cluster, beside the single node -----------------------------------
+# Nodes rabbit-1@localhost .. rabbit-3@localhost, AMQP on 127.0.0.1:$CLUSTER_PORT+N (5701..5703),
+# Erlang distribution on $CLUSTER_PORT+N+20000, each with its data, logs, config and pid file
+# under $RUN_DIR/cluster/rabbit-N (owned by user rabbitmq, who runs them: the Erlang cookie is
+# the single node's, /var/lib/rabbitmq/.erlang.cookie). Nodes 2 and 3 join node 1 the first time;
+# afterwards each rejoins by itself when started. Plugin: rabbitmq_consistent_hash_exchange
+# (partitioned queues). Users: guest (loopback only), which the cluster tests use.
+CLUSTER_PORT=${PROMISCUOUS_CLUSTER_PORT:-5700}
+CLUSTER_DIR=$RUN_DIR/cluster
+CLUSTER_NODES=(1 2 3)
+
+cluster_node() { echo "rabbit-$1@localhost"; }
+cluster_port() { echo $((CLUSTER_PORT + $1)); }
+cluster_ctl() { # node, rabbitmqctl arguments...
+    local n=$1
+    shift
+    as_root env RABBITMQ_CONF_ENV_FILE="$CLUSTER_DIR/rabbit-$n/rabbitmq-env.conf" \
+        rabbitmqctl -n "$(cluster_node "$n")" "$@"
+}
+cluster_ready() { cluster_ctl "$1" -q await_startup --timeout 5; }
+
+cluster_configure() { # node
+    local n=$1 dir=$CLUSTER_DIR/rabbit-$1
+    as_root mkdir -p "$dir/mnesia" "$dir/log"
+    as_root tee "$dir/rabbitmq-env.conf" >/dev/null <<CONF
+NODENAME=$(cluster_node "$n")
+NODE_IP_ADDRESS=127.0.0.1
+NODE_PORT=$(cluster_port "$n")
+DIST_PORT=$(($(cluster_port "$n") + 20000))
+CONFIG_FILE=$dir/rabbitmq
+MNESIA_BASE=$dir/mnesia
+LOG_BASE=$dir/log
+PID_FILE=$dir/rabbit.pid
+ENABLED_PLUGINS_FILE=$dir/enabled_plugins
+export ERL_EPMD_ADDRESS=127.0.0.1
+SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+CONF
+    # No TLS listener and no management plugin: what the cluster tests need, light to start.
+    as_root tee "$dir/rabbitmq.conf" >/dev/null <<CONF
+listeners.tcp.default = 127.0.0.1:$(cluster_port "$n")
+# A node cut off from the others pauses rather than going on alone (split brain).
+cluster_partition_handling = pause_minority
+CONF
+    echo '[rabbitmq_consistent_hash_exchange].' | as_root tee "$dir/enabled_plugins" >/dev/null
+    as_root chown -R rabbitmq:rabbitmq "$dir"
+}
+
+cluster_start() { # node: starts it (detached) unless it runs
+    local n=$1
+    if cluster_ready "$n" 2>/dev/null; then return 0; fi
+    cluster_configure "$n"
+    as_root env RABBITMQ_CONF_ENV_FILE="$CLUSTER_DIR/rabbit-$n/rabbitmq-env.conf" \
+        rabbitmq-server -detached
+}
+
+cluster_members() { # node: the running nodes it sees
+    cluster_ctl "$1" -q cluster_status --formatter json 2>/dev/null |
+        python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin).get("running_nodes", [])))'
+}
+
+cluster_joined() { # node
+    case " $(cluster_members 1) " in *" $(cluster_node "$1") "*) return 0 ;; esac
+    return 1
+}
+
+cluster_up() {
+    # The single node's cookie is shared: start it first if it never ran.
+    [ -s /var/lib/rabbitmq/.erlang.cookie ] || rabbit_up
+    local n
+    for n in "${CLUSTER_NODES[@]}"; do cluster_start "$n"; done
+    for n in "${CLUSTER_NODES[@]}"; do
+        wait_for 180 "rabbitmq cluster node $n" cluster_ready "$n"
+    done
+    for n in "${CLUSTER_NODES[@]}"; do
+        [ "$n" = 1 ] && continue
+        if ! cluster_joined "$n"; then
+            log "joining $(cluster_node "$n") to $(cluster_node 1)"
+            quietly cluster_ctl "$n" -q stop_app
+            quietly cluster_ctl "$n" -q join_cluster "$(cluster_node 1)"
+            quietly cluster_ctl "$n" -q start_app
+            wait_for 60 "rabbitmq cluster node $n" cluster_ready "$n"
+        fi
+        wait_for 60 "$(cluster_node "$n") in the cluster" cluster_joined "$n"
+    done
+    log "rabbitmq cluster ready: $(cluster_members 1) (127.0.0.1:$(cluster_port 1)..$(cluster_port 3))"
+}
+
+cluster_kill() { # node: kill -9, as a crash
+    local pid
+    pid=$(as_root cat "$CLUSTER_DIR/rabbit-$1/rabbit.pid" 2>/dev/null) || {
+        log "cluster node $1 has no pid file"
+        return 1
+    }
+    as_root kill -9 "$pid" 2>/dev/null || true
+    # Its port closes when the process is gone.
+    wait_for 30 "cluster node $1 to stop" sh -c "! kill -0 $pid 2>/dev/null"
+    log "killed $(cluster_node "$1") (pid $pid)"
+}
+
+cluster_leader() { # queue: the number of the node that leads it (asked of any running node)
+    local n line
+    for n in "${CLUSTER_NODES[@]}"; do
+        line=$(cluster_ctl "$n" -q list_queues name leader --no-table-headers 2>/dev/null |
+            awk -F'\t' -v q="$1" '$1 == q { print $2 }') || continue
+        case "$line" in
+        rabbit-*@localhost)
+            line=${line#rabbit-}
+            echo "${line%@localhost}"
+            return 0
+            ;;
+        esac
+    done
+    log "no running node knows a leader for queue $1"
+    return 1
+}
+
+cluster_urls() {
+    local n urls=()
+    for n in "${CLUSTER_NODES[@]}"; do
+        urls+=("amqp://guest:guest@127.0.0.1:$(cluster_port "$n")/%2f")
+    done
+    local IFS=,
+    echo "export PROMISCUOUS_CLUSTER_AMQP_URLS=${urls[*]}"
+}
+
+cluster_cmd() {
+    case "${1:-}" in
+    up) install_missing && cluster_up ;;
+    down)
+        local n
+        for n in "${CLUSTER_NODES[@]}"; do cluster_ctl "$n" -q stop >/dev/null 2>&1 || true; done
+        log "cluster stopped"
+        ;;
+    status)
+        local n
+        for n in "${CLUSTER_NODES[@]}"; do
+            if cluster_ready "$n" 2>/dev/null; then
+                echo "$(cluster_node "$n"): up (127.0.0.1:$(cluster_port "$n")), sees: $(cluster_members "$n")"
+            else
+                echo "$(cluster_node "$n"): down"
+            fi
+        done
+        ;;
+    kill) cluster_kill "${2:?node number}" ;;
+    leader) cluster_leader "${2:?queue name}" ;;
+    start)
+        cluster_start "${2:?node number}"
+        wait_for 180 "rabbitmq cluster node $2" cluster_ready "$2"
+        wait_for 60 "$(cluster_node "$2") in the cluster" cluster_joined "$2"
+        ;;
+    *)
+        echo "usage: $0 cluster up|down|status|kill N|start N|leader QUEUE" >&2
+        exit 2
+        ;;
+    esac
+}
+
 case "${1:-}" in
 up)
     install_missing
@@ -301,9 +464,15 @@ restart-rabbitmq)
     ;;
 env)
     urls
+    # Printed whether the cluster runs or not (`cluster up` starts it): its tests say so.
+    cluster_urls
+    ;;
+cluster)
+    shift
+    cluster_cmd "$@"
     ;;
 *)
-    echo "usage: $0 up|down|status|restart-rabbitmq|env" >&2
+    echo "usage: $0 up|down|status|restart-rabbitmq|env|cluster ..." >&2
     exit 2
     ;;
 esac

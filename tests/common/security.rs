@@ -86,6 +86,7 @@ pub fn config(exchange: &str, tls_ca: Option<PathBuf>) -> RabbitMqConfig {
         connect_timeout: Duration::from_secs(5),
         operation_timeout: Duration::from_secs(10),
         tls_ca,
+        ..RabbitMqConfig::default()
     }
 }
 

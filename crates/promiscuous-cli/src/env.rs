@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use indicatif::ProgressBar;
 use promiscuous_core::redis::{Redis, RedisConfig};
-use promiscuous_core::transport::{RabbitMq, RabbitMqConfig, Transport};
+use promiscuous_core::transport::{QueueType, RabbitMq, RabbitMqConfig, Transport};
 use promiscuous_sea_orm::subscriber::SeaOrmApplier;
 use promiscuous_sea_orm::{Endpoint, Subscriber};
 use sea_orm::DatabaseConnection;
@@ -120,6 +120,7 @@ impl Env<'_> {
         let config = RabbitMqConfig {
             exchange: self.connections.exchange.clone(),
             tls_ca: self.connections.tls_ca.clone(),
+            queue_type: self.connections.queue_type,
             ..RabbitMqConfig::default()
         };
         let transport: Arc<dyn Transport> = Arc::new(RabbitMq::new(url.clone(), config));
@@ -175,7 +176,8 @@ pub(crate) struct Connections {
     /// The service's database (`sqlite://file.db?mode=rwc`, `postgres://...`).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
-    /// RabbitMQ (`amqp://user:password@host:5672/%2f`; `amqps://` for TLS, see --tls-ca).
+    /// RabbitMQ (`amqp://user:password@host:5672/%2f`; `amqps://` for TLS, see --tls-ca); the
+    /// nodes of a cluster: their URLs separated by commas.
     #[arg(
         long,
         env = "PROMISCUOUS_AMQP_URL",
@@ -205,6 +207,16 @@ pub(crate) struct Connections {
     /// The RabbitMQ exchange.
     #[arg(long, default_value = "promiscuous", global = true)]
     pub exchange: String,
+    /// The type of the subscriber's queue: `classic` (on one node) or `quorum` (replicated on
+    /// the nodes of a cluster, going on while a majority runs). A queue keeps the type it was
+    /// created with. Several nodes: --amqp-url takes their URLs separated by commas.
+    #[arg(
+        long,
+        env = "PROMISCUOUS_QUEUE_TYPE",
+        default_value = "classic",
+        global = true
+    )]
+    pub queue_type: QueueType,
     /// The subscriber app (its queue), instead of the program's.
     #[arg(long, global = true)]
     pub app: Option<String>,

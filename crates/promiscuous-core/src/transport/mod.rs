@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use crate::cause::{BoxError, Source};
 
 pub use in_process::InProcess;
-pub use rabbitmq::{RabbitMq, RabbitMqConfig};
+pub use rabbitmq::{QueueType, RabbitMq, RabbitMqConfig};
 
 /// What a transport failed at: `context` says what it was doing (the server, exchange, queue
 /// or routing key), the underlying error (the AMQP client's, when there is one) is the source

@@ -3,7 +3,10 @@
 //! - One durable topic exchange ([`RabbitMqConfig::exchange`]); messages are published with
 //!   their routing key, persistent (delivery mode 2), `content_type: application/json`.
 //! - [`Transport::publish`] runs on a channel in confirm mode and returns only once the broker
-//!   confirmed every message of the call; a nack is [`TransportError::Rejected`].
+//!   confirmed every message of the call. A nack (the broker could not take responsibility for a
+//!   message: a quorum queue between two leaders, for one) is [`TransportError::Unavailable`]
+//!   and drops the channel: a channel whose quorum-queue leader died may go on nacking
+//!   everything, so the next call starts on a new one.
 //! - [`Transport::consume`] declares a durable queue, binds it with the spec's patterns, sets the
 //!   prefetch and consumes with manual acks.
 //! - Lazy: [`RabbitMq::new`] does no I/O. The publishing connection is opened on the first
@@ -24,10 +27,19 @@
 //!   system's root certificates and [`RabbitMqConfig::tls_ca`]. A failed handshake says why
 //!   (e.g. "the server's certificate is not signed by a trusted CA"). URLs in errors and logs
 //!   never show their password.
+//! - A cluster: [`RabbitMq::new`] takes several node URLs separated by commas (or
+//!   [`RabbitMq::cluster`] a list). A connection goes to the node that answered last, else to the
+//!   next ones in turn; a lost connection moves on to the next node, so the relay and the
+//!   subscribers carry on through the nodes left. Every node URL must name the same user.
+//! - Queue types ([`RabbitMqConfig::queue_type`]): classic queues (the default) live on the
+//!   node that declared them and stop with it; quorum queues are replicated on the cluster's
+//!   nodes and go on while a majority runs (see [`QueueType`] for the trade-off).
 
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -38,7 +50,7 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::tcp::OwnedTLSConfig;
-use lapin::types::{FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ConnectionStatus,
@@ -67,6 +79,61 @@ pub struct RabbitMqConfig {
     /// `amqp://` URLs. lapin loads the system's roots either way, and fails if there are none
     /// (on Debian: install `ca-certificates`).
     pub tls_ca: Option<PathBuf>,
+    /// The type of the queues [`Transport::consume`] and [`Transport::declare`] declare: classic
+    /// (the default) or quorum. A queue keeps the type it was declared with: declaring it again
+    /// with another type is refused by the broker (`PRECONDITION_FAILED`, inequivalent
+    /// `x-queue-type`); delete it first (`RabbitMq::delete_queue`) to change its type.
+    pub queue_type: QueueType,
+}
+
+/// How a subscriber application's queue is kept by RabbitMQ.
+///
+/// | | classic | quorum |
+/// |---|---|---|
+/// | where | on the node that declared it | replicated (Raft) on every node of the cluster |
+/// | a node stops | its queues stop with it: nothing is delivered until it is back (persistent messages are kept on its disk) | goes on while a majority of the nodes runs: a new leader is elected within seconds |
+/// | cost | one write per message | each message is written on a majority of the nodes before it is confirmed: more latency and disk, less throughput per queue |
+/// | deliveries | | the same at-least-once delivery; a redelivered message counts towards the queue's delivery limit only if a limit is set (none here) |
+///
+/// Subscribers see no difference: a message delivered twice (after a failover) is applied once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// A classic queue (RabbitMQ's default).
+    #[default]
+    Classic,
+    /// A quorum queue (`x-queue-type: quorum`): needs a cluster to be worth it (three nodes
+    /// tolerate the loss of one).
+    Quorum,
+}
+
+impl QueueType {
+    /// The name RabbitMQ gives it (`x-queue-type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+}
+
+impl fmt::Display for QueueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "classic" => Ok(QueueType::Classic),
+            "quorum" => Ok(QueueType::Quorum),
+            other => Err(format!(
+                "unknown queue type {other:?} (expected \"classic\" or \"quorum\")"
+            )),
+        }
+    }
 }
 
 impl Default for RabbitMqConfig {
@@ -77,6 +144,7 @@ impl Default for RabbitMqConfig {
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(30),
             tls_ca: None,
+            queue_type: QueueType::Classic,
         }
     }
 }
@@ -93,6 +161,25 @@ pub struct RabbitMq {
 }
 
 struct Inner {
+    /// The broker's nodes (one for a single broker), in the order given.
+    nodes: Vec<Node>,
+    /// Why the node URLs cannot be used together (they name different users), if so.
+    misconfigured: Option<String>,
+    /// The node tried first by the next connection: the one that answered last, moved on to
+    /// the next when its connection is lost.
+    preferred: AtomicUsize,
+    config: RabbitMqConfig,
+    /// The publishing connection and its confirm-mode channel; the lock also serialises
+    /// `publish` calls, so the confirms awaited by one call are its own.
+    publisher: tokio::sync::Mutex<Option<PublishLink>>,
+    /// The consuming connection and its node; every consumer gets its own channel on it.
+    consumer: tokio::sync::Mutex<Option<(Arc<Connection>, usize)>>,
+    publish_health: Mutex<Health>,
+    consume_health: Mutex<Health>,
+}
+
+/// One node of the broker.
+struct Node {
     url: String,
     /// The URL parsed, or why it does not parse (without the password).
     uri: Result<AMQPUri, String>,
@@ -100,19 +187,27 @@ struct Inner {
     tls: bool,
     /// The URL's user, set as the `user_id` of every message; `None` without one in the URL.
     user_id: Option<ShortString>,
-    config: RabbitMqConfig,
-    /// The publishing connection and its confirm-mode channel; the lock also serialises
-    /// `publish` calls, so the confirms awaited by one call are its own.
-    publisher: tokio::sync::Mutex<Option<PublishLink>>,
-    /// The consuming connection; every consumer gets its own channel on it.
-    consumer: tokio::sync::Mutex<Option<Arc<Connection>>>,
-    publish_health: Mutex<Health>,
-    consume_health: Mutex<Health>,
+}
+
+impl Node {
+    fn new(url: String) -> Self {
+        let uri = parse_url(&url);
+        Self {
+            tls: tls::wants_tls(&url, "amqps"),
+            user_id: user_of(&url, uri.as_ref().ok()),
+            uri,
+            url,
+        }
+    }
 }
 
 struct PublishLink {
     channel: Channel,
     connection: Connection,
+    /// The index of its node.
+    node: usize,
+    /// The `user_id` of its messages: its node URL's user.
+    user_id: Option<ShortString>,
 }
 
 impl PublishLink {
@@ -148,11 +243,8 @@ fn lock(health: &Mutex<Health>) -> MutexGuard<'_, Health> {
     health.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Why a publish failed, and whether the link is still usable.
+/// Why a publish failed: the link is broken, or in an unknown state, or nacking (drop it).
 enum Failure {
-    /// The broker nacked: the link is fine.
-    Nacked(TransportError),
-    /// The link is broken (or in an unknown state): drop it.
     Broken(TransportError),
 }
 
@@ -164,16 +256,53 @@ impl RabbitMq {
     /// user, lapin logs in as `guest` and messages carry no `user_id`. Does no I/O: connections
     /// are opened when first needed, in the Tokio runtime of the first call (a URL that does not
     /// parse fails then).
+    ///
+    /// Several nodes of a cluster: their URLs separated by commas
+    /// (`amqp://u:p@10.0.0.1:5672/%2f,amqp://u:p@10.0.0.2:5672/%2f`; a comma in a password is
+    /// written `%2C`), as [`RabbitMq::cluster`].
     pub fn new(url: impl Into<String>, config: RabbitMqConfig) -> Self {
         let url = url.into();
-        let uri = parse_url(&url);
-        let user_id = user_of(&url, uri.as_ref().ok());
+        let urls: Vec<String> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect();
+        if urls.is_empty() {
+            // Fails at the first connection, saying it does not parse.
+            return Self::cluster([url], config);
+        }
+        Self::cluster(urls, config)
+    }
+
+    /// A transport for a cluster of RabbitMQ nodes: a connection goes to the node that answered
+    /// last, else to the next in turn, and moves on to the next node when it is lost. Every
+    /// URL must name the same user (the `user_id` of the messages); no URL at all is an error
+    /// at the first connection.
+    pub fn cluster(
+        urls: impl IntoIterator<Item = impl Into<String>>,
+        config: RabbitMqConfig,
+    ) -> Self {
+        let mut nodes: Vec<Node> = urls.into_iter().map(|u| Node::new(u.into())).collect();
+        if nodes.is_empty() {
+            nodes.push(Node::new(String::new()));
+        }
+        let users: Vec<Option<&str>> = nodes
+            .iter()
+            .map(|n| n.user_id.as_ref().map(ShortString::as_str))
+            .collect();
+        let misconfigured = users.iter().any(|u| *u != users[0]).then(|| {
+            format!(
+                "the {} node URLs name different users ({users:?}): the nodes of one broker \
+                 are reached as one user",
+                nodes.len()
+            )
+        });
         Self {
             inner: Arc::new(Inner {
-                tls: tls::wants_tls(&url, "amqps"),
-                uri,
-                user_id,
-                url,
+                nodes,
+                misconfigured,
+                preferred: AtomicUsize::new(0),
                 config,
                 publisher: tokio::sync::Mutex::new(None),
                 consumer: tokio::sync::Mutex::new(None),
@@ -216,7 +345,7 @@ impl RabbitMq {
         what: String,
         call: impl AsyncFnOnce(Channel) -> lapin::Result<()>,
     ) -> Result<(), TransportError> {
-        let connection = self.inner.connect("administer").await?;
+        let (connection, _) = self.inner.connect("administer").await?;
         let channel = self
             .inner
             .op(|| "opening a channel".into(), connection.create_channel())
@@ -229,8 +358,9 @@ impl RabbitMq {
 
 impl fmt::Debug for RabbitMq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes: Vec<String> = self.inner.nodes.iter().map(|n| redact(&n.url)).collect();
         f.debug_struct("RabbitMq")
-            .field("url", &redact(&self.inner.url))
+            .field("nodes", &nodes)
             .field("config", &self.inner.config)
             .field("healthy", &self.healthy())
             .finish()
@@ -240,9 +370,9 @@ impl fmt::Debug for RabbitMq {
 impl Inner {
     /// The TLS settings of a connection: the CA file's certificates for `amqps://` with
     /// [`RabbitMqConfig::tls_ca`], else the defaults (the system's roots).
-    fn tls_config(&self) -> Result<OwnedTLSConfig, String> {
+    fn tls_config(&self, node: &Node) -> Result<OwnedTLSConfig, String> {
         match &self.config.tls_ca {
-            Some(path) if self.tls => Ok(OwnedTLSConfig {
+            Some(path) if node.tls => Ok(OwnedTLSConfig {
                 identity: None,
                 cert_chain: Some(tls::read_ca(path)?),
             }),
@@ -250,18 +380,61 @@ impl Inner {
         }
     }
 
-    async fn connect(&self, role: &str) -> Result<Connection, TransportError> {
+    /// A connection to the preferred node, else to the next ones in turn; with its node's
+    /// index.
+    async fn connect(&self, role: &str) -> Result<(Connection, usize), TransportError> {
+        if let Some(why) = &self.misconfigured {
+            return Err(TransportError::rejected(why.clone()));
+        }
+        let count = self.nodes.len();
+        let start = self.preferred.load(Ordering::Relaxed) % count;
+        let mut failures = Vec::new();
+        for step in 0..count {
+            let index = (start + step) % count;
+            match self.connect_node(&self.nodes[index], role).await {
+                Ok(connection) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok((connection, index));
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        if count == 1
+            && let Some(only) = failures.pop()
+        {
+            return Err(only);
+        }
+        let reasons: Vec<String> = failures
+            .iter()
+            .map(|e| crate::cause::Report(e).to_string())
+            .collect();
+        Err(TransportError::unavailable(format!(
+            "no node of the {count} answered (to {role}): {}",
+            reasons.join("; ")
+        )))
+    }
+
+    /// The connection to node `index` was lost: the next connection tries the next node first
+    /// (unless another one was chosen since).
+    fn avoid(&self, index: usize) {
+        let next = (index + 1) % self.nodes.len();
+        let _ = self
+            .preferred
+            .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    async fn connect_node(&self, node: &Node, role: &str) -> Result<Connection, TransportError> {
         let name = format!("{} ({role})", self.config.connection_name);
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let url = redact(&self.url);
+        let url = redact(&node.url);
         let failed = |why: String| {
             TransportError::unavailable(format!("connecting to {url} to {role}: {why}"))
         };
         // Not `failed`: a URL that does not parse may not be redacted either.
-        let uri = self.uri.clone().map_err(|e| {
+        let uri = node.uri.clone().map_err(|e| {
             TransportError::unavailable(format!("the AMQP URL (to {role}) does not parse: {e}"))
         })?;
-        let tls_config = self.tls_config().map_err(failed)?;
+        let tls_config = self.tls_config(node).map_err(failed)?;
         let runtime = lapin::runtime::default_runtime().map_err(|e| {
             TransportError::unavailable(format!("connecting to {url} to {role}")).because(e)
         })?;
@@ -274,7 +447,7 @@ impl Inner {
             Ok(Ok(connection)) => Ok(connection),
             Ok(Err(e)) => {
                 let context = match tls::failure(&e.to_string()) {
-                    Some(reason) if self.tls => {
+                    Some(reason) if node.tls => {
                         format!("TLS handshake with {url} (to {role}) failed: {reason}")
                     }
                     _ => format!("connecting to {url} to {role}"),
@@ -327,7 +500,7 @@ impl Inner {
 
     async fn open_publish_link(&self) -> Result<PublishLink, TransportError> {
         let exchange = short("exchange name", &self.config.exchange)?;
-        let connection = self.connect("publish").await?;
+        let (connection, node) = self.connect("publish").await?;
         let channel = self
             .op(
                 || "opening the publishing channel".into(),
@@ -344,6 +517,8 @@ impl Inner {
         Ok(PublishLink {
             channel,
             connection,
+            user_id: self.nodes[node].user_id.clone(),
+            node,
         })
     }
 
@@ -356,7 +531,7 @@ impl Inner {
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
-        if let Some(user) = &self.user_id {
+        if let Some(user) = &link.user_id {
             properties = properties.with_user_id(user.clone());
         }
         let mut confirms = Vec::with_capacity(messages.len());
@@ -406,28 +581,32 @@ impl Inner {
         if nacked.is_empty() {
             Ok(())
         } else {
-            Err(Failure::Nacked(TransportError::rejected(format!(
-                "exchange {:?}: the broker nacked {} of {} messages (keys {nacked:?})",
+            Err(Failure::Broken(TransportError::unavailable(format!(
+                "exchange {:?}: the broker nacked {} of {} messages (routing keys {:?}): it could \
+                 not take them (a quorum queue without a leader, say); the channel is dropped",
                 exchange.as_str(),
                 nacked.len(),
-                messages.len()
+                messages.len(),
+                nacked.iter().collect::<std::collections::BTreeSet<_>>()
             ))))
         }
     }
 
     async fn consumer_connection(&self) -> Result<Arc<Connection>, TransportError> {
         let mut cached = self.consumer.lock().await;
-        if let Some(connection) = cached.as_ref()
-            && connection.status().connected()
-        {
-            return Ok(connection.clone());
+        match cached.take() {
+            Some((connection, node)) if connection.status().connected() => {
+                *cached = Some((connection.clone(), node));
+                return Ok(connection);
+            }
+            Some((_, node)) => self.avoid(node),
+            None => {}
         }
-        *cached = None;
         match self.connect("consume").await {
-            Ok(connection) => {
+            Ok((connection, node)) => {
                 *lock(&self.consume_health) = Health::Up(connection.status().clone());
                 let connection = Arc::new(connection);
-                *cached = Some(connection.clone());
+                *cached = Some((connection.clone(), node));
                 Ok(connection)
             }
             Err(e) => {
@@ -446,15 +625,23 @@ impl Inner {
         let exchange = short("exchange name", &self.config.exchange)?;
         let queue = short("queue name", &spec.queue)?;
         self.declare_exchange(channel, &exchange).await?;
+        let queue_type = self.config.queue_type;
+        let mut arguments = FieldTable::default();
+        if queue_type == QueueType::Quorum {
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString(LongString::from(queue_type.as_str())),
+            );
+        }
         self.op(
-            || format!("declaring durable queue {:?}", spec.queue),
+            || format!("declaring durable {queue_type} queue {:?}", spec.queue),
             channel.queue_declare(
                 queue.clone(),
                 QueueDeclareOptions {
                     durable: true,
                     ..QueueDeclareOptions::default()
                 },
-                FieldTable::default(),
+                arguments,
             ),
         )
         .await?;
@@ -545,13 +732,18 @@ impl Transport for RabbitMq {
         let mut cached = inner.publisher.lock().await;
         let link = match cached.take() {
             Some(link) if link.is_open() => link,
-            _ => match inner.open_publish_link().await {
-                Ok(link) => link,
-                Err(e) => {
-                    *lock(&inner.publish_health) = Health::Down;
-                    return Err(e);
+            stale => {
+                if let Some(lost) = stale {
+                    inner.avoid(lost.node);
                 }
-            },
+                match inner.open_publish_link().await {
+                    Ok(link) => link,
+                    Err(e) => {
+                        *lock(&inner.publish_health) = Health::Down;
+                        return Err(e);
+                    }
+                }
+            }
         };
         let result = tokio::time::timeout(
             inner.config.operation_timeout,
@@ -571,13 +763,11 @@ impl Transport for RabbitMq {
                 *cached = Some(link);
                 Ok(())
             }
-            Err(Failure::Nacked(e)) => {
-                *cached = Some(link);
-                Err(e)
-            }
             Err(Failure::Broken(e)) => {
                 // Unknown state (lost connection, closed channel, missing confirms): the link
-                // is dropped (closing it if still open) and the next call starts over.
+                // is dropped (closing it if still open) and the next call starts over, on the
+                // next node first.
+                inner.avoid(link.node);
                 *lock(&inner.publish_health) = Health::Down;
                 Err(e)
             }
@@ -908,6 +1098,69 @@ mod tests {
         assert_eq!(user("amqp://:pw@h/"), None);
         let err = parse_url("amqp:secret@host").unwrap_err();
         assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn several_node_urls_make_a_cluster() {
+        let rabbit = RabbitMq::new(
+            "amqp://u:secret@127.0.0.1:5701/%2f, amqp://u:secret@127.0.0.1:5702/%2f,",
+            RabbitMqConfig::default(),
+        );
+        assert_eq!(rabbit.inner.nodes.len(), 2);
+        assert!(rabbit.inner.misconfigured.is_none());
+        let debug = format!("{rabbit:?}");
+        assert!(
+            debug.contains("5701") && debug.contains("5702") && !debug.contains("secret"),
+            "{debug}"
+        );
+        assert_eq!("quorum".parse(), Ok(QueueType::Quorum));
+        assert_eq!("classic".parse(), Ok(QueueType::Classic));
+        assert!(
+            "mirrored"
+                .parse::<QueueType>()
+                .unwrap_err()
+                .contains("mirrored")
+        );
+    }
+
+    #[tokio::test]
+    async fn nodes_naming_different_users_are_refused() {
+        let rabbit = RabbitMq::cluster(
+            ["amqp://a:pw@127.0.0.1:1/%2f", "amqp://b:pw@127.0.0.1:1/%2f"],
+            RabbitMqConfig::default(),
+        );
+        let out = Outgoing {
+            routing_key: "a".into(),
+            payload: b"{}".to_vec(),
+        };
+        let err = rabbit.publish(&[out]).await.unwrap_err();
+        assert!(
+            matches!(&err, TransportError::Rejected { context, .. } if context.contains("different users")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_unreachable_node_is_named() {
+        // Ports 1 and 2 on loopback: nothing listens, connections are refused at once.
+        let rabbit = RabbitMq::new(
+            "amqp://u:secret@127.0.0.1:1/%2f,amqp://u:secret@127.0.0.1:2/%2f",
+            RabbitMqConfig::default(),
+        );
+        let out = Outgoing {
+            routing_key: "u".into(),
+            payload: b"{}".to_vec(),
+        };
+        let err = rabbit.publish(&[out]).await.unwrap_err();
+        let msg = crate::cause::Report(&err).to_string();
+        assert!(matches!(err, TransportError::Unavailable { .. }), "{msg}");
+        assert!(
+            msg.contains("no node of the 2")
+                && msg.contains("127.0.0.1:1/")
+                && msg.contains("127.0.0.1:2/")
+                && !msg.contains("secret"),
+            "{msg}"
+        );
     }
 
     #[tokio::test]

@@ -48,7 +48,7 @@ pub fn rabbit(url: &str, exchange: &str) -> RabbitMq {
             connection_name: format!("test {exchange}"),
             connect_timeout: Duration::from_secs(3),
             operation_timeout: Duration::from_secs(10),
-            tls_ca: None,
+            ..RabbitMqConfig::default()
         },
     )
 }

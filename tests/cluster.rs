@@ -1,0 +1,196 @@
+//! A three-node RabbitMQ cluster (`scripts/services.sh cluster up`): the node leading the
+//! subscriber's quorum queue is killed (`kill -9`) while publishers stream causal writes;
+//! nothing is lost, nothing is applied twice, causal order holds (the history checker), the
+//! relay and the subscriber's workers carry on through the other nodes, and the node comes back
+//! and rejoins.
+//!
+//! Ignored by a plain `cargo test`: `scripts/test --cluster` starts the cluster and runs these
+//! with `--ignored` (CI runs both). They fail, never skip, when the cluster is missing.
+
+mod common;
+#[path = "common/causal/mod.rs"]
+#[allow(dead_code)]
+mod fixtures;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::servers::unique;
+use fixtures::workers::*;
+use fixtures::workload::*;
+use promiscuous::pipeline::{RelayConfig, VersionStore};
+use promiscuous::transport::{QueueType, RabbitMq, RabbitMqConfig};
+use promiscuous::{Publisher, Redis, RedisConfig, RedisVersions};
+use promiscuous_test::chaos::Recording;
+use promiscuous_test::history::describe;
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run scripts/test --cluster (or scripts/services.sh up, cluster up, and eval \"$(scripts/services.sh env)\")")
+    })
+}
+
+/// `scripts/services.sh ARGS`, which must succeed; its standard output.
+fn services(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services.sh");
+    let out = Command::new(script)
+        .args(args)
+        .output()
+        .expect("run scripts/services.sh");
+    assert!(
+        out.status.success(),
+        "scripts/services.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cluster(exchange: &str, queue_type: QueueType) -> RabbitMq {
+    RabbitMq::new(
+        var("PROMISCUOUS_CLUSTER_AMQP_URLS"),
+        RabbitMqConfig {
+            exchange: exchange.into(),
+            connection_name: format!("cluster test {exchange}"),
+            connect_timeout: Duration::from_secs(3),
+            operation_timeout: Duration::from_secs(15),
+            queue_type,
+            ..RabbitMqConfig::default()
+        },
+    )
+}
+
+fn redis_store(namespace: &str) -> impl Fn(usize) -> Arc<dyn VersionStore> {
+    let (url, namespace) = (var("PROMISCUOUS_REDIS_URL"), namespace.to_string());
+    move |_| {
+        // One connection per worker, as separate processes would have.
+        let config = RedisConfig {
+            namespace: namespace.clone(),
+            ..RedisConfig::default()
+        };
+        let redis = Redis::new(&url, config).unwrap();
+        Arc::new(RedisVersions::new(redis, &namespace))
+    }
+}
+
+/// Waits (at most `secs`) until `done`.
+async fn until(secs: u64, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs}s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the RabbitMQ cluster: scripts/test --cluster"]
+async fn killing_the_node_that_leads_the_queue_loses_nothing_and_keeps_causal_order() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let seed = 21;
+    let name = unique("cluster-failover");
+    let rabbit = cluster(&name, QueueType::Quorum);
+    let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
+    let store = redis_store(&name);
+    let setup = Setup {
+        seed,
+        workers: 3,
+        runners: 2,
+        ..Setup::new(&name, &store)
+    };
+    let workers = setup.start(&sdb, rabbit.clone()).await;
+    let recording = Recording::new(rabbit.clone());
+    let relay = RelayConfig {
+        poll_interval: Duration::from_millis(20),
+        retry_delay: Duration::from_millis(50),
+        ..RelayConfig::default()
+    };
+    let publisher = Publisher::new(pdb.clone(), recording.clone())
+        .relay_config(relay)
+        .start()
+        .await
+        .unwrap();
+
+    // Two publisher tasks write, in small causal rounds, until told to stop: while the leader
+    // is killed, and again once it is back in the cluster.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = {
+        let (pdb, stop) = (pdb.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut round = 0;
+            while !stop.load(Ordering::Relaxed) {
+                causal_workload(&pdb, seed * 1_000 + round, 2, 4).await;
+                round += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            round
+        })
+    };
+    until(60, "30 messages published", || {
+        recording.published().len() >= 30
+    })
+    .await;
+    let leader = services(&["cluster", "leader", &name]).trim().to_string();
+    services(&["cluster", "kill", &leader]);
+    let killed = Instant::now();
+    let before = recording.published().len();
+    until(60, "the relay publishing again after the kill", || {
+        recording.published().len() > before
+    })
+    .await;
+    let relay_back = killed.elapsed();
+    let after_kill = recording.published()[before..].to_vec();
+    assert!(
+        processed(&sdb, &after_kill, Duration::from_secs(60)).await,
+        "the subscriber did not carry on after node {leader} was killed: {:?}",
+        workers.stats()
+    );
+    let subscriber_back = killed.elapsed();
+
+    services(&["cluster", "start", &leader]);
+    let status = services(&["cluster", "status"]);
+    assert!(
+        status
+            .lines()
+            .all(|l| l.contains(": up") && l.matches("rabbit-").count() == 4),
+        "every node up and seeing the three: {status}"
+    );
+    let rejoined = recording.published().len();
+    until(60, "publishing with the node back", || {
+        recording.published().len() > rejoined + 20
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let rounds = writing.await.unwrap();
+    publisher.shutdown().await.unwrap();
+
+    let published = recording.published();
+    let complete = processed(&sdb, &published, Duration::from_secs(60)).await;
+    let stats = workers.stop().await;
+    assert!(
+        complete,
+        "not everything published was processed: {stats:?}"
+    );
+    let report = history(&sdb, &published)
+        .await
+        .check(follows)
+        .unwrap_or_else(|v| panic!("{}", describe(&v)));
+    assert_eq!(
+        report.applied_ops, report.published_ops,
+        "no duplicate effect"
+    );
+    assert_eq!((stats.dead_lettered, stats.recovered), (0, 0), "{stats:?}");
+    assert_converged(&pdb, &sdb, "after the failover").await;
+    eprintln!(
+        "node {leader} (the queue's leader) killed: relay publishing again after {relay_back:?}, \
+         subscriber applying again after {subscriber_back:?}; {rounds} rounds, {} messages, \
+         {} operations; {stats:?}",
+        published.len(),
+        report.published_ops
+    );
+    rabbit.delete_queue(&name).await.unwrap();
+    rabbit.delete_exchange().await.unwrap();
+}
