@@ -764,3 +764,69 @@ async fn status_shows_the_apps_workers_from_the_board_in_redis() {
         "{printed}"
     );
 }
+
+/// An application's own commands, next to promiscuous'.
+#[derive(clap::Subcommand, Debug, PartialEq)]
+enum AppCommand {
+    /// Create the application's tables and promiscuous' own.
+    Setup {
+        /// Also load the sample rows.
+        #[arg(long)]
+        seed: bool,
+    },
+}
+
+/// One that takes the name of a promiscuous command.
+#[derive(clap::Subcommand, Debug)]
+enum Clashing {
+    /// The application's own status.
+    Status,
+}
+
+#[tokio::test]
+async fn the_applications_commands_run_next_to_promiscuous_ones() {
+    let broker = InProcess::new();
+    let cli = cli("clitest_app", &broker).commands(|command: AppCommand, globals| async move {
+        let url = globals.require_database_url()?.to_string();
+        Ok(format!("{command:?} on {url} for {}", globals.app))
+    });
+    let printed = cli
+        .run_with(args(&[
+            "--database-url",
+            "sqlite::memory:",
+            "setup",
+            "--seed",
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(
+        printed,
+        "Setup { seed: true } on sqlite::memory: for clitest_app\n"
+    );
+
+    // The handler's error, with its context, and exit code 1.
+    let message = failed(cli.run_with(args(&["setup"])).await);
+    assert!(message.contains("--database-url"), "{message}");
+
+    // One --help lists both.
+    let help = cli.run_with(args(&["--help"])).await.unwrap();
+    for command in ["setup", "subscribe", "publish", "status", "dead-letters"] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    assert!(help.contains("Create the application's tables"), "{help}");
+
+    // promiscuous' commands still run.
+    let printed = cli.run_with(args(&["mocks"])).await.unwrap();
+    assert!(printed.contains("endpoint"), "{printed}");
+}
+
+#[tokio::test]
+async fn an_application_command_named_like_a_promiscuous_one_is_refused() {
+    let cli = Cli::new("clitest_clash").commands(|_: Clashing, _| async { Ok(String::new()) });
+    match cli.run_with(args(&["status"])).await {
+        Err(CliError::Usage(m)) => {
+            assert!(m.contains("`status`") && m.contains("rename it"), "{m}")
+        }
+        other => panic!("expected a usage error, got {other:?}"),
+    }
+}

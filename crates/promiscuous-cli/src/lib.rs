@@ -22,7 +22,33 @@
 //! `--database-url` (`DATABASE_URL`), `--amqp-url` (`PROMISCUOUS_AMQP_URL`) and `--redis-url`
 //! (`PROMISCUOUS_REDIS_URL`); `--tls-ca` (`PROMISCUOUS_TLS_CA`) names a private CA for an
 //! `amqps://` broker. Every failure is one message with its context and a non-zero exit code.
+//!
+//! The application's own subcommands sit next to these ([`Cli::commands`]): a clap
+//! [`Subcommand`] enum, flattened into the same command line (one `--help`
+//! lists both), whose parsed value goes to the application's handler with the [`Globals`]:
+//!
+//! ```ignore
+//! #[derive(clap::Subcommand, Debug)]
+//! enum AppCommand {
+//!     /// Create or update the schema (the app's migrations and promiscuous' tables).
+//!     Setup,
+//! }
+//!
+//! promiscuous_cli::Cli::new("crowdtap_members")
+//!     .subscribe::<member::Model>()
+//!     .commands(|command: AppCommand, globals| async move {
+//!         match command {
+//!             AppCommand::Setup => setup(globals.require_database_url()?).await,
+//!         }
+//!     })
+//!     .run()
+//!     .await
+//! ```
+//!
+//! An application command named like one of promiscuous' (`subscribe`, `publish`, `mocks`,
+//! `status`, `dead-letters`, `dashboard`) is refused when the command line runs, naming it.
 
+mod app;
 mod dashboard;
 mod dead_letters;
 mod env;
@@ -32,6 +58,7 @@ mod status;
 mod subscribe;
 mod sync;
 
+pub use app::{Globals, NoCommands};
 pub use error::CliError;
 
 use std::ffi::OsString;
@@ -39,7 +66,7 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use promiscuous_core::transport::Transport;
 use promiscuous_sea_orm::Subscriber;
 use promiscuous_sea_orm::publisher::Published;
@@ -49,10 +76,20 @@ use sea_orm::{EntityName, EntityTrait, FromQueryResult, ModelTrait};
 use env::{Connections, Env, Follower, Out, PublishedModel, Registry};
 
 /// The promiscuous command line of one application: its subscriber app name (the queue), the
-/// models it subscribes to and those it publishes.
-#[derive(Clone)]
-pub struct Cli {
+/// models it subscribes to and those it publishes, and its own commands `A` (none by default,
+/// see [`Cli::commands`]).
+pub struct Cli<A = NoCommands> {
     registry: Registry,
+    handler: Option<app::Handler<A>>,
+}
+
+impl<A> Clone for Cli<A> {
+    fn clone(&self) -> Self {
+        Self {
+            registry: self.registry.clone(),
+            handler: self.handler.clone(),
+        }
+    }
 }
 
 impl Cli {
@@ -65,6 +102,25 @@ impl Cli {
                 published: Vec::new(),
                 transport: None,
             },
+            handler: None,
+        }
+    }
+}
+
+impl<A> Cli<A> {
+    /// Adds the application's own subcommands `B` (a clap [`Subcommand`] enum) to the command
+    /// line, run by `handler` with the parsed command and the [`Globals`]: what it returns is
+    /// printed; an error is printed with its sources and exits with code 1.
+    pub fn commands<B, F, Fut>(self, handler: F) -> Cli<B>
+    where
+        F: Fn(B, Globals) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, promiscuous_core::BoxError>> + Send + 'static,
+    {
+        Cli {
+            registry: self.registry,
+            handler: Some(Arc::new(move |command, globals| {
+                Box::pin(handler(command, globals))
+            })),
         }
     }
 
@@ -108,11 +164,13 @@ impl Cli {
         self.registry.transport = Some(Arc::new(transport));
         self
     }
+}
 
+impl<A: Subcommand + Send + 'static> Cli<A> {
     /// Parses the process arguments and runs the command: output on stdout, errors on stderr,
     /// and the exit code to return from `main`. `subscribe` runs until SIGINT or SIGTERM.
     pub async fn run(self) -> ExitCode {
-        let args = match Args::try_parse_from(std::env::args_os()) {
+        let args = match Self::parse(std::env::args_os()) {
             Ok(args) => args,
             Err(e) => {
                 let _ = e.print();
@@ -152,7 +210,7 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let args = match Args::try_parse_from(args) {
+        let args = match Self::parse(args) {
             Ok(args) => args,
             Err(e) => return Self::clap_outcome(e),
         };
@@ -182,13 +240,43 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let args = match Args::try_parse_from(args) {
+        let args = match Self::parse(args) {
             Ok(args) => args,
             Err(e) => return Self::clap_outcome(e),
         };
         let mut out = Out::capture();
         self.execute(args, &mut out, shutdown).await?;
         Ok(out.text)
+    }
+
+    /// The command line with the application's commands `A` flattened in; a command of `A`
+    /// named like one of promiscuous' is an error naming it.
+    fn parse<I, T>(args: I) -> Result<Args<A>, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let ours: Vec<String> = Args::<NoCommands>::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        let theirs = A::augment_subcommands(clap::Command::new("app"));
+        if let Some(clash) = theirs
+            .get_subcommands()
+            .map(|c| c.get_name())
+            .find(|name| ours.iter().any(|o| o == name))
+        {
+            return Err(Args::<NoCommands>::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "the application's command `{clash}` has the name of one of promiscuous' \
+                     commands ({}): rename it",
+                    ours.join(", ")
+                ),
+            ));
+        }
+        let matches = Args::<A>::command().try_get_matches_from(args)?;
+        Args::<A>::from_arg_matches(&matches)
     }
 
     /// `--help` and `--version` are output; anything else clap refuses is a usage error.
@@ -202,7 +290,7 @@ impl Cli {
 
     async fn execute(
         &self,
-        args: Args,
+        args: Args<A>,
         out: &mut Out,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), CliError> {
@@ -217,6 +305,21 @@ impl Cli {
             Command::Status => status::run(&env, out).await,
             Command::DeadLetters(c) => dead_letters::run(&env, &c, out).await,
             Command::Dashboard(a) => dashboard::run(&env, &a, out, shutdown).await,
+            Command::App(command) => {
+                let Some(handler) = &self.handler else {
+                    return Err(CliError::failed(
+                        "the application's command has no handler (Cli::commands)",
+                    ));
+                };
+                let globals = Globals::new(&args.connections, &self.registry.app);
+                let printed = handler(command, globals)
+                    .await
+                    .map_err(|e| CliError::failed(promiscuous_core::Report(&*e).to_string()))?;
+                if !printed.is_empty() {
+                    out.line(printed.trim_end_matches('\n'));
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -230,15 +333,15 @@ impl Cli {
              dead letters",
     propagate_version = true
 )]
-struct Args {
+struct Args<A: Subcommand> {
     #[command(flatten)]
     connections: Connections,
     #[command(subcommand)]
-    command: Command,
+    command: Command<A>,
 }
 
 #[derive(clap::Subcommand, Debug)]
-enum Command {
+enum Command<A: Subcommand> {
     /// Consume the subscriber's queue and keep its models in sync until SIGINT or SIGTERM
     /// (the messages in flight are finished first).
     Subscribe(subscribe::SubscribeArgs),
@@ -259,6 +362,9 @@ enum Command {
     /// waiting messages, workers; /metrics) until SIGINT or SIGTERM. With --redis-url it shows
     /// every worker reporting to that Redis; with --database-url, the app's dead letters.
     Dashboard(dashboard::DashboardArgs),
+    /// The application's own commands (`Cli::commands`).
+    #[command(flatten)]
+    App(A),
 }
 
 #[cfg(test)]
@@ -267,8 +373,7 @@ mod tests {
 
     #[test]
     fn the_command_line_is_consistent() {
-        use clap::CommandFactory;
-        Args::command().debug_assert();
+        Args::<NoCommands>::command().debug_assert();
     }
 
     #[test]
