@@ -1086,3 +1086,40 @@ async fn randomized_history_over_rabbitmq_and_redis() {
         cleanup(&s, &name).await;
     }
 }
+
+#[tokio::test]
+async fn a_context_tells_what_its_writes_published_and_what_it_depends_on() {
+    let pdb = publisher_db().await;
+    schema::setup_publisher(&pdb).await.unwrap();
+    assert_eq!(promiscuous::context::recorded(), None, "outside a context");
+    promiscuous::context(async {
+        let txn = pdb.begin().await.unwrap();
+        let yoda = person("Yoda").insert(&txn).await.unwrap();
+        txn.commit().await.unwrap();
+        let txn = promiscuous::tracked(pdb.begin().await.unwrap());
+        user::Entity::find_by_id(yoda.id)
+            .one(&txn)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut am = yoda.clone().into_active_model();
+        am.name = Set("Master Yoda".into());
+        am.update(&txn).await.unwrap();
+        txn.commit().await.unwrap();
+        let recorded = promiscuous::context::recorded().expect("in a context");
+        let key = format!("crowdtap/user/{}", yoda.id);
+        let versions: Vec<(&str, u64)> = recorded
+            .writes
+            .iter()
+            .map(|w| (w.key.as_str(), w.version))
+            .collect();
+        assert_eq!(versions, vec![(key.as_str(), 1), (key.as_str(), 2)]);
+        assert!(recorded.writes.iter().all(|w| !w.message.is_empty()));
+        assert_ne!(recorded.writes[0].message, recorded.writes[1].message);
+        assert_eq!(
+            recorded.dependencies,
+            vec![promiscuous::Dependency { key, version: 2 }]
+        );
+    })
+    .await;
+}

@@ -65,8 +65,24 @@ pub struct TestOptions {
     pub unsound_reduction: bool,
 }
 
+/// What a context has recorded so far ([`recorded`]): introspection for applications and
+/// tests (which version of what a write depended on, what it published).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recorded {
+    /// Every instance read or written in the context, at the highest version seen: what a write
+    /// made now depends on (before the publisher's reduction). Keys are instance keys
+    /// (`app/model/id`, see `promiscuous_protocol::key`).
+    pub dependencies: Vec<Dependency>,
+    /// Every write published in the context, in order: its instance key, its version and the
+    /// id of its message (known at the write: the outbox row carries it).
+    pub writes: Vec<Anchor>,
+}
+
 #[derive(Default)]
 struct State {
+    /// Every write of the context, in order.
+    writes: Vec<Anchor>,
     current_user_id: Option<Value>,
     /// key → highest version read or written in this context.
     seen: BTreeMap<String, u64>,
@@ -111,9 +127,35 @@ pub fn in_context() -> bool {
     CONTEXT.try_with(|_| ()).is_ok()
 }
 
+/// Everything the context saw, at the highest version seen.
+fn seen(state: &State) -> Vec<Dependency> {
+    state
+        .seen
+        .iter()
+        .map(|(key, version)| Dependency {
+            key: key.clone(),
+            version: *version,
+        })
+        .collect()
+}
+
 fn remember(state: &mut State, key: &str, version: u64) {
     let v = state.seen.entry(key.to_string()).or_insert(0);
     *v = (*v).max(version);
+}
+
+/// What the current context has recorded so far: its dependencies and its writes; `None`
+/// outside a [`context`].
+pub fn recorded() -> Option<Recorded> {
+    CONTEXT
+        .try_with(|c| {
+            let state = c.borrow();
+            Recorded {
+                dependencies: seen(&state),
+                writes: state.writes.clone(),
+            }
+        })
+        .ok()
 }
 
 /// Remembers that the instance `key` was read at `version` (no-op outside a context).
@@ -129,14 +171,7 @@ pub fn dependencies(app: &str) -> Needs {
         .try_with(|c| {
             let state = c.borrow();
             Needs {
-                all: state
-                    .seen
-                    .iter()
-                    .map(|(k, v)| Dependency {
-                        key: k.clone(),
-                        version: *v,
-                    })
-                    .collect(),
+                all: seen(&state),
                 anchor: state
                     .anchors
                     .get(app)
@@ -213,6 +248,11 @@ pub fn remember_write(app: &str, key: &str, version: u64, message: &str, all: &[
         let mut covered: BTreeMap<String, u64> =
             all.iter().map(|d| (d.key.clone(), d.version)).collect();
         covered.insert(key.to_string(), version);
+        state.writes.push(Anchor {
+            key: key.to_string(),
+            version,
+            message: message.to_string(),
+        });
         state.anchors.insert(
             app.to_string(),
             Anchored {
@@ -253,6 +293,19 @@ mod tests {
             assert_eq!(anchor.key, "a/photo/9");
             assert_eq!(covered.len(), 2);
             assert!(dependencies("b").anchor.is_none(), "anchors are per app");
+            let recorded = recorded().unwrap();
+            assert_eq!(
+                recorded.dependencies,
+                vec![dep("a/parent/1", 3), dep("a/photo/9", 1)]
+            );
+            assert_eq!(
+                recorded.writes,
+                vec![Anchor {
+                    key: "a/photo/9".into(),
+                    version: 1,
+                    message: "m1".into()
+                }]
+            );
         })
         .await;
     }
@@ -295,6 +348,7 @@ mod tests {
         let needs = dependencies("a");
         assert!(needs.all.is_empty() && needs.anchor.is_none());
         assert!(!in_context());
+        assert_eq!(recorded(), None);
         context(async { record_read("a/x/1", 4) }).await;
         context(async {
             assert!(in_context());

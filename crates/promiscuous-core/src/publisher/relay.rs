@@ -205,6 +205,24 @@ impl Relay {
                 source: e.into(),
             })?;
         tracing::debug!(rows = ids.len(), "relay published");
+        if tracing::enabled!(target: "promiscuous::relay", tracing::Level::DEBUG) {
+            // One line per message, by the id its write logged (`promiscuous::publish`) and
+            // every subscriber's `promiscuous.apply` span shows: a write followed end to end.
+            for e in entries {
+                #[derive(serde::Deserialize)]
+                struct Id {
+                    id: String,
+                }
+                let message = serde_json::from_slice::<Id>(&e.payload).map(|m| m.id);
+                tracing::debug!(
+                    target: "promiscuous::relay",
+                    message = message.as_deref().unwrap_or("?"),
+                    outbox_row = e.id,
+                    routing_key = %e.routing_key,
+                    "message confirmed by the broker"
+                );
+            }
+        }
         Ok(ids.len())
     }
 
