@@ -42,6 +42,11 @@ pub use promiscuous_cli as cli;
 #[cfg(feature = "dashboard")]
 pub use promiscuous_dashboard as dashboard;
 
+/// promiscuous' own tables as `sea-orm-migration` migrations for the application's `Migrator`
+/// (feature `migration`), the recommended way to create them: `promiscuous::migration::all()`.
+#[cfg(feature = "migration")]
+pub use promiscuous_sea_orm::migration;
+
 /// What running workers report about themselves, for dashboards: this process's board and the
 /// shared one in Redis ([`redis::RedisBoard`]).
 pub use promiscuous_core::board;

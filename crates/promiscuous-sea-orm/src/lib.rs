@@ -7,6 +7,8 @@
 //!   messages (upsert or delete, applied version stored in the same transaction).
 //! - [`tables`] and [`schema`]: promiscuous' own tables.
 
+#[cfg(feature = "migration")]
+pub mod migration;
 pub mod publisher;
 pub mod schema;
 pub mod service;
