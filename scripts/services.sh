@@ -189,6 +189,13 @@ ssl_options.keyfile = $TLS_DIR/server-key.pem
 ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
 CONF
+    # Partitioned subscriber queues route through a consistent-hash exchange. Written before
+    # boot; a node already running without it gets it online (see rabbit_up).
+    local plugins='[rabbitmq_consistent_hash_exchange].'
+    if [ "$(cat /etc/rabbitmq/enabled_plugins 2>/dev/null)" != "$plugins" ]; then
+        echo "$plugins" | as_root tee /etc/rabbitmq/enabled_plugins >/dev/null
+        RABBIT_PLUGINS_CHANGED=1
+    fi
 }
 
 # The apps' users, their permissions on vhost / and their topic permissions, in one definitions
@@ -214,7 +221,7 @@ rabbit_users() {
     local app users=() permissions=() topics=()
     for app in "${APPS[@]}"; do
         users+=("{\"name\":\"$app\",\"password\":\"promiscuous_$app\",\"tags\":\"\"}")
-        permissions+=("{\"user\":\"$app\",\"vhost\":\"/\",\"configure\":\"^(promiscuous.*|$app)\$\",\"write\":\"^(promiscuous.*|$app)\$\",\"read\":\"^(promiscuous.*|$app)\$\"}")
+        permissions+=("{\"user\":\"$app\",\"vhost\":\"/\",\"configure\":\"^(promiscuous.*|$app([.].*)?)\$\",\"write\":\"^(promiscuous.*|$app([.].*)?)\$\",\"read\":\"^(promiscuous.*|$app([.].*)?)\$\"}")
         topics+=("{\"user\":\"$app\",\"vhost\":\"/\",\"exchange\":\"promiscuous\",\"write\":\"^$app\$\",\"read\":\".*\"}")
     done
     local IFS=,
@@ -236,6 +243,9 @@ rabbit_up() {
     rabbit_configure
     if rabbit_ready 2>/dev/null; then
         if rabbit_tls_ready >/dev/null 2>&1; then
+            if [ -n "${RABBIT_PLUGINS_CHANGED:-}" ]; then
+                as_root rabbitmq-plugins -n "$NODE" -q enable rabbitmq_consistent_hash_exchange >/dev/null
+            fi
             rabbit_users
             return 0
         fi

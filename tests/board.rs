@@ -32,6 +32,7 @@ fn user_at(id: i64, version: u64, name: &str) -> Outgoing {
     Outgoing {
         routing_key: "crowdtap".into(),
         payload: payload.to_string().into_bytes(),
+        partition_key: None,
     }
 }
 

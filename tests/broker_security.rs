@@ -68,6 +68,7 @@ fn outgoing(routing_key: &str) -> Outgoing {
     Outgoing {
         routing_key: routing_key.into(),
         payload: b"{}".to_vec(),
+        partition_key: None,
     }
 }
 
@@ -193,6 +194,7 @@ async fn messages_carry_the_publishing_user_and_the_broker_checks_it() {
         queue: name.clone(),
         bindings: vec!["#".into()],
         prefetch: 10,
+        partitions: 1,
     };
     guest.declare(&spec).await.unwrap();
     app_rabbit(&s, "trust_b", &name)
@@ -283,6 +285,7 @@ async fn messages_carry_the_publishing_user_and_the_broker_checks_it() {
             queue: "trust_a".into(),
             bindings: vec!["trust_a".into()],
             prefetch: 1,
+            partitions: 1,
         })
         .await
         .err()
@@ -401,6 +404,7 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_clearly() {
             queue: name.clone(),
             bindings: vec!["#".into()],
             prefetch: 1,
+            partitions: 1,
         };
         let error = rabbit.consume(&spec).await.err().unwrap().to_string();
         refused_certificate(what, &error, &secret);

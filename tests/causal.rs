@@ -20,10 +20,7 @@ use std::time::Duration;
 use common::servers::{cleanup, collector, rabbit, servers, unique};
 use common::user;
 use promiscuous::pipeline::{SubscriberConfig, SubscriberRuntime, VersionStore, schema};
-use promiscuous::{
-    Error, InProcess, MemoryVersions, OrderingMode, Publisher, Redis, RedisConfig, RedisVersions,
-    Stats, Transport,
-};
+use promiscuous::{Error, InProcess, MemoryVersions, OrderingMode, Publisher, Stats, Transport};
 use promiscuous_test::MockPublisher;
 use promiscuous_test::chaos::{Chaos, Faults, Recording};
 use promiscuous_test::history::{Violation, describe};
@@ -1013,22 +1010,6 @@ async fn independent_messages_run_in_parallel_and_dependent_ones_in_turn() {
 
 // ---------------------------------------------------------------------------------------------
 // The same against the real servers: RabbitMQ queues, Redis versions and wake-ups.
-
-fn redis_store(url: &str, namespace: &str) -> impl Fn(usize) -> Arc<dyn VersionStore> {
-    let (url, namespace) = (url.to_string(), namespace.to_string());
-    move |_| {
-        // One connection per worker, as separate processes would have.
-        let redis = Redis::new(
-            &url,
-            RedisConfig {
-                namespace: namespace.clone(),
-                ..RedisConfig::default()
-            },
-        )
-        .unwrap();
-        Arc::new(RedisVersions::new(redis, &namespace))
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_worker_is_woken_by_another_through_redis() {

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use common::servers::unique;
 use fixtures::workers::*;
 use fixtures::workload::*;
-use promiscuous::pipeline::{RelayConfig, VersionStore};
+use promiscuous::Publisher;
+use promiscuous::pipeline::RelayConfig;
 use promiscuous::transport::{QueueType, RabbitMq, RabbitMqConfig};
-use promiscuous::{Publisher, Redis, RedisConfig, RedisVersions};
 use promiscuous_test::chaos::Recording;
 use promiscuous_test::history::describe;
 
@@ -61,19 +61,6 @@ fn cluster(exchange: &str, queue_type: QueueType) -> RabbitMq {
     )
 }
 
-fn redis_store(namespace: &str) -> impl Fn(usize) -> Arc<dyn VersionStore> {
-    let (url, namespace) = (var("PROMISCUOUS_REDIS_URL"), namespace.to_string());
-    move |_| {
-        // One connection per worker, as separate processes would have.
-        let config = RedisConfig {
-            namespace: namespace.clone(),
-            ..RedisConfig::default()
-        };
-        let redis = Redis::new(&url, config).unwrap();
-        Arc::new(RedisVersions::new(redis, &namespace))
-    }
-}
-
 /// Waits (at most `secs`) until `done`.
 async fn until(secs: u64, what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -94,7 +81,7 @@ async fn killing_the_node_that_leads_the_queue_loses_nothing_and_keeps_causal_or
     let name = unique("cluster-failover");
     let rabbit = cluster(&name, QueueType::Quorum);
     let (pdb, sdb) = (publisher_db().await, subscriber_db().await);
-    let store = redis_store(&name);
+    let store = redis_store(&var("PROMISCUOUS_REDIS_URL"), &name);
     let setup = Setup {
         seed,
         workers: 3,

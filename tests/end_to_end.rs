@@ -142,6 +142,7 @@ async fn publishing_everything_twice_changes_nothing() {
         .map(|r| Outgoing {
             routing_key: r.routing_key.clone(),
             payload: r.message.encode(),
+            partition_key: None,
         })
         .collect();
     broker.publish(&copies).await.unwrap();

@@ -434,6 +434,7 @@ async fn tap(broker: &InProcess) -> Arc<Mutex<Vec<Message>>> {
         queue: "tap".into(),
         bindings: vec!["#".into()],
         prefetch: u16::MAX,
+        partitions: 1,
     };
     broker.declare(&spec).await.unwrap();
     let mut consumer = broker.consume(&spec).await.unwrap();

@@ -10,10 +10,7 @@ use common::postgres::{fresh_database, postgres_url};
 use common::{member, user};
 use promiscuous::pipeline::schema;
 use promiscuous::{InProcess, Publisher, Subscriber};
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Schema, Set,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Schema};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 
 /// The application's own migration: its `users` and `members` tables.
@@ -107,24 +104,14 @@ async fn migrations_work_on(db: &DatabaseConnection, what: &str) {
         .start()
         .await
         .unwrap();
-    let txn = db.begin().await.unwrap();
-    user::ActiveModel {
-        name: Set("Yoda".into()),
-        email: Set("yoda@dagobah.org".into()),
-        password: Set("pw".into()),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await
-    .unwrap();
-    txn.commit().await.unwrap();
+    common::servers::write(db, 0).await;
     subscriber
         .wait_until(Duration::from_secs(10), |s| s.operations_applied >= 1)
         .await
         .unwrap();
     let members = member::Entity::find().all(db).await.unwrap();
     assert_eq!(members.len(), 1, "{what}");
-    assert_eq!(members[0].name, "Yoda", "{what}");
+    assert_eq!(members[0].name, "user-0", "{what}");
     publisher.shutdown().await.unwrap();
     subscriber.shutdown().await.unwrap();
     Migrator::down(db, None).await.unwrap();

@@ -295,6 +295,7 @@ async fn in_process_a_forged_app_is_dead_lettered() {
         .publish(&[promiscuous::transport::Outgoing {
             routing_key: "crowdtap".into(),
             payload: value.to_string().into_bytes(),
+            partition_key: None,
         }])
         .await
         .unwrap();

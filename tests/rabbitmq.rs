@@ -99,6 +99,7 @@ async fn a_duplicate_delivery_is_applied_once() {
         .map(|r| Outgoing {
             routing_key: r.routing_key,
             payload: r.message.encode(),
+            partition_key: None,
         })
         .collect();
     let transport = rabbit(&s, &name);

@@ -425,6 +425,7 @@ impl Tap {
             queue: TAP.into(),
             bindings: vec!["#".into()],
             prefetch: u16::MAX,
+            partitions: 1,
         };
         broker.declare(&spec).await.unwrap();
         Self {

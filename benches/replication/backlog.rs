@@ -64,6 +64,7 @@ fn message(n: usize, total: usize) -> Outgoing {
     Outgoing {
         routing_key: "benchpub".into(),
         payload: message.encode(),
+        partition_key: None,
     }
 }
 

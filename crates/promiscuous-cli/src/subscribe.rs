@@ -20,6 +20,16 @@ pub(crate) struct SubscribeArgs {
     /// Deliveries in flight, unacknowledged (messages waiting for a dependency count).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..))]
     prefetch: u16,
+    /// Partition queues (RabbitMQ): 1 for one queue named after the app; P > 1 for queues
+    /// app.0 … app.{P-1} behind a consistent-hash exchange, each with a single active consumer
+    /// (README, "Partitioned queues"). Every worker of the app must pass the same value.
+    #[arg(
+        long,
+        env = "PROMISCUOUS_PARTITIONS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
+    partitions: u16,
     /// Runners applying independent messages concurrently.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
     workers: u64,
@@ -110,6 +120,7 @@ pub(crate) async fn run(
     };
     let mut subscriber = Subscriber::with_transport(app.clone(), db, transport)
         .prefetch(args.prefetch)
+        .partitions(args.partitions)
         .workers(args.workers as usize)
         .ordering(ordering)
         .dependency_timeout(dependency_timeout)
@@ -133,8 +144,12 @@ pub(crate) async fn run(
         ))
     })?;
     let running = service.start();
+    let queues = match args.partitions {
+        1 => format!("queue {app}"),
+        p => format!("{p} partition queues {app}.0..{app}.{}", p - 1),
+    };
     out.line(format!(
-        "subscriber {app} consuming queue {app} on {broker} (prefetch {}, workers {}, {}, \
+        "subscriber {app} consuming {queues} on {broker} (prefetch {}, workers {}, {}, \
          recovery after {:?}, shared versions: {shared}); SIGINT or SIGTERM stops it",
         args.prefetch,
         args.workers,

@@ -244,6 +244,7 @@ fn message(message_id: &str, id: i64, version: u64, age: Duration) -> Outgoing {
     Outgoing {
         routing_key: PUBLISHER.into(),
         payload: message.encode(),
+        partition_key: None,
     }
 }
 
@@ -303,6 +304,7 @@ async fn every_message_records_its_apply_time_lag_and_outcome() {
     batch.push(Outgoing {
         routing_key: PUBLISHER.into(),
         payload: b"{ not json".to_vec(),
+        partition_key: None,
     });
     batch.push(message("duplicate", 1, 1, age)); // user 1 v1 again
     transport.publish(&batch).await.unwrap();
@@ -526,6 +528,7 @@ async fn the_relay_counts_published_rows_and_times_batches() {
             let Outgoing {
                 routing_key,
                 payload,
+                ..
             } = message(&format!("row-{i}"), i, 1, Duration::ZERO);
             OutboxEntry {
                 id: i,

@@ -106,6 +106,7 @@ async fn several_relays_publish_each_row_once_and_in_order() {
         queue: "sub".into(),
         bindings: vec!["app".into()],
         prefetch: 1000,
+        partitions: 1,
     };
     let mut consumer = broker.consume(&spec).await.unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -265,6 +265,16 @@ impl Subscriber {
         self
     }
 
+    /// Partition queues (RabbitMQ; 1 by default): P > 1 spreads the app's queue over P queues
+    /// `app.0` … `app.{P-1}` chosen by instance key, each with a single active consumer, so
+    /// that worker processes share the load (see
+    /// [`SubscriberConfig::partitions`]).
+    /// Every worker of the app must use the same P; `0` and more than 256 are refused.
+    pub fn partitions(mut self, partitions: u16) -> Self {
+        self.config.partitions = partitions;
+        self
+    }
+
     /// Runners applying independent messages concurrently (4 by default; `0` is refused).
     pub fn workers(mut self, workers: usize) -> Self {
         self.config.workers = workers;

@@ -309,6 +309,7 @@ mod tests {
         Outgoing {
             routing_key: "a".into(),
             payload: n.to_string().into_bytes(),
+            partition_key: None,
         }
     }
 
@@ -319,6 +320,7 @@ mod tests {
             queue: "q".into(),
             bindings: vec!["a".into()],
             prefetch: 1000,
+            partitions: 1,
         };
         broker.declare(&spec).await.unwrap();
         let chaos = Chaos::new(

@@ -156,6 +156,7 @@ impl MockPublisher {
             .publish(&[Outgoing {
                 routing_key: self.app.clone(),
                 payload: payload.into(),
+                partition_key: None,
             }])
             .await
     }

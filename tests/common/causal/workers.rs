@@ -72,6 +72,8 @@ pub struct Setup<'a> {
     pub dependency_timeout: Duration,
     pub recheck: Duration,
     pub prefetch: u16,
+    /// Partitions of the queue (see `SubscriberConfig::partitions`).
+    pub partitions: u16,
 }
 
 impl<'a> Setup<'a> {
@@ -89,63 +91,71 @@ impl<'a> Setup<'a> {
             dependency_timeout: Duration::from_secs(30),
             recheck: Duration::from_secs(1),
             prefetch: 1000,
+            partitions: 1,
         }
     }
 
+    /// The workers, sharing `transport` (one connection).
     pub async fn start(
         &self,
         db: &DatabaseConnection,
         transport: impl Transport + Clone,
     ) -> Workers {
-        let mut runtimes = Vec::new();
+        self.start_each(db, &|_| Arc::new(transport.clone())).await
+    }
+
+    /// The workers, each with the transport `transport(worker)` (its own connection, as
+    /// separate processes have).
+    pub async fn start_each(
+        &self,
+        db: &DatabaseConnection,
+        transport: &dyn Fn(usize) -> Arc<dyn Transport>,
+    ) -> Workers {
+        let mut workers = Workers {
+            runtimes: Vec::new(),
+            tasks: Vec::new(),
+        };
         for worker in 0..self.workers {
-            let config = SubscriberConfig {
-                workers: self.runners,
-                ordering: self.ordering,
-                versions: Some((self.store)(worker)),
-                max_attempts: self.max_attempts,
-                retry_delay: Duration::from_millis(1),
-                error_notifier: self.notifier.clone(),
-                dependency_timeout: self.dependency_timeout,
-                recheck_interval: self.recheck,
-                prefetch: self.prefetch,
-                ..SubscriberConfig::new(self.queue)
-            };
-            let delayed = Delayed::with(
-                applier(db),
-                worker,
-                self.seed ^ (worker as u64 + 1),
-                self.delay,
-            );
-            // Odd seeds apply what is ready together, in one transaction per batch.
-            let delayed = if self.seed % 2 == 1 {
-                delayed.batching()
-            } else {
-                delayed
-            };
-            let runtime = Arc::new(SubscriberRuntime::new(
-                Arc::new(transport.clone()),
-                Arc::new(delayed),
-                config,
-            ));
-            runtime.declare().await.unwrap();
-            runtimes.push(runtime);
+            workers.add(self.worker(db, transport(worker), worker).await);
         }
-        let tasks = runtimes
-            .iter()
-            .map(|rt| {
-                let (stop, stopped) = oneshot::channel::<()>();
-                let rt = rt.clone();
-                let task = tokio::spawn(async move {
-                    rt.run(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                });
-                (stop, task)
-            })
-            .collect();
-        Workers { runtimes, tasks }
+        workers
+    }
+
+    /// Worker number `worker` (its seed and store follow from it), its queue declared.
+    pub async fn worker(
+        &self,
+        db: &DatabaseConnection,
+        transport: Arc<dyn Transport>,
+        worker: usize,
+    ) -> Arc<SubscriberRuntime> {
+        let config = SubscriberConfig {
+            workers: self.runners,
+            ordering: self.ordering,
+            versions: Some((self.store)(worker)),
+            max_attempts: self.max_attempts,
+            retry_delay: Duration::from_millis(1),
+            error_notifier: self.notifier.clone(),
+            dependency_timeout: self.dependency_timeout,
+            recheck_interval: self.recheck,
+            prefetch: self.prefetch,
+            partitions: self.partitions,
+            ..SubscriberConfig::new(self.queue)
+        };
+        let delayed = Delayed::with(
+            applier(db),
+            worker,
+            self.seed ^ (worker as u64 + 1),
+            self.delay,
+        );
+        // Odd seeds apply what is ready together, in one transaction per batch.
+        let delayed = if self.seed % 2 == 1 {
+            delayed.batching()
+        } else {
+            delayed
+        };
+        let runtime = Arc::new(SubscriberRuntime::new(transport, Arc::new(delayed), config));
+        runtime.declare().await.unwrap();
+        runtime
     }
 }
 
@@ -160,9 +170,42 @@ impl Workers {
         total
     }
 
+    /// Runs `runtime` as one more worker.
+    pub fn add(&mut self, runtime: Arc<SubscriberRuntime>) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let rt = runtime.clone();
+        let task = tokio::spawn(async move {
+            rt.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        self.runtimes.push(runtime);
+        self.tasks.push((stop, task));
+    }
+
+    /// Kills worker `i` as `kill -9` would its process: its task is dropped wherever it is
+    /// (a transaction in progress rolls back, nothing is acked, its channels close and the
+    /// broker redelivers what it held). Its counters stay in [`Workers::stats`].
+    #[allow(dead_code)] // not every test binary kills workers
+    pub async fn kill(&mut self, i: usize) {
+        let task = &mut self.tasks[i].1;
+        task.abort();
+        let ended = task.await;
+        assert!(
+            ended
+                .as_ref()
+                .map_or_else(|e| e.is_cancelled(), |r| r.is_ok()),
+            "worker {i} failed before it was killed: {ended:?}"
+        );
+    }
+
     pub async fn stop(self) -> Stats {
         let stats = self.stats();
         for (stop, task) in self.tasks {
+            if task.is_finished() {
+                continue; // killed
+            }
             let _ = stop.send(());
             task.await.unwrap().unwrap();
         }
@@ -255,4 +298,21 @@ pub async fn assert_converged(pdb: &DatabaseConnection, sdb: &DatabaseConnection
         rows::<photo::Entity, _>(pdb, |p| (p.id, p.user_id, p.caption)).await,
         "{what}: photos"
     );
+}
+
+/// A version store per worker on Redis at `url` under `namespace`.
+pub fn redis_store(url: &str, namespace: &str) -> impl Fn(usize) -> Arc<dyn VersionStore> + use<> {
+    let (url, namespace) = (url.to_string(), namespace.to_string());
+    move |_| {
+        // One connection per worker, as separate processes would have.
+        let redis = promiscuous::Redis::new(
+            &url,
+            promiscuous::RedisConfig {
+                namespace: namespace.clone(),
+                ..promiscuous::RedisConfig::default()
+            },
+        )
+        .unwrap();
+        Arc::new(promiscuous::RedisVersions::new(redis, &namespace))
+    }
 }

@@ -47,6 +47,28 @@ pub struct Message {
     pub operations: Vec<Operation>,
 }
 
+/// The partition key of an encoded message: the key of the first instance it writes (see
+/// [`Outgoing::partition_key`](crate::transport::Outgoing::partition_key)); `None` if the
+/// payload has no write dependency (or is not a message).
+pub fn partition_key(payload: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Writes {
+        #[serde(default)]
+        dependencies: Written,
+    }
+    #[derive(Deserialize, Default)]
+    struct Written {
+        #[serde(default)]
+        write: Vec<Key>,
+    }
+    #[derive(Deserialize)]
+    struct Key {
+        key: String,
+    }
+    let writes: Writes = serde_json::from_slice(payload).ok()?;
+    writes.dependencies.write.into_iter().next().map(|k| k.key)
+}
+
 /// Read and write dependencies: `key` at `version`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Dependencies {

@@ -187,6 +187,7 @@ impl Relay {
             .map(|e| Outgoing {
                 routing_key: e.routing_key.clone(),
                 payload: e.payload.clone(),
+                partition_key: crate::message::partition_key(&e.payload),
             })
             .collect();
         let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();

@@ -42,6 +42,13 @@ pub struct SubscriberConfig {
     /// unacknowledged, so this must exceed how far out of order messages can arrive (see the
     /// README); 1,000 by default.
     pub prefetch: u16,
+    /// Partitions of the queue (RabbitMQ): 1 (the default) for one queue named `app`; P > 1
+    /// for P queues `app.0` … `app.{P-1}`, fed by a consistent-hash exchange on the instance
+    /// key, each with a single active consumer, so that the application's worker processes
+    /// share the load over queues that may live on different nodes (see README, "Partitioned
+    /// queues"). Every worker of an app must use the same P. At most
+    /// [`MAX_PARTITIONS`](crate::transport::MAX_PARTITIONS).
+    pub partitions: u16,
     /// Runners applying messages concurrently (messages writing one instance never run
     /// together); 4 by default.
     pub workers: usize,
@@ -82,6 +89,7 @@ impl SubscriberConfig {
         Self {
             app: app.into(),
             prefetch: 1000,
+            partitions: 1,
             workers: 4,
             batch: 64,
             ordering: OrderingMode::Causal,
@@ -102,19 +110,28 @@ impl SubscriberConfig {
     pub fn check(&self) -> Result<(), Error> {
         let counts = [
             ("prefetch", usize::from(self.prefetch)),
+            ("partitions", usize::from(self.partitions)),
             ("workers", self.workers),
             ("batch", self.batch),
             ("max_attempts", self.max_attempts as usize),
         ];
-        match counts.iter().find(|(_, n)| *n == 0) {
-            Some(&(setting, value)) => Err(Error::Setting {
+        if let Some(&(setting, value)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Err(Error::Setting {
                 app: self.app.clone(),
                 setting,
                 value: value as u64,
                 rule: "must be at least 1",
-            }),
-            None => Ok(()),
+            });
         }
+        if self.partitions > crate::transport::MAX_PARTITIONS {
+            return Err(Error::Setting {
+                app: self.app.clone(),
+                setting: "partitions",
+                value: u64::from(self.partitions),
+                rule: "must be at most 256",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -126,8 +143,9 @@ mod tests {
     fn every_count_must_be_at_least_one() {
         assert!(SubscriberConfig::new("s").check().is_ok());
         type Zero = fn(&mut SubscriberConfig);
-        let zeros: [(&str, Zero); 4] = [
+        let zeros: [(&str, Zero); 5] = [
             ("prefetch", |c| c.prefetch = 0),
+            ("partitions", |c| c.partitions = 0),
             ("workers", |c| c.workers = 0),
             ("batch", |c| c.batch = 0),
             ("max_attempts", |c| c.max_attempts = 0),
@@ -138,5 +156,15 @@ mod tests {
             let e = config.check().expect_err(name);
             assert!(e.to_string().contains(name), "{name}: {e}");
         }
+    }
+
+    #[test]
+    fn partitions_are_bounded() {
+        let mut config = SubscriberConfig::new("s");
+        config.partitions = 256;
+        assert!(config.check().is_ok());
+        config.partitions = 257;
+        let e = config.check().unwrap_err().to_string();
+        assert!(e.contains("partitions") && e.contains("257"), "{e}");
     }
 }

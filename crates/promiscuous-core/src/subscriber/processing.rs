@@ -17,7 +17,7 @@ use super::stats::Stats;
 use crate::board::ErrorSlot;
 use crate::error::{Error, Report, Unapplied};
 use crate::message::{DecodeError, Message};
-use crate::transport::{Delivery, Transport, topic_matches};
+use crate::transport::{Delivery, Transport, queue_names, topic_matches};
 
 /// A delivery and what it decoded to.
 pub(super) struct Job {
@@ -191,9 +191,17 @@ impl Shared {
         }
     }
 
-    /// Asks the transport how many messages wait in the queue; reports it (stats, gauge).
+    /// Asks the transport how many messages wait in the queue (in all its partitions); reports
+    /// it (stats, gauge).
     pub async fn poll_queue_depth(&self) {
-        if let Ok(Some(depth)) = self.transport.queue_depth(&self.config.app).await {
+        let mut depth = 0;
+        for queue in queue_names(&self.config.app, self.config.partitions) {
+            match self.transport.queue_depth(&queue).await {
+                Ok(Some(d)) => depth += d,
+                _ => return,
+            }
+        }
+        {
             let mut previous = None;
             self.stats.send_modify(|s| {
                 previous = s.queue_depth.replace(depth);

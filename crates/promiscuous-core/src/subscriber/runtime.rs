@@ -54,6 +54,7 @@ impl SubscriberRuntime {
             queue: self.inner.config.app.clone(),
             bindings: self.inner.bindings.clone(),
             prefetch: self.inner.config.prefetch,
+            partitions: self.inner.config.partitions,
         }
     }
 

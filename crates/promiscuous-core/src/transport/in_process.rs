@@ -277,6 +277,7 @@ mod tests {
         Outgoing {
             routing_key: key.into(),
             payload: body.as_bytes().to_vec(),
+            partition_key: None,
         }
     }
 
@@ -285,6 +286,7 @@ mod tests {
             queue: "sub".into(),
             bindings: vec!["pub".into()],
             prefetch,
+            partitions: 1,
         }
     }
 
@@ -347,6 +349,7 @@ mod tests {
             queue: "other".into(),
             bindings: vec!["pub".into()],
             prefetch: 5,
+            partitions: 1,
         };
         broker.declare(&spec(5)).await.unwrap();
         broker.declare(&other).await.unwrap();

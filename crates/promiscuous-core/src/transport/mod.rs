@@ -10,6 +10,7 @@
 //!   publisher confirms, manual acks); lazy, reconnects on demand.
 
 pub mod in_process;
+pub mod merged;
 pub mod rabbitmq;
 
 use async_trait::async_trait;
@@ -86,11 +87,32 @@ impl PartialEq for TransportError {
     }
 }
 
+/// The message header partitioned queues are chosen by (see [`QueueSpec::partitions`]).
+pub const PARTITION_HEADER: &str = "promiscuous-partition-key";
+
+/// The most partitions a subscriber queue may have.
+pub const MAX_PARTITIONS: u16 = 256;
+
 /// A message the relay hands to the transport.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outgoing {
     pub routing_key: String,
     pub payload: Vec<u8>,
+    /// What chooses the partition of a partitioned subscriber queue: the instance key of the
+    /// message's first write, so that the messages of one instance go to one partition (sent as
+    /// the header [`PARTITION_HEADER`]). `None`: the routing key is hashed instead.
+    pub partition_key: Option<String>,
+}
+
+impl Outgoing {
+    /// A message without a partition key.
+    pub fn new(routing_key: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            routing_key: routing_key.into(),
+            payload: payload.into(),
+            partition_key: None,
+        }
+    }
 }
 
 /// The durable queue a subscriber application consumes from.
@@ -100,8 +122,44 @@ pub struct QueueSpec {
     pub queue: String,
     /// Topic binding patterns (`word.word`, `*` for one word, `#` for any number).
     pub bindings: Vec<String>,
-    /// How many deliveries may be unacknowledged at once.
+    /// How many deliveries may be unacknowledged at once (per partition).
     pub prefetch: u16,
+    /// 1: one queue named `queue`. P > 1: P queues `queue.0` … `queue.{P-1}`, each with a single
+    /// active consumer, fed by a consistent-hash exchange `queue.partitions` on the message's
+    /// partition key ([`Outgoing::partition_key`]), which the bindings bind to the publishers'
+    /// exchange (RabbitMQ; the in-process transport keeps one queue whatever P is).
+    pub partitions: u16,
+}
+
+impl QueueSpec {
+    /// A queue of one partition.
+    pub fn new(queue: impl Into<String>, bindings: Vec<String>, prefetch: u16) -> Self {
+        Self {
+            queue: queue.into(),
+            bindings,
+            prefetch,
+            partitions: 1,
+        }
+    }
+
+    /// The names of the queues messages wait in: `queue`, or one per partition.
+    pub fn queue_names(&self) -> Vec<String> {
+        queue_names(&self.queue, self.partitions)
+    }
+
+    /// The consistent-hash exchange in front of the partitions.
+    pub fn partition_exchange(&self) -> String {
+        format!("{}.partitions", self.queue)
+    }
+}
+
+/// The queues of `app` with `partitions` partitions (see [`QueueSpec::partitions`]).
+pub fn queue_names(app: &str, partitions: u16) -> Vec<String> {
+    if partitions <= 1 {
+        vec![app.to_string()]
+    } else {
+        (0..partitions).map(|i| format!("{app}.{i}")).collect()
+    }
 }
 
 /// A broker connection able to publish and to consume.

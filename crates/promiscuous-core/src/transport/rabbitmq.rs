@@ -47,7 +47,8 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    ConfirmSelectOptions, ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -57,7 +58,10 @@ use lapin::{
     ExchangeKind,
 };
 
-use super::{Acker, Consumer, Delivery, Outgoing, QueueSpec, Transport, TransportError};
+use super::merged::Merged;
+use super::{
+    Acker, Consumer, Delivery, Outgoing, PARTITION_HEADER, QueueSpec, Transport, TransportError,
+};
 use crate::tls;
 
 /// Settings of a [`RabbitMq`] transport.
@@ -328,6 +332,36 @@ impl RabbitMq {
         .await
     }
 
+    /// Deletes the `partitions` queues of a partitioned subscriber application and their
+    /// consistent-hash exchange (see [`QueueSpec::partitions`]; 1: its one queue), with whatever
+    /// they still hold. Deleting what does not exist succeeds.
+    pub async fn delete_partitions(
+        &self,
+        app: &str,
+        partitions: u16,
+    ) -> Result<(), TransportError> {
+        for queue in super::queue_names(app, partitions) {
+            self.delete_queue(&queue).await?;
+        }
+        if partitions > 1 {
+            let spec = QueueSpec {
+                partitions,
+                ..QueueSpec::new(app, Vec::new(), 1)
+            };
+            let name = spec.partition_exchange();
+            let exchange = short("exchange name", &name)?;
+            self.administer(
+                format!("deleting exchange {name:?}"),
+                async move |channel| {
+                    let options = lapin::options::ExchangeDeleteOptions::default();
+                    channel.exchange_delete(exchange, options).await
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Deletes this transport's exchange (operators, tests).
     pub async fn delete_exchange(&self) -> Result<(), TransportError> {
         let exchange = short("exchange name", &self.inner.config.exchange)?;
@@ -526,7 +560,7 @@ impl Inner {
         &self,
         link: &PublishLink,
         exchange: &ShortString,
-        messages: &[(ShortString, &[u8])],
+        messages: &[Publish<'_>],
     ) -> Result<(), Failure> {
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
@@ -536,15 +570,25 @@ impl Inner {
         }
         let mut confirms = Vec::with_capacity(messages.len());
         let mut unsent = None;
-        for (routing_key, payload) in messages {
+        for message in messages {
+            let routing_key = &message.routing_key;
+            let mut properties = properties.clone();
+            if let Some(key) = message.partition_key {
+                let mut headers = FieldTable::default();
+                headers.insert(
+                    PARTITION_HEADER.into(),
+                    AMQPValue::LongString(LongString::from(key)),
+                );
+                properties = properties.with_headers(headers);
+            }
             let sent = link
                 .channel
                 .basic_publish(
                     exchange.clone(),
                     routing_key.clone(),
                     BasicPublishOptions::default(),
-                    payload,
-                    properties.clone(),
+                    message.payload,
+                    properties,
                 )
                 .await;
             match sent {
@@ -616,15 +660,64 @@ impl Inner {
         }
     }
 
-    /// Declares the exchange, the durable queue and its bindings on `channel`.
+    /// Declares the exchange, the durable queue (or the partitions, their consistent-hash
+    /// exchange and its binding) and the bindings on `channel`.
     async fn declare_queue(
         &self,
         channel: &Channel,
         spec: &QueueSpec,
     ) -> Result<(), TransportError> {
         let exchange = short("exchange name", &self.config.exchange)?;
-        let queue = short("queue name", &spec.queue)?;
         self.declare_exchange(channel, &exchange).await?;
+        if spec.partitions <= 1 {
+            let queue = short("queue name", &spec.queue)?;
+            self.declare_durable_queue(channel, &queue, false).await?;
+            for binding in &spec.bindings {
+                self.bind(channel, &queue, &exchange, binding, Bound::Queue)
+                    .await?;
+            }
+            return Ok(());
+        }
+        // Partitions: topic exchange --bindings--> hash exchange --weight 1--> each partition.
+        let hash = short("partition exchange name", &spec.partition_exchange())?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "hash-header".into(),
+            AMQPValue::LongString(LongString::from(PARTITION_HEADER)),
+        );
+        self.op(
+            || format!("declaring consistent-hash exchange {:?} (is the plugin rabbitmq_consistent_hash_exchange enabled?)", hash.as_str()),
+            channel.exchange_declare(
+                hash.clone(),
+                ExchangeKind::Custom("x-consistent-hash".into()),
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                arguments,
+            ),
+        )
+        .await?;
+        for name in spec.queue_names() {
+            let queue = short("queue name", &name)?;
+            self.declare_durable_queue(channel, &queue, true).await?;
+            self.bind(channel, &queue, &hash, "1", Bound::Queue).await?;
+        }
+        for binding in &spec.bindings {
+            self.bind(channel, &hash, &exchange, binding, Bound::Exchange)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Declares `queue`, durable, of the configured type, with a single active consumer if
+    /// `single_active`.
+    async fn declare_durable_queue(
+        &self,
+        channel: &Channel,
+        queue: &ShortString,
+        single_active: bool,
+    ) -> Result<(), TransportError> {
         let queue_type = self.config.queue_type;
         let mut arguments = FieldTable::default();
         if queue_type == QueueType::Quorum {
@@ -633,8 +726,11 @@ impl Inner {
                 AMQPValue::LongString(LongString::from(queue_type.as_str())),
             );
         }
+        if single_active {
+            arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        }
         self.op(
-            || format!("declaring durable {queue_type} queue {:?}", spec.queue),
+            || format!("declaring durable {queue_type} queue {:?}", queue.as_str()),
             channel.queue_declare(
                 queue.clone(),
                 QueueDeclareOptions {
@@ -644,27 +740,55 @@ impl Inner {
                 arguments,
             ),
         )
-        .await?;
-        for binding in &spec.bindings {
-            let pattern = short("binding pattern", binding)?;
-            self.op(
-                || {
-                    format!(
-                        "binding queue {:?} to exchange {:?} with {binding:?}",
-                        spec.queue, self.config.exchange
-                    )
-                },
-                channel.queue_bind(
-                    queue.clone(),
-                    exchange.clone(),
-                    pattern,
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                ),
+        .await
+        .map(drop)
+    }
+
+    /// Binds `destination` (a queue or an exchange) to the exchange `source` with `pattern`.
+    async fn bind(
+        &self,
+        channel: &Channel,
+        destination: &ShortString,
+        source: &ShortString,
+        pattern: &str,
+        kind: Bound,
+    ) -> Result<(), TransportError> {
+        let key = short("binding pattern", pattern)?;
+        let context = || {
+            format!(
+                "binding {kind} {:?} to exchange {:?} with {pattern:?}",
+                destination.as_str(),
+                source.as_str()
             )
-            .await?;
+        };
+        match kind {
+            Bound::Queue => {
+                self.op(
+                    context,
+                    channel.queue_bind(
+                        destination.clone(),
+                        source.clone(),
+                        key,
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    ),
+                )
+                .await
+            }
+            Bound::Exchange => {
+                self.op(
+                    context,
+                    channel.exchange_bind(
+                        destination.clone(),
+                        source.clone(),
+                        key,
+                        ExchangeBindOptions::default(),
+                        FieldTable::default(),
+                    ),
+                )
+                .await
+            }
         }
-        Ok(())
     }
 
     async fn open_channel(
@@ -679,29 +803,26 @@ impl Inner {
         .await
     }
 
+    /// A consumer of the queue `name` (one of `spec`'s, declared already) on a channel of its
+    /// own.
     async fn open_consumer(
         &self,
         connection: &Connection,
         spec: &QueueSpec,
-    ) -> Result<(Channel, lapin::Consumer), TransportError> {
-        let queue = short("queue name", &spec.queue)?;
-        let channel = self.open_channel(connection, &spec.queue).await?;
-        self.declare_queue(&channel, spec).await?;
+        name: &str,
+    ) -> Result<RabbitMqConsumer, TransportError> {
+        let queue = short("queue name", name)?;
+        let channel = self.open_channel(connection, name).await?;
         self.op(
-            || {
-                format!(
-                    "setting prefetch {} for queue {:?}",
-                    spec.prefetch, spec.queue
-                )
-            },
+            || format!("setting prefetch {} for queue {name:?}", spec.prefetch),
             channel.basic_qos(spec.prefetch, BasicQosOptions::default()),
         )
         .await?;
         let consumer = self
             .op(
-                || format!("consuming queue {:?}", spec.queue),
+                || format!("consuming queue {name:?}"),
                 channel.basic_consume(
-                    queue.clone(),
+                    queue,
                     ShortString::from(""),
                     BasicConsumeOptions {
                         no_ack: false,
@@ -711,7 +832,73 @@ impl Inner {
                 ),
             )
             .await?;
-        Ok((channel, consumer))
+        Ok(RabbitMqConsumer {
+            queue: name.to_string(),
+            live: Some((channel, consumer)),
+            failed: None,
+            ack_timeout: self.config.operation_timeout,
+        })
+    }
+
+    /// Declares `spec` and consumes each of its queues. Partitions are joined in a rotated
+    /// order from a random start, [`PARTITION_STAGGER`] apart: RabbitMQ makes the first consumer
+    /// of a single-active-consumer queue its active one, so workers starting together each
+    /// become active on different partitions (the others wait as standbys, and take over when
+    /// the active one goes).
+    async fn open_consumers(
+        &self,
+        connection: &Connection,
+        spec: &QueueSpec,
+    ) -> Result<Box<dyn Consumer>, TransportError> {
+        let channel = self.open_channel(connection, &spec.queue).await?;
+        self.declare_queue(&channel, spec).await?;
+        let _ = channel.close(200, "declared".into()).await;
+        let mut names = spec.queue_names();
+        let start = random_index(names.len());
+        names.rotate_left(start);
+        let stagger = PARTITION_STAGGER / u32::try_from(names.len()).unwrap_or(u32::MAX);
+        let mut consumers: Vec<Box<dyn Consumer>> = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(stagger).await;
+            }
+            consumers.push(Box::new(self.open_consumer(connection, spec, name).await?));
+        }
+        Ok(Merged::boxed(consumers))
+    }
+}
+
+/// One message to publish, checked.
+struct Publish<'a> {
+    routing_key: ShortString,
+    payload: &'a [u8],
+    partition_key: Option<&'a str>,
+}
+
+/// How long a worker takes to join all the partitions of a queue (see `open_consumers`).
+pub const PARTITION_STAGGER: Duration = Duration::from_millis(400);
+
+/// A start in `0..n`, different from process to process and from call to call.
+fn random_index(n: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    (h.finish() % n.max(1) as u64) as usize
+}
+
+/// What a binding binds to an exchange.
+#[derive(Clone, Copy)]
+enum Bound {
+    Queue,
+    Exchange,
+}
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Bound::Queue => "queue",
+            Bound::Exchange => "exchange",
+        })
     }
 }
 
@@ -726,7 +913,13 @@ impl Transport for RabbitMq {
         // Checked before anything is sent, so a bad key rejects the whole call.
         let batch = messages
             .iter()
-            .map(|m| Ok((short("routing key", &m.routing_key)?, m.payload.as_slice())))
+            .map(|m| {
+                Ok(Publish {
+                    routing_key: short("routing key", &m.routing_key)?,
+                    payload: m.payload.as_slice(),
+                    partition_key: m.partition_key.as_deref(),
+                })
+            })
             .collect::<Result<Vec<_>, TransportError>>()?;
 
         let mut cached = inner.publisher.lock().await;
@@ -781,15 +974,18 @@ impl Transport for RabbitMq {
                 spec.queue
             )));
         }
+        if spec.partitions > super::MAX_PARTITIONS {
+            return Err(TransportError::rejected(format!(
+                "queue {:?}: {} partitions, at most {} allowed",
+                spec.queue,
+                spec.partitions,
+                super::MAX_PARTITIONS
+            )));
+        }
         let inner = &*self.inner;
         let connection = inner.consumer_connection().await?;
-        match inner.open_consumer(&connection, spec).await {
-            Ok((channel, consumer)) => Ok(Box::new(RabbitMqConsumer {
-                queue: spec.queue.clone(),
-                live: Some((channel, consumer)),
-                failed: None,
-                ack_timeout: inner.config.operation_timeout,
-            })),
+        match inner.open_consumers(&connection, spec).await {
+            Ok(consumer) => Ok(consumer),
             Err(e) => {
                 if !connection.status().connected() {
                     *lock(&inner.consume_health) = Health::Down;
@@ -1132,6 +1328,7 @@ mod tests {
         let out = Outgoing {
             routing_key: "a".into(),
             payload: b"{}".to_vec(),
+            partition_key: None,
         };
         let err = rabbit.publish(&[out]).await.unwrap_err();
         assert!(
@@ -1150,6 +1347,7 @@ mod tests {
         let out = Outgoing {
             routing_key: "u".into(),
             payload: b"{}".to_vec(),
+            partition_key: None,
         };
         let err = rabbit.publish(&[out]).await.unwrap_err();
         let msg = crate::cause::Report(&err).to_string();
@@ -1174,6 +1372,7 @@ mod tests {
         let out = Outgoing {
             routing_key: "app".into(),
             payload: b"{}".to_vec(),
+            partition_key: None,
         };
         let err = rabbit.publish(&[out]).await.unwrap_err();
         let msg = crate::cause::Report(&err).to_string();
@@ -1189,6 +1388,7 @@ mod tests {
             queue: "q".into(),
             bindings: vec!["app".into()],
             prefetch: 1,
+            partitions: 1,
         };
         assert!(matches!(
             rabbit.consume(&spec).await.err(),

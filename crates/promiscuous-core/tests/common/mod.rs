@@ -57,6 +57,7 @@ pub fn out(key: &str, body: impl Into<Vec<u8>>) -> Outgoing {
     Outgoing {
         routing_key: key.into(),
         payload: body.into(),
+        partition_key: None,
     }
 }
 
@@ -65,6 +66,7 @@ pub fn spec(queue: &str, bindings: &[&str], prefetch: u16) -> QueueSpec {
         queue: queue.into(),
         bindings: bindings.iter().map(|b| b.to_string()).collect(),
         prefetch,
+        partitions: 1,
     }
 }
 
