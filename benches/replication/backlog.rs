@@ -28,7 +28,7 @@ pub(crate) struct Backlog {
 
 /// Message `n` of `total`: instance `n % users` at version `n / users + 1`, so that every
 /// instance is created first and then updated, in order.
-fn message(n: usize, total: usize) -> Outgoing {
+pub(crate) fn message(n: usize, total: usize) -> Outgoing {
     let users = total.div_ceil(4);
     let (id, version) = ((n % users) as i64 + 1, (n / users) as u64 + 1);
     let mut attributes = Map::new();

@@ -26,26 +26,32 @@
 //!    `--pg-writers` writers (skipped without `PROMISCUOUS_POSTGRES_URL`, or with `--no-pg`).
 //! 6. **backlog** ([`backlog`]): `--backlog` messages put in the subscriber's queue before it
 //!    starts, drained; drain rate and peak memory per quarter of the drain.
+//! 7. **scale** ([`scale`]): `--scale` messages drained by the subscriber application in five
+//!    shapes: classic queues with P = 1, 2, 4 partitions (P worker services), quorum queues
+//!    with P = 1, 4.
 //!
 //! The summary lines at the end (each a ratio of two rates of this run):
 //! `write-overhead` (published ÷ bare time per transaction, 10 writes per transaction),
 //! `relay-ratio` (relay alone ÷ raw publish), `subscriber-ratio` (subscriber alone ÷ raw
 //! consume), `pipeline-ratio` (end to end ÷ commits alone), `ratio-pg` (PostgreSQL end to end ÷
 //! raw), `latency` (p50/p99 at 70 % of the end-to-end rate), `backlog` (drain ÷ subscriber
-//! alone), `ratio` and `ratio-tx10` (end to end ÷ raw, 1 and 10 writes per transaction).
+//! alone), `ratio` and `ratio-tx10` (end to end ÷ raw, 1 and 10 writes per transaction),
+//! `scale` (each shape's drain ÷ classic P = 1's).
 //! Peak resident memory (`VmHWM`) is printed per stage.
 //!
 //! Runs that go alone and exit: `--stages`, `--probe`, `--board` (the end-to-end run without
-//! and with a dashboard's shared state, [`board`]) and `--backlog-only`.
+//! and with a dashboard's shared state, [`board`]), `--backlog-only` and `--scale-only`.
 //! Both SQLite databases are files in WAL mode with `synchronous=NORMAL`.
 
 mod backlog;
 mod board;
+mod cpu;
 mod memory;
 mod models;
 mod pipeline;
 mod probe;
 mod raw;
+mod scale;
 mod stages;
 mod throughput;
 
@@ -131,6 +137,14 @@ pub(crate) struct Args {
     /// Measure only the backlog run and exit.
     #[arg(long)]
     pub(crate) backlog_only: bool,
+    /// Messages of the scale run (0 skips it): published once to the queues of five shapes of
+    /// the subscriber application (classic P = 1, 2, 4 partitions; quorum P = 1, 4), each then
+    /// drained in turn.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) scale: usize,
+    /// Measure only the scale run and exit.
+    #[arg(long)]
+    pub(crate) scale_only: bool,
     /// Concurrent writers of the PostgreSQL end-to-end run (`ratio-pg`; skipped when
     /// `PROMISCUOUS_POSTGRES_URL` is not set).
     #[arg(long, default_value_t = 8)]
@@ -193,7 +207,7 @@ async fn main() -> Result<(), BoxError> {
     let redis = env("PROMISCUOUS_REDIS_URL", "redis://127.0.0.1:6379/");
     println!(
         "replication bench: {} raw messages, {} ops ({} writers, {} write(s)/tx, {} runners, \
-         batches of {}, prefetch {}), latency for {}s, {} PostgreSQL writers, backlog {}",
+         batches of {}, prefetch {}), latency for {}s, {} PostgreSQL writers, backlog {}, scale {}",
         args.raw,
         args.ops,
         args.writers,
@@ -203,7 +217,8 @@ async fn main() -> Result<(), BoxError> {
         args.prefetch,
         args.latency_secs,
         args.pg_writers,
-        args.backlog
+        args.backlog,
+        args.scale
     );
     if args.probe {
         let [one, ten] = probe::probe(&args).await?;
@@ -229,6 +244,11 @@ async fn main() -> Result<(), BoxError> {
     }
     if args.backlog_only {
         backlog::backlog(&amqp, &redis, &args).await?;
+        return Ok(());
+    }
+    if args.scale_only {
+        let results = scale::scale(&amqp, &redis, &args).await?;
+        println!("{}", scale::summary(&results));
         return Ok(());
     }
     if args.latency_only {
@@ -340,6 +360,13 @@ async fn main() -> Result<(), BoxError> {
         None
     };
 
+    // 7. The subscriber application in several shapes.
+    let scaled = if args.scale > 0 {
+        Some(scale::scale(&amqp, &redis, &args).await?)
+    } else {
+        None
+    };
+
     summary.push(format!(
         "write-overhead {overhead10:.2} (published ÷ bare time per transaction, 10 writes per \
          transaction; 1 write: write-overhead-1 {overhead1:.2})"
@@ -414,6 +441,9 @@ async fn main() -> Result<(), BoxError> {
             grouped(ops10),
             grouped(raw)
         ));
+    }
+    if let Some(results) = &scaled {
+        summary.push(scale::summary(results));
     }
     println!("--- summary (ratios of rates measured in this run) ---");
     for line in summary {

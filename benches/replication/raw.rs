@@ -17,6 +17,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use promiscuous::BoxError;
 
 use crate::Args;
+use crate::cpu::Cpu;
 
 /// A durable queue on its own connection, purged.
 async fn queue(url: &str, queue: &str) -> Result<(Connection, Channel), BoxError> {
@@ -148,13 +149,22 @@ pub(crate) async fn publish_then_consume(
     let name = format!("promiscuous_bench_raw_split_{}", std::process::id());
     let (_connection, channel) = queue(url, &name).await?;
     let total = args.raw;
+    let cpu0 = Cpu::now();
     let started = Instant::now();
     publish(&channel, &name, total, size, args.window).await?;
     let published = total as f64 / started.elapsed().as_secs_f64();
+    let cpu1 = Cpu::now();
     let (_consumer_connection, mut consumer) = consumer(url, &name, args.prefetch).await?;
     let started = Instant::now();
     consume(&mut consumer, total).await?;
     let consumed = total as f64 / started.elapsed().as_secs_f64();
+    let cpu2 = Cpu::now();
+    println!(
+        "raw broker at {size} bytes, CPU per message: publish with confirms {}; consume and ack \
+         {}",
+        cpu0.per_message(&cpu1, total),
+        cpu1.per_message(&cpu2, total)
+    );
     delete(&channel, &name).await?;
     Ok((published, consumed))
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use promiscuous::BoxError;
 
+use crate::cpu::Cpu;
 use crate::models::APPLIED;
 use crate::pipeline::{Store, parts, write};
 use crate::{Args, grouped, memory};
@@ -32,6 +33,7 @@ pub(crate) async fn stages(amqp: &str, redis: &str, args: &Args) -> Result<Stage
     let per_writer = args.ops / args.writers;
     let total = per_writer * args.writers;
     memory::reset_peak();
+    let cpu0 = Cpu::now();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..args.writers {
@@ -48,6 +50,7 @@ pub(crate) async fn stages(amqp: &str, redis: &str, args: &Args) -> Result<Stage
         t.await??;
     }
     let commits = total as f64 / started.elapsed().as_secs_f64();
+    let cpu1 = Cpu::now();
     let mut rss = [memory::peak_mib(), 0.0, 0.0];
     memory::reset_peak();
     let started = Instant::now();
@@ -56,6 +59,7 @@ pub(crate) async fn stages(amqp: &str, redis: &str, args: &Args) -> Result<Stage
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let relay = total as f64 / started.elapsed().as_secs_f64();
+    let cpu2 = Cpu::now();
     rss[1] = memory::peak_mib();
     memory::reset_peak();
     let started = Instant::now();
@@ -69,6 +73,7 @@ pub(crate) async fn stages(amqp: &str, redis: &str, args: &Args) -> Result<Stage
         return Err(format!("stages: only {applied} of {total} operations applied").into());
     }
     let apply = total as f64 / started.elapsed().as_secs_f64();
+    let cpu3 = Cpu::now();
     rss[2] = memory::peak_mib();
     let stats = subscriber.service().stats().borrow().clone();
     let size = parts.sent.mean_size();
@@ -88,6 +93,13 @@ pub(crate) async fn stages(amqp: &str, redis: &str, args: &Args) -> Result<Stage
         stats.batched,
         stats.waited,
         rss[2]
+    );
+    println!(
+        "stages, CPU per message (this process, the servers): commits {}; relay {}; subscriber \
+         {}",
+        cpu0.per_message(&cpu1, total),
+        cpu1.per_message(&cpu2, total),
+        cpu2.per_message(&cpu3, total)
     );
     publisher.shutdown().await?;
     subscriber.shutdown().await?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use promiscuous::BoxError;
 use promiscuous::board::{Board, Worker};
 
+use crate::cpu::Cpu;
 use crate::models::{APPLIED, CLOCK, Clock};
 use crate::pipeline::{Shared, Store, applied_all, pipeline, write, write_tx};
 use crate::{Args, grouped, memory, percentile};
@@ -53,6 +54,7 @@ pub(crate) async fn throughput(
     let p = pipeline(amqp, redis, args, run, store, shared).await?;
     APPLIED.store(0, AtomicOrdering::Relaxed);
     memory::reset_peak();
+    let cpu = Cpu::now();
     let started = Instant::now();
     let per_writer = (args.ops / writers / ops_per_tx).max(1) * ops_per_tx;
     let total = per_writer * writers;
@@ -73,11 +75,12 @@ pub(crate) async fn throughput(
     let committed = started.elapsed();
     applied_all(&p, total, Duration::from_secs(300)).await?;
     let elapsed = started.elapsed();
+    let cpu = cpu.per_message(&Cpu::now(), total);
     let stats = p.subscriber.service().stats().borrow().clone();
     println!(
         "promiscuous ({store:?}, {writers} writers): {total} ops ({} transactions of \
          {ops_per_tx}) committed in {:.2}s ({} ops/s), applied in {:.2}s; {} messages, {} \
-         waited, {} recovered, {} dead-lettered; peak RSS {:.0} MiB",
+         waited, {} recovered, {} dead-lettered; peak RSS {:.0} MiB; per op {cpu}",
         total / ops_per_tx,
         committed.as_secs_f64(),
         grouped(total as f64 / committed.as_secs_f64()),

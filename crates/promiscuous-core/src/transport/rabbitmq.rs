@@ -840,11 +840,12 @@ impl Inner {
         })
     }
 
-    /// Declares `spec` and consumes each of its queues. Partitions are joined in a rotated
-    /// order from a random start, [`PARTITION_STAGGER`] apart: RabbitMQ makes the first consumer
-    /// of a single-active-consumer queue its active one, so workers starting together each
-    /// become active on different partitions (the others wait as standbys, and take over when
-    /// the active one goes).
+    /// Declares `spec` and consumes each of its queues. RabbitMQ makes the first consumer of
+    /// a single-active-consumer queue its active one, so partitions are joined one at a time,
+    /// [`PARTITION_STAGGER`] over all of them, after a random pause of up to one step, each
+    /// time the partition with the fewest consumers (ties broken from a random start): workers
+    /// starting together each become active on partitions nobody else consumes yet, and wait
+    /// as standbys on the others (taking over when the active one goes).
     async fn open_consumers(
         &self,
         connection: &Connection,
@@ -852,19 +853,58 @@ impl Inner {
     ) -> Result<Box<dyn Consumer>, TransportError> {
         let channel = self.open_channel(connection, &spec.queue).await?;
         self.declare_queue(&channel, spec).await?;
-        let _ = channel.close(200, "declared".into()).await;
         let mut names = spec.queue_names();
+        if names.len() == 1 {
+            let _ = channel.close(200, "declared".into()).await;
+            let consumer = self.open_consumer(connection, spec, &names[0]).await?;
+            return Ok(Merged::boxed(vec![Box::new(consumer)]));
+        }
         let start = random_index(names.len());
         names.rotate_left(start);
-        let stagger = PARTITION_STAGGER / u32::try_from(names.len()).unwrap_or(u32::MAX);
+        let step = PARTITION_STAGGER / u32::try_from(names.len()).unwrap_or(u32::MAX);
+        tokio::time::sleep(step.mul_f64(random_fraction())).await;
         let mut consumers: Vec<Box<dyn Consumer>> = Vec::with_capacity(names.len());
-        for (i, name) in names.iter().enumerate() {
-            if i > 0 {
-                tokio::time::sleep(stagger).await;
+        while !names.is_empty() {
+            if !consumers.is_empty() {
+                tokio::time::sleep(step).await;
             }
-            consumers.push(Box::new(self.open_consumer(connection, spec, name).await?));
+            let next = self.least_consumed(&channel, &names).await?;
+            let name = names.remove(next);
+            consumers.push(Box::new(self.open_consumer(connection, spec, &name).await?));
         }
+        let _ = channel.close(200, "joined".into()).await;
         Ok(Merged::boxed(consumers))
+    }
+
+    /// The index in `names` of the queue with the fewest consumers (the first of those), by
+    /// passive declares on `channel`.
+    async fn least_consumed(
+        &self,
+        channel: &Channel,
+        names: &[String],
+    ) -> Result<usize, TransportError> {
+        let mut best = (0, u32::MAX);
+        for (i, name) in names.iter().enumerate() {
+            let queue = short("queue name", name)?;
+            let declared = self
+                .op(
+                    || format!("counting the consumers of queue {name:?} (passive declare)"),
+                    channel.queue_declare(
+                        queue,
+                        QueueDeclareOptions {
+                            passive: true,
+                            durable: true,
+                            ..QueueDeclareOptions::default()
+                        },
+                        FieldTable::default(),
+                    ),
+                )
+                .await?;
+            if declared.consumer_count() < best.1 {
+                best = (i, declared.consumer_count());
+            }
+        }
+        Ok(best.0)
     }
 }
 
@@ -880,10 +920,19 @@ pub const PARTITION_STAGGER: Duration = Duration::from_millis(400);
 
 /// A start in `0..n`, different from process to process and from call to call.
 fn random_index(n: usize) -> usize {
+    (random_u64() % n.max(1) as u64) as usize
+}
+
+/// A fraction in `[0, 1)`, different from process to process and from call to call.
+fn random_fraction() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
-    (h.finish() % n.max(1) as u64) as usize
+    h.finish()
 }
 
 /// What a binding binds to an exchange.
