@@ -14,6 +14,13 @@
 #   scripts/services.sh cluster kill N     kill -9 node N (1..3), as a crash
 #   scripts/services.sh cluster start N    start node N again (it rejoins the cluster)
 #   scripts/services.sh cluster leader Q   print the number of the node leading quorum queue Q
+#   scripts/services.sh sentinel up|down|status
+#                                          Redis Sentinel: a primary, a replica and three
+#                                          sentinels beside the single Redis (see "Redis
+#                                          Sentinel" below); `env` then also prints its URL
+#   scripts/services.sh sentinel primary   print the number of the primary node (1 or 2)
+#   scripts/services.sh sentinel kill N    kill -9 Redis node N, as a crash
+#   scripts/services.sh sentinel start N   start node N again, as a replica of the primary
 #
 # Ports: PROMISCUOUS_AMQP_PORT (5672), PROMISCUOUS_REDIS_PORT (6379), and with TLS
 # PROMISCUOUS_AMQPS_PORT (5671) and PROMISCUOUS_REDISS_PORT (6380, the same Redis server);
@@ -446,6 +453,174 @@ cluster_cmd() {
     esac
 }
 
+# --- Redis Sentinel: a primary, a replica and three sentinels, beside the single Redis -------
+# Redis nodes 1 and 2 on 127.0.0.1:$SENTINEL_REDIS_PORT+N (6391, 6392), node 2 a replica of
+# node 1 when first started; sentinels 1..3 on 127.0.0.1:$SENTINEL_PORT+N (26391..26393), from
+# Debian's redis-sentinel, monitoring them as master "promiscuous" (quorum 2, a primary is down
+# after 1 s without answer). Data, logs, configs (rewritten by the sentinels) and pid files under
+# $RUN_DIR/sentinel. No persistence: what a killed primary held and its replica had not received
+# is lost, as in a real failover.
+SENTINEL_REDIS_PORT=${PROMISCUOUS_SENTINEL_REDIS_PORT:-6390}
+SENTINEL_PORT=${PROMISCUOUS_SENTINEL_PORT:-26390}
+SENTINEL_DIR=$RUN_DIR/sentinel
+SENTINEL_MASTER=promiscuous
+SENTINEL_NODES=(1 2)
+SENTINELS=(1 2 3)
+
+sentinel_redis_port() { echo $((SENTINEL_REDIS_PORT + $1)); }
+sentinel_port() { echo $((SENTINEL_PORT + $1)); }
+sentinel_redis_ready() { redis-cli -h 127.0.0.1 -p "$(sentinel_redis_port "$1")" ping | grep -q PONG; }
+sentinel_ready() { redis-cli -h 127.0.0.1 -p "$(sentinel_port "$1")" ping | grep -q PONG; }
+
+sentinel_primary_addr() { # host port of the primary, as the first answering sentinel says
+    local s out
+    for s in "${SENTINELS[@]}"; do
+        out=$(redis-cli -h 127.0.0.1 -p "$(sentinel_port "$s")" --raw \
+            sentinel get-master-addr-by-name "$SENTINEL_MASTER" 2>/dev/null) || continue
+        [ -n "$out" ] || continue
+        echo $out
+        return 0
+    done
+    return 1
+}
+
+sentinel_primary() { # the number of the node the sentinels call primary
+    local addr port
+    addr=$(sentinel_primary_addr) || { log "no sentinel answers"; return 1; }
+    port=${addr##* }
+    echo $((port - SENTINEL_REDIS_PORT))
+}
+
+sentinel_node_start() { # node [host port of the primary to replicate]
+    local n=$1 dir=$SENTINEL_DIR/redis-$1
+    if sentinel_redis_ready "$n" 2>/dev/null; then return 0; fi
+    mkdir -p "$dir"
+    local replica=()
+    [ $# -ge 3 ] && replica=(--replicaof "$2" "$3")
+    redis-server --bind 127.0.0.1 --port "$(sentinel_redis_port "$n")" --daemonize yes \
+        --save "" --appendonly no --dir "$dir" --pidfile "$dir/redis.pid" \
+        --logfile "$dir/redis.log" "${replica[@]}"
+    wait_for 30 "sentinel redis node $n" sentinel_redis_ready "$n"
+}
+
+sentinel_start() { # sentinel number
+    local n=$1 dir=$SENTINEL_DIR/sentinel-$1
+    if sentinel_ready "$n" 2>/dev/null; then return 0; fi
+    mkdir -p "$dir"
+    cat >"$dir/sentinel.conf" <<CONF
+bind 127.0.0.1
+port $(sentinel_port "$n")
+daemonize yes
+dir $dir
+pidfile $dir/sentinel.pid
+logfile $dir/sentinel.log
+sentinel monitor $SENTINEL_MASTER 127.0.0.1 $(sentinel_redis_port 1) 2
+sentinel down-after-milliseconds $SENTINEL_MASTER 1000
+sentinel failover-timeout $SENTINEL_MASTER 10000
+sentinel parallel-syncs $SENTINEL_MASTER 1
+CONF
+    redis-sentinel "$dir/sentinel.conf"
+    wait_for 30 "sentinel $n" sentinel_ready "$n"
+}
+
+sentinel_up() {
+    command -v redis-sentinel >/dev/null 2>&1 || {
+        log "installing redis-sentinel from Debian's packages"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-sentinel >/dev/null
+        # Its package starts a sentinel of its own on 26379 where an init system runs: not ours.
+        redis-cli -p 26379 shutdown nosave >/dev/null 2>&1 || true
+    }
+    local n
+    if sentinel_ready 1 2>/dev/null && sentinel_primary_addr >/dev/null; then
+        # Running: start what is down, as a replica of the sentinels' primary.
+        local addr
+        addr=$(sentinel_primary_addr)
+        for n in "${SENTINEL_NODES[@]}"; do
+            # shellcheck disable=SC2086
+            sentinel_redis_ready "$n" 2>/dev/null || sentinel_node_start "$n" $addr
+        done
+        for n in "${SENTINELS[@]}"; do sentinel_start "$n"; done
+    else
+        sentinel_down
+        rm -rf "$SENTINEL_DIR"
+        sentinel_node_start 1
+        sentinel_node_start 2 127.0.0.1 "$(sentinel_redis_port 1)"
+        for n in "${SENTINELS[@]}"; do sentinel_start "$n"; done
+    fi
+    wait_for 60 "the sentinels to see the replica" sentinel_sees_replica
+    log "redis sentinel ready: primary node $(sentinel_primary) of $SENTINEL_MASTER, sentinels on 127.0.0.1:$(sentinel_port 1)..$(sentinel_port 3)"
+}
+
+sentinel_sees_replica() { # every sentinel knows a replica and the other sentinels
+    local s
+    for s in "${SENTINELS[@]}"; do
+        redis-cli -h 127.0.0.1 -p "$(sentinel_port "$s")" --raw sentinel master "$SENTINEL_MASTER" |
+            awk 'prev == "num-slaves" && $1 < 1 { bad = 1 } prev == "num-other-sentinels" && $1 < 2 { bad = 1 } { prev = $1 } END { exit bad }' ||
+            return 1
+    done
+}
+
+sentinel_down() {
+    local n
+    for n in "${SENTINELS[@]}"; do
+        redis-cli -h 127.0.0.1 -p "$(sentinel_port "$n")" shutdown nosave >/dev/null 2>&1 || true
+    done
+    for n in "${SENTINEL_NODES[@]}"; do
+        redis-cli -h 127.0.0.1 -p "$(sentinel_redis_port "$n")" shutdown nosave >/dev/null 2>&1 || true
+    done
+}
+
+sentinel_kill() { # node: kill -9, as a crash
+    local pid
+    pid=$(cat "$SENTINEL_DIR/redis-$1/redis.pid" 2>/dev/null) || {
+        log "sentinel redis node $1 has no pid file"
+        return 1
+    }
+    kill -9 "$pid" 2>/dev/null || true
+    wait_for 30 "sentinel redis node $1 to stop" sh -c "! kill -0 $pid 2>/dev/null"
+    log "killed sentinel redis node $1 (pid $pid)"
+}
+
+sentinel_url() {
+    local s hosts=()
+    for s in "${SENTINELS[@]}"; do hosts+=("127.0.0.1:$(sentinel_port "$s")"); done
+    local IFS=,
+    echo "export PROMISCUOUS_SENTINEL_REDIS_URL=redis+sentinel://${hosts[*]}/$SENTINEL_MASTER"
+}
+
+sentinel_cmd() {
+    case "${1:-}" in
+    up) sentinel_up ;;
+    down) sentinel_down && log "sentinel stopped" ;;
+    status)
+        local n
+        for n in "${SENTINEL_NODES[@]}"; do
+            if sentinel_redis_ready "$n" 2>/dev/null; then
+                echo "redis node $n: up (127.0.0.1:$(sentinel_redis_port "$n")), $(redis-cli -p "$(sentinel_redis_port "$n")" --raw role | head -1)"
+            else
+                echo "redis node $n: down"
+            fi
+        done
+        for n in "${SENTINELS[@]}"; do
+            if sentinel_ready "$n" 2>/dev/null; then echo "sentinel $n: up (127.0.0.1:$(sentinel_port "$n"))"; else echo "sentinel $n: down"; fi
+        done
+        ;;
+    primary) sentinel_primary ;;
+    kill) sentinel_kill "${2:?node number}" ;;
+    start)
+        local addr
+        addr=$(sentinel_primary_addr) || { log "no sentinel answers"; return 1; }
+        # shellcheck disable=SC2086
+        sentinel_node_start "${2:?node number}" $addr
+        ;;
+    *)
+        echo "usage: $0 sentinel up|down|status|primary|kill N|start N" >&2
+        exit 2
+        ;;
+    esac
+}
+
 case "${1:-}" in
 up)
     install_missing
@@ -476,13 +651,18 @@ env)
     urls
     # Printed whether the cluster runs or not (`cluster up` starts it): its tests say so.
     cluster_urls
+    sentinel_url
     ;;
 cluster)
     shift
     cluster_cmd "$@"
     ;;
+sentinel)
+    shift
+    sentinel_cmd "$@"
+    ;;
 *)
-    echo "usage: $0 up|down|status|restart-rabbitmq|env|cluster ..." >&2
+    echo "usage: $0 up|down|status|restart-rabbitmq|env|cluster ...|sentinel ..." >&2
     exit 2
     ;;
 esac

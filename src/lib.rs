@@ -56,7 +56,9 @@ pub use promiscuous_core::subscriber::{Feed, FeedEvent};
 
 /// The lower layers, for custom pipelines: relay and outbox, subscriber runtime and applier.
 pub mod pipeline {
-    pub use promiscuous_core::publisher::{Lease, Outbox, OutboxEntry, Relay, RelayConfig};
+    pub use promiscuous_core::publisher::{
+        FenceGuard, FenceHold, Lease, Outbox, OutboxEntry, Relay, RelayConfig, Unfenced,
+    };
     pub use promiscuous_core::subscriber::{
         Applied, Applier, ApplyError, DeadLetter, SubscriberConfig, SubscriberRuntime,
         VersionStore, Wakeups, synchronizer,

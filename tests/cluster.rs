@@ -12,40 +12,16 @@ mod common;
 #[allow(dead_code)]
 mod fixtures;
 
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::servers::unique;
+use common::services::{services, until, var};
 use fixtures::workers::*;
 use fixtures::workload::*;
 use promiscuous::Publisher;
 use promiscuous::pipeline::RelayConfig;
 use promiscuous::transport::{QueueType, RabbitMq, RabbitMqConfig};
 use promiscuous_test::chaos::Recording;
-use promiscuous_test::history::describe;
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run scripts/test --cluster (or scripts/services.sh up, cluster up, and eval \"$(scripts/services.sh env)\")")
-    })
-}
-
-/// `scripts/services.sh ARGS`, which must succeed; its standard output.
-fn services(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services.sh");
-    let out = Command::new(script)
-        .args(args)
-        .output()
-        .expect("run scripts/services.sh");
-    assert!(
-        out.status.success(),
-        "scripts/services.sh {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn cluster(exchange: &str, queue_type: QueueType) -> RabbitMq {
     RabbitMq::new(
@@ -59,15 +35,6 @@ fn cluster(exchange: &str, queue_type: QueueType) -> RabbitMq {
             ..RabbitMqConfig::default()
         },
     )
-}
-
-/// Waits (at most `secs`) until `done`.
-async fn until(secs: u64, what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {secs}s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,19 +70,7 @@ async fn killing_the_node_that_leads_the_queue_loses_nothing_and_keeps_causal_or
 
     // Two publisher tasks write, in small causal rounds, until told to stop: while the leader
     // is killed, and again once it is back in the cluster.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writing = {
-        let (pdb, stop) = (pdb.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut round = 0;
-            while !stop.load(Ordering::Relaxed) {
-                causal_workload(&pdb, seed * 1_000 + round, 2, 4).await;
-                round += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            round
-        })
-    };
+    let writing = Writing::start(&pdb, seed, 2, 4, Duration::from_millis(20));
     until(60, "30 messages published", || {
         recording.published().len() >= 30
     })
@@ -150,26 +105,13 @@ async fn killing_the_node_that_leads_the_queue_loses_nothing_and_keeps_causal_or
         recording.published().len() > rejoined + 20
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    let rounds = writing.await.unwrap();
+    let rounds = writing.stop().await;
     publisher.shutdown().await.unwrap();
 
     let published = recording.published();
     let complete = processed(&sdb, &published, Duration::from_secs(60)).await;
     let stats = workers.stop().await;
-    assert!(
-        complete,
-        "not everything published was processed: {stats:?}"
-    );
-    let report = history(&sdb, &published)
-        .await
-        .check(follows)
-        .unwrap_or_else(|v| panic!("{}", describe(&v)));
-    assert_eq!(
-        report.applied_ops, report.published_ops,
-        "no duplicate effect"
-    );
-    assert_eq!((stats.dead_lettered, stats.recovered), (0, 0), "{stats:?}");
+    let report = assert_replicated(&sdb, &published, complete, &stats, "node failover").await;
     assert_converged(&pdb, &sdb, "after the failover").await;
     eprintln!(
         "node {leader} (the queue's leader) killed: relay publishing again after {relay_back:?}, \

@@ -9,7 +9,6 @@ mod common;
 mod fixtures;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::servers::{rabbit, servers, unique};
@@ -18,7 +17,6 @@ use fixtures::workload::*;
 use promiscuous::pipeline::RelayConfig;
 use promiscuous::{Publisher, Transport};
 use promiscuous_test::chaos::Recording;
-use promiscuous_test::history::describe;
 
 const PARTITIONS: u16 = 4;
 
@@ -57,18 +55,7 @@ async fn four_partitions_three_workers_killed_and_replaced_keep_causal_order() {
             .start()
             .await
             .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let writing = {
-            let (pdb, stop) = (pdb.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut round = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    causal_workload(&pdb, seed * 1_000 + round, 2, 4).await;
-                    round += 1;
-                }
-                round
-            })
-        };
+        let writing = Writing::start(&pdb, seed, 2, 4, Duration::ZERO);
         // Kill a worker, add a new one, kill another, while the writes go on.
         for (at, kill) in [(30, 0), (80, 1)] {
             until(60, &format!("{at} messages published"), || {
@@ -84,8 +71,7 @@ async fn four_partitions_three_workers_killed_and_replaced_keep_causal_order() {
             recording.published().len() >= 130
         })
         .await;
-        stop.store(true, Ordering::Relaxed);
-        let rounds = writing.await.unwrap();
+        let rounds = writing.stop().await;
         publisher.shutdown().await.unwrap();
         let published = recording.published();
         let complete = processed(&sdb, &published, Duration::from_secs(60)).await;
@@ -95,16 +81,7 @@ async fn four_partitions_three_workers_killed_and_replaced_keep_causal_order() {
             .map(|rt| rt.stats().borrow().messages)
             .collect();
         let stats = workers.stop().await;
-        assert!(complete, "seed {seed}: not everything processed: {stats:?}");
-        let report = history(&sdb, &published)
-            .await
-            .check(follows)
-            .unwrap_or_else(|v| panic!("seed {seed}:\n{}", describe(&v)));
-        assert_eq!(
-            report.applied_ops, report.published_ops,
-            "no duplicate effect"
-        );
-        assert_eq!((stats.dead_lettered, stats.recovered), (0, 0), "{stats:?}");
+        assert_replicated(&sdb, &published, complete, &stats, &format!("seed {seed}")).await;
         assert_converged(&pdb, &sdb, &format!("seed {seed}")).await;
         eprintln!(
             "seed {seed}: {rounds} rounds, {} messages over {PARTITIONS} partitions; messages \

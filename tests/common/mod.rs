@@ -10,6 +10,7 @@ pub mod guard;
 pub mod postgres;
 pub mod security;
 pub mod servers;
+pub mod services;
 pub mod wake;
 
 /// A private database with the publisher's `users` table.

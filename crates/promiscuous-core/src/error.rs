@@ -98,6 +98,9 @@ pub enum Error {
     /// The relay could not read the outbox.
     #[error("publisher error: reading the outbox")]
     ReadOutbox { source: Source },
+    /// The relay could not take or hold the fencing token `fence` of its lease in the outbox.
+    #[error("publisher error: fencing token {fence:?} in the outbox")]
+    Fence { fence: String, source: Source },
     /// The relay could not publish the outbox rows `ids`; they stay in the outbox.
     #[error("publisher error: publishing {} outbox rows (they stay in the outbox)", .ids.len())]
     Publish {
@@ -207,6 +210,7 @@ impl Error {
             | Database { .. } => ErrorKind::Connection,
             Tables { .. } => ErrorKind::Setup,
             ReadOutbox { .. }
+            | Fence { .. }
             | Publish { .. }
             | RemoveOutbox { .. }
             | Guard { .. }

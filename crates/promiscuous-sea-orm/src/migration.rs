@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DbErr};
 use sea_orm_migration::{MigrationName, MigrationTrait, SchemaManager};
 
-use crate::publisher::{guard, wake};
+use crate::publisher::{fence, guard, wake};
 use crate::schema;
 
 /// A publisher's tables: the outbox and its operations, the per-instance versions, the write
@@ -77,6 +77,7 @@ impl MigrationTrait for Publisher {
             "promiscuous_versions",
             guard::PERMITS,
             wake::IDENTITY,
+            fence::FENCES,
         ];
         drop_tables(manager.get_connection(), &tables).await
     }

@@ -19,14 +19,16 @@ async fn create<E: EntityTrait, C: ConnectionTrait>(db: &C, entity: E) -> Result
 /// Tables a publisher needs: the outbox (message headers and their operations), the per-instance
 /// versions and the write permits of the
 /// [write guard](crate::publisher::guard) (installed on the published tables by
-/// `Publisher::start`, or [`guard::install`](crate::publisher::guard::install)); on SQLite, the
-/// database's identity for [relay wake-ups](crate::publisher::wake).
+/// `Publisher::start`, or [`guard::install`](crate::publisher::guard::install)), the relay
+/// lease's [fencing tokens](crate::publisher::fence); on SQLite, the database's identity for
+/// [relay wake-ups](crate::publisher::wake).
 pub async fn setup_publisher<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     create(db, outbox::Entity).await?;
     create(db, outbox_operations::Entity).await?;
     create(db, versions::Entity).await?;
     add_missing_column(db, "promiscuous_versions", "message", "TEXT").await?;
     crate::publisher::wake::create_identity(db).await?;
+    crate::publisher::fence::create_fences(db).await?;
     crate::publisher::guard::create_permits(db).await
 }
 

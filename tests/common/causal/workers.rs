@@ -11,7 +11,7 @@ use promiscuous::pipeline::{
 };
 use promiscuous::{Error, OrderingMode, Stats, Transport};
 use promiscuous_test::chaos::Delayed;
-use promiscuous_test::history::{History, Strictness};
+use promiscuous_test::history::{History, Report, Strictness, describe};
 use promiscuous_test::{create_table, sqlite};
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use tokio::sync::oneshot;
@@ -242,6 +242,34 @@ pub async fn processed(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The checks that end a run (`what` names it in failures): everything published was
+/// processed (`complete`, from [`processed`]), the history checker passes, every published
+/// operation took effect once, nothing was dead-lettered or recovered. Returns the report.
+#[allow(dead_code)]
+pub async fn assert_replicated(
+    db: &DatabaseConnection,
+    published: &[promiscuous::Message],
+    complete: bool,
+    stats: &Stats,
+    what: &str,
+) -> Report {
+    assert!(complete, "{what}: not everything processed: {stats:?}");
+    let report = history(db, published)
+        .await
+        .check(follows)
+        .unwrap_or_else(|v| panic!("{what}:\n{}\nstats: {stats:?}", describe(&v)));
+    assert_eq!(
+        report.applied_ops, report.published_ops,
+        "{what}: no duplicate effect"
+    );
+    assert_eq!(
+        (stats.dead_lettered, stats.recovered),
+        (0, 0),
+        "{what}: {stats:?}"
+    );
+    report
 }
 
 /// The history: what was published, and what the subscriber applied, in commit order.

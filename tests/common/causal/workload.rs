@@ -247,3 +247,41 @@ pub async fn causal_workload_with(
         h.await.unwrap();
     }
 }
+
+/// Rounds of [`causal_workload`] (`tasks` tasks of `transactions` transactions each, seeds
+/// `seed * 1000 + round`) written in the background, `pause` apart, until [`Writing::stop`].
+#[allow(dead_code)]
+pub struct Writing {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+#[allow(dead_code)]
+impl Writing {
+    pub fn start(
+        db: &DatabaseConnection,
+        seed: u64,
+        tasks: usize,
+        transactions: usize,
+        pause: std::time::Duration,
+    ) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (db, stopped) = (db.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut round = 0;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                causal_workload(&db, seed * 1_000 + round, tasks, transactions).await;
+                round += 1;
+                tokio::time::sleep(pause).await;
+            }
+            round
+        });
+        Writing { stop, task }
+    }
+
+    /// Stops after the round under way; returns how many rounds were written.
+    pub async fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}

@@ -9,5 +9,5 @@ mod relay;
 pub mod wake;
 
 pub use lease::Lease;
-pub use outbox::{Outbox, OutboxEntry};
+pub use outbox::{FenceGuard, FenceHold, Outbox, OutboxEntry, Unfenced};
 pub use relay::{Relay, RelayConfig};

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use tracing::Instrument;
 
 use super::lease::Lease;
-use super::outbox::Outbox;
+use super::outbox::{FenceGuard, Outbox};
 use super::wake::Wake;
 use crate::board::{self, Board, ErrorSlot, Heartbeat, RelayReport, Report, Worker};
 use crate::error::{Error, ErrorNotifier, log_errors};
@@ -98,6 +98,9 @@ pub struct Relay {
     wake: Arc<Wake>,
     /// What the board shows: rows published, whether the lease is held, the last error.
     board: Arc<RelayState>,
+    /// The fencing token taken when the lease was last taken (see [`Lease::fence`]); `None`
+    /// while the lease is not held, or before the first batch after taking it.
+    token: std::sync::Mutex<Option<u64>>,
 }
 
 /// What a relay's heartbeat reads.
@@ -128,6 +131,7 @@ impl Relay {
             healthy_flag: Arc::new(AtomicBool::new(true)),
             wake: Arc::new(Wake::new()),
             board: Arc::default(),
+            token: std::sync::Mutex::new(None),
         }
     }
 
@@ -152,15 +156,79 @@ impl Relay {
 
     async fn publish_batch_inner(&self) -> Result<usize, Error> {
         let _one_at_a_time = self.batch.lock().await;
+        let mut fence = None;
         if let Some(lease) = &self.config.lease {
             let held = lease.hold().await?;
             self.board
                 .lease
                 .store(if held { 1 } else { 2 }, Ordering::Relaxed);
             if !held {
+                self.set_token(None);
                 return Ok(0);
             }
+            if let Some(name) = lease.fence() {
+                match self.hold_fence(name).await? {
+                    Some(hold) => fence = Some((name, hold)),
+                    None => {
+                        self.board.lease.store(2, Ordering::Relaxed);
+                        return Ok(0);
+                    }
+                }
+            }
         }
+        let moved = self.fetch_and_publish().await;
+        if let Some((name, hold)) = fence {
+            hold.release().await.map_err(|e| Error::Fence {
+                fence: name.to_string(),
+                source: e.into(),
+            })?;
+        }
+        moved
+    }
+
+    fn set_token(&self, token: Option<u64>) {
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
+    }
+
+    /// Holds the lease's fence `name` for one batch, with the token taken when the lease was
+    /// taken (a new one at the first batch after that): `None` when a later token was taken
+    /// meanwhile, by a relay that took the lease after this one lost it; this one then
+    /// publishes nothing until it holds the lease again (and takes a new token).
+    async fn hold_fence(&self, name: &str) -> Result<Option<FenceGuard>, Error> {
+        let fence_error = |e: crate::error::BoxError| Error::Fence {
+            fence: name.to_string(),
+            source: e.into(),
+        };
+        let known = *self.token.lock().unwrap_or_else(|p| p.into_inner());
+        let token = match known {
+            Some(token) => token,
+            None => match self.outbox.take_fence(name).await.map_err(fence_error)? {
+                Some(token) => {
+                    tracing::info!(fence = name, token, "relay took the lease: fencing token");
+                    self.set_token(Some(token));
+                    token
+                }
+                None => return Ok(Some(Box::new(super::outbox::Unfenced))),
+            },
+        };
+        let hold = self
+            .outbox
+            .hold_fence(name, token)
+            .await
+            .map_err(fence_error)?;
+        if hold.is_none() {
+            tracing::warn!(
+                fence = name,
+                token,
+                "relay fenced off: another relay took the lease after this one; not publishing"
+            );
+            self.set_token(None);
+        }
+        Ok(hold)
+    }
+
+    /// One batch: the oldest rows, published (confirmed), then removed.
+    async fn fetch_and_publish(&self) -> Result<usize, Error> {
         let started = std::time::Instant::now();
         let entries = self
             .outbox

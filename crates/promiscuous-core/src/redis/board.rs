@@ -44,7 +44,7 @@ impl Board for RedisBoard {
                 e.to_string(),
             ))),
         })?;
-        let mut c = self.redis.connection();
+        let mut c = self.redis.connection().await?;
         let r: redis::RedisResult<()> = redis::pipe()
             .cmd("SET")
             .arg(self.report_key(&report.id))
@@ -63,7 +63,7 @@ impl Board for RedisBoard {
     }
 
     async fn remove(&self, id: &str) -> Result<(), Error> {
-        let mut c = self.redis.connection();
+        let mut c = self.redis.connection().await?;
         let r: redis::RedisResult<()> = redis::pipe()
             .cmd("DEL")
             .arg(self.report_key(id))
@@ -78,7 +78,7 @@ impl Board for RedisBoard {
     }
 
     async fn reports(&self) -> Result<Vec<Report>, Error> {
-        let mut c = self.redis.connection();
+        let mut c = self.redis.connection().await?;
         let ids: Vec<String> = self.redis.track(
             redis::cmd("ZRANGE")
                 .arg(self.index())

@@ -1,5 +1,7 @@
 //! The relay's lease in Redis ([`RedisLease`]): `SET NX PX`, renewed and released only by its
-//! holder's token, so one relay process at a time publishes an outbox.
+//! holder's token, so one relay process at a time publishes an outbox; fenced in the outbox
+//! under the lease's name (see [`Lease::fence`]), so that a relay that lost the lease (a pause
+//! past its expiry, a Redis failover that lost its key) cannot publish.
 
 use std::time::Duration;
 
@@ -30,6 +32,7 @@ return 0
 /// A lease in Redis (`SET NX PX`, renewed and released only by its holder's token).
 pub struct RedisLease {
     redis: Redis,
+    name: String,
     key: String,
     token: String,
     ttl: Duration,
@@ -42,6 +45,7 @@ impl RedisLease {
         let key = redis.key(&["lease", name]);
         Self {
             redis,
+            name: name.to_string(),
             key,
             token: uuid::Uuid::new_v4().to_string(),
             ttl,
@@ -52,7 +56,7 @@ impl RedisLease {
 #[async_trait]
 impl Lease for RedisLease {
     async fn hold(&self) -> Result<bool, Error> {
-        let mut c = self.redis.connection();
+        let mut c = self.redis.connection().await?;
         let r: redis::RedisResult<i64> = Script::new(HOLD)
             .key(&self.key)
             .arg(&self.token)
@@ -63,12 +67,16 @@ impl Lease for RedisLease {
     }
 
     async fn release(&self) -> Result<(), Error> {
-        let mut c = self.redis.connection();
+        let mut c = self.redis.connection().await?;
         let r: redis::RedisResult<i64> = Script::new(RELEASE)
             .key(&self.key)
             .arg(&self.token)
             .invoke_async(&mut c)
             .await;
         self.redis.track(r, "lease release").map(drop)
+    }
+
+    fn fence(&self) -> Option<&str> {
+        Some(&self.name)
     }
 }

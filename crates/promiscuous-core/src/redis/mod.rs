@@ -5,6 +5,10 @@
 //! timeout (500 ms) is too short for a busy server, so requests get
 //! [`RedisConfig::response_timeout`] (5 s by default) instead.
 //!
+//! Sentinel: a `redis+sentinel://host:port,…/master-name` URL reaches the primary that the
+//! sentinels name, asked again after any failed command, so a handle follows a failover (see
+//! [`sentinel`]).
+//!
 //! TLS: a `rediss://` URL connects with rustls, verifying the server's certificate with the
 //! system's root certificates, or with [`RedisConfig::tls_ca`] only when set. A failed handshake
 //! is an [`Error::RedisTls`] saying why (e.g. "the server's certificate is not signed by a
@@ -12,6 +16,7 @@
 
 mod board;
 mod lease;
+pub mod sentinel;
 mod versions;
 
 use std::path::PathBuf;
@@ -52,11 +57,19 @@ impl Default for RedisConfig {
     }
 }
 
+/// Where a handle's commands go (one per handle and its clones, behind an `Arc`).
+#[allow(clippy::large_enum_variant)]
+enum Endpoint {
+    /// The one server of a `redis://` or `rediss://` URL.
+    Fixed(sentinel::Primary),
+    /// The primary the sentinels of a `redis+sentinel://` URL name.
+    Sentinel(sentinel::Sentinels),
+}
+
 /// A lazily connected, self-reconnecting Redis handle; clones share the connection.
 #[derive(Clone)]
 pub struct Redis {
-    client: redis::Client,
-    manager: ConnectionManager,
+    endpoint: Arc<Endpoint>,
     config: RedisConfig,
     healthy: Arc<AtomicBool>,
     /// The URL without its password, for TLS failures; `None` for `redis://`.
@@ -66,8 +79,25 @@ pub struct Redis {
 impl Redis {
     /// No network I/O happens here: the first command connects. With a `rediss://` URL and
     /// [`RedisConfig::tls_ca`], the CA file is read now: a missing or unreadable file, or one
-    /// without a PEM certificate, is an error naming its path.
+    /// without a PEM certificate, is an error naming its path. A `redis+sentinel://` URL is
+    /// parsed now (an error says what is wrong with it); its sentinels are asked for the
+    /// primary by the first command.
     pub fn new(url: &str, config: RedisConfig) -> Result<Self, Error> {
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(config.connection_timeout))
+            .set_number_of_retries(2);
+        if sentinel::is_sentinel(url) {
+            return Ok(Self {
+                endpoint: Arc::new(Endpoint::Sentinel(sentinel::Sentinels::new(
+                    url,
+                    manager_config,
+                )?)),
+                config,
+                healthy: Arc::new(AtomicBool::new(false)),
+                tls_url: None,
+            });
+        }
         let tls = tls::wants_tls(url, "rediss");
         let client = match &config.tls_ca {
             Some(path) if tls => {
@@ -87,18 +117,13 @@ impl Redis {
             server: redact_url(url),
             source: Arc::new(e),
         })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.connection_timeout))
-            .set_number_of_retries(2);
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .map_err(|e| Error::RedisClient {
                 server: redact_url(url),
                 source: Arc::new(e),
             })?;
         Ok(Self {
-            client,
-            manager,
+            endpoint: Arc::new(Endpoint::Fixed(sentinel::Primary { client, manager })),
             config,
             healthy: Arc::new(AtomicBool::new(false)),
             tls_url: tls.then(|| redact_url(url).into()),
@@ -111,14 +136,14 @@ impl Redis {
     }
 
     pub async fn ping(&self) -> Result<(), Error> {
-        let mut c = self.manager.clone();
+        let mut c = self.connection().await?;
         let r: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
         self.track(r, "PING").map(drop)
     }
 
     /// The server's id of this handle's connection (`CLIENT ID`), for diagnostics.
     pub async fn connection_id(&self) -> Result<i64, Error> {
-        let mut c = self.manager.clone();
+        let mut c = self.connection().await?;
         let r: redis::RedisResult<i64> = redis::cmd("CLIENT").arg("ID").query_async(&mut c).await;
         self.track(r, "CLIENT ID")
     }
@@ -132,12 +157,27 @@ impl Redis {
         k
     }
 
-    fn connection(&self) -> ConnectionManager {
-        self.manager.clone()
+    /// The primary in use: the URL's server, or the one the sentinels name.
+    async fn primary(&self) -> Result<sentinel::Primary, Error> {
+        match &*self.endpoint {
+            Endpoint::Fixed(primary) => Ok(primary.clone()),
+            Endpoint::Sentinel(sentinels) => sentinels.primary().await.inspect_err(|_| {
+                self.healthy.store(false, Ordering::Relaxed);
+            }),
+        }
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, Error> {
+        Ok(self.primary().await?.manager)
     }
 
     fn track<T>(&self, r: redis::RedisResult<T>, what: &str) -> Result<T, Error> {
         self.healthy.store(r.is_ok(), Ordering::Relaxed);
+        if r.is_err()
+            && let Endpoint::Sentinel(sentinels) = &*self.endpoint
+        {
+            sentinels.forget();
+        }
         r.map_err(|e| self.error(what, e))
     }
 

@@ -52,16 +52,11 @@ impl RedisVersions {
     pub async fn wakeups(
         &self,
     ) -> Result<impl Stream<Item = (String, u64)> + Unpin + Send + use<>, Error> {
-        let mut pubsub = self
-            .redis
-            .client
-            .get_async_pubsub()
-            .await
-            .map_err(|e| self.redis.error("pub/sub", e))?;
-        pubsub
-            .subscribe(self.channel())
-            .await
-            .map_err(|e| self.redis.error("SUBSCRIBE", e))?;
+        let client = self.redis.primary().await?.client;
+        let pubsub = client.get_async_pubsub().await;
+        let mut pubsub = self.redis.track(pubsub, "pub/sub")?;
+        let subscribed = pubsub.subscribe(self.channel()).await;
+        self.redis.track(subscribed, "SUBSCRIBE")?;
         Ok(pubsub.into_on_message().filter_map(|msg| {
             let parsed = || {
                 let payload: String = msg.get_payload().ok()?;
@@ -91,7 +86,7 @@ impl VersionStore for RedisVersions {
         for (key, v) in versions {
             invocation.arg(format!("{key} {v}"));
         }
-        let mut c = self.redis.connection();
+        let mut c = self.redis.connection().await?;
         let r: redis::RedisResult<i64> = invocation.invoke_async(&mut c).await;
         self.redis.track(r, "advance versions").map(drop)
     }
@@ -101,7 +96,7 @@ impl VersionStore for RedisVersions {
             return Ok(Vec::new());
         }
         let redis_keys: Vec<String> = keys.iter().map(|k| self.version_key(k)).collect();
-        let mut c = self.redis.connection();
+        let mut c = self.redis.connection().await?;
         let r: redis::RedisResult<Vec<Option<u64>>> = redis::cmd("MGET")
             .arg(&redis_keys)
             .query_async(&mut c)

@@ -2,6 +2,7 @@
 
 pub mod definitions;
 mod ephemeral;
+pub mod fence;
 pub mod guard;
 mod hooks;
 mod outbox;

@@ -193,6 +193,18 @@ impl Outbox for SeaOrmOutbox {
         }))
     }
 
+    async fn take_fence(&self, fence: &str) -> Result<Option<u64>, BoxError> {
+        Ok(super::fence::take(&self.db, fence).await?)
+    }
+
+    async fn hold_fence(
+        &self,
+        fence: &str,
+        token: u64,
+    ) -> Result<Option<promiscuous_core::publisher::FenceGuard>, BoxError> {
+        Ok(super::fence::hold(&self.db, fence, token).await?)
+    }
+
     async fn remove(&self, ids: &[i64]) -> Result<(), BoxError> {
         let fetched: Vec<(i64, i64)> = {
             let mut fetched = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
