@@ -76,7 +76,8 @@ pub mod __private {
     pub use promiscuous_core::message::instance_key;
     pub use promiscuous_sea_orm::publisher::{
         Definition, Endpoint, Ephemeral, Published, PublishedAttribute, PublishedEntity,
-        before_write, instance_keys, record_destroy, record_save, require_transaction,
+        before_destroy, before_write, instance_keys, record_destroy, record_save,
+        require_transaction,
     };
     pub use promiscuous_sea_orm::subscriber::{
         AttributeError, Callbacks, Observed, Subscribed, Subscription, attribute, publisher_id,

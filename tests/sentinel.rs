@@ -136,8 +136,10 @@ async fn killing_the_redis_primary_loses_nothing_and_the_lease_is_never_used_twi
         );
     }
 
-    // One writing task: two on PostgreSQL can delete the same row at once, and the second
-    // delete (0 rows) still publishes a destroy (a known publisher defect, see issue 16's note).
+    // One writing task: the workload's tasks update rows they read earlier, which on PostgreSQL
+    // another task may have deleted meanwhile (SeaORM's RecordNotUpdated, which the workload
+    // does not expect). Concurrency is in the two relays and the two workers; concurrent deletes
+    // of one row are tests/deletes.rs'.
     let writing = Writing::start(&pdb, seed, 1, 6, Duration::from_millis(20));
     until(60, "30 messages published", || {
         recording.published().len() >= 30

@@ -289,6 +289,7 @@ pub fn generate(module: &TokenStream, endpoints: &[Endpoint], pk: &Ident) -> Tok
                     C: ConnectionTrait,
                 {
                     __p::before_write(db, #first, __promiscuous_table()).await?;
+                    __p::before_destroy(&self, db, __promiscuous_table()).await?;
                     ::core::result::Result::Ok(self)
                 }
 

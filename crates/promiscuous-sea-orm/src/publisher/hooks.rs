@@ -13,7 +13,9 @@
 //! permit, see [`guard`](super::guard)) and, after it, one query (the versions of the instance
 //! and of the context's read dependencies, and this transaction's messages) and one batch of
 //! statements (versions, outbox, permit withdrawn). The transaction's first write adds the
-//! check that it runs inside a transaction.
+//! check that it runs inside a transaction. A delete adds two: before it, the row is read (locked
+//! on PostgreSQL) and, after it, the permit looked up, so that a delete that removed nothing
+//! publishes nothing ([`before_destroy`]).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -118,13 +120,64 @@ fn nesting(value: &Value) -> usize {
     }
 }
 
+/// What the generated `before_delete` runs after [`before_write`]: whether the row `model`
+/// names still exists, read in the caller's transaction (locked `FOR UPDATE` on PostgreSQL, so
+/// a concurrent transaction deleting it commits first). A row already gone (deleted by another
+/// transaction meanwhile, or before a stale model is deleted) makes SeaORM's delete remove
+/// nothing: the permit is withdrawn now, and [`record_destroy`] then publishes nothing for it —
+/// no destroy of an instance that was already destroyed, at a version of its own.
+pub async fn before_destroy<A, C>(model: &A, db: &C, table: &str) -> Result<(), DbErr>
+where
+    A: sea_orm::ActiveModelTrait + Sync,
+    C: ConnectionTrait,
+{
+    use sea_orm::{Iterable, PrimaryKeyToColumn, QueryFilter, QuerySelect};
+    let backend = db.get_database_backend();
+    let Some(release) = super::guard::release_sql(backend, table) else {
+        return Ok(());
+    };
+    // Without a key value `after_delete` refuses the delete itself.
+    let (false, Some(key)) = (db.is_mock_connection(), model.get_primary_key_value()) else {
+        return Ok(());
+    };
+    let mut select = <A::Entity as EntityTrait>::find();
+    for (column, value) in <A::Entity as EntityTrait>::PrimaryKey::iter().zip(key) {
+        select = select.filter(column.into_column().eq(value));
+    }
+    if backend == DbBackend::Postgres {
+        select = select.lock_exclusive();
+    }
+    if select.one(db).await?.is_none() {
+        db.execute_unprepared(&release).await?;
+    }
+    Ok(())
+}
+
+/// Whether this transaction holds a write permit for `table` (always, where there is no guard).
+async fn holds_permit<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    if db.is_mock_connection() || !super::guard::guarded(backend) {
+        return Ok(true);
+    }
+    let sql = format!(
+        "SELECT 1 AS held FROM {} WHERE tbl = {}",
+        super::guard::PERMITS,
+        super::sql::literal(table)
+    );
+    let stmt = sea_orm::Statement::from_string(backend, sql);
+    Ok(db.query_one_raw(stmt).await?.is_some())
+}
+
 /// Records the destruction of the instance `id` of `M`, on each of its endpoints, and withdraws
-/// the write permit of `table`.
+/// the write permit of `table`; nothing if the row was already gone (see [`before_destroy`]).
 pub async fn record_destroy<M: Published, C: ConnectionTrait>(
     id: Value,
     db: &C,
     table: &str,
 ) -> Result<(), DbErr> {
+    if !holds_permit(db, table).await? {
+        return Ok(());
+    }
     let mut writes = Writes::begin::<M, C>(db, &id).await?;
     for endpoint in M::ENDPOINTS {
         writes.record(endpoint, &id, OperationKind::Destroy, None, State::Forget)?;

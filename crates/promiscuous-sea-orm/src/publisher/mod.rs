@@ -16,7 +16,8 @@ pub use definitions::Definition;
 pub use ephemeral::Ephemeral;
 pub use hooks::record_sync;
 pub use hooks::{
-    before_write, record_destroy, record_ephemeral, record_save, require_transaction, track_read,
+    before_destroy, before_write, record_destroy, record_ephemeral, record_save,
+    require_transaction, track_read,
 };
 pub use outbox::{PendingMessage, SeaOrmOutbox, messages as outbox_messages};
 pub use tracked::{PublishedEntity, Tracked, tracked};
