@@ -61,10 +61,14 @@ install_missing() {
     # fonts come with it (libfontconfig1 -> fontconfig-config -> fonts-dejavu-core).
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing ${missing[*]} from Debian's packages"
+    apt_install "${missing[@]}"
+}
+
+apt_install() { # packages...
+    log "installing $* from Debian's packages"
     as_root apt-get update -qq
     # The packages' own init scripts are not used (no init system here): we start the servers.
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 wait_for() { # seconds, description, command...
@@ -525,9 +529,7 @@ CONF
 
 sentinel_up() {
     command -v redis-sentinel >/dev/null 2>&1 || {
-        log "installing redis-sentinel from Debian's packages"
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-sentinel >/dev/null
+        apt_install redis-sentinel
         # Its package starts a sentinel of its own on 26379 where an init system runs: not ours.
         redis-cli -p 26379 shutdown nosave >/dev/null 2>&1 || true
     }
@@ -548,12 +550,19 @@ sentinel_up() {
         sentinel_node_start 2 127.0.0.1 "$(sentinel_redis_port 1)"
         for n in "${SENTINELS[@]}"; do sentinel_start "$n"; done
     fi
-    wait_for 60 "the sentinels to see the replica" sentinel_sees_replica
+    wait_for 60 "the replica in sync and seen by the sentinels" sentinel_sees_replica
     log "redis sentinel ready: primary node $(sentinel_primary) of $SENTINEL_MASTER, sentinels on 127.0.0.1:$(sentinel_port 1)..$(sentinel_port 3)"
 }
 
-sentinel_sees_replica() { # every sentinel knows a replica and the other sentinels
-    local s
+sentinel_sees_replica() { # every sentinel knows a replica and the other sentinels, and the
+    # replicas are in sync (a sentinel refuses to promote one that is not: no good slave)
+    local s n primary
+    primary=$(sentinel_primary) || return 1
+    for n in "${SENTINEL_NODES[@]}"; do
+        [ "$n" = "$primary" ] && continue
+        redis-cli -h 127.0.0.1 -p "$(sentinel_redis_port "$n")" info replication |
+            grep -q '^master_link_status:up' || return 1
+    done
     for s in "${SENTINELS[@]}"; do
         redis-cli -h 127.0.0.1 -p "$(sentinel_port "$s")" --raw sentinel master "$SENTINEL_MASTER" |
             awk 'prev == "num-slaves" && $1 < 1 { bad = 1 } prev == "num-other-sentinels" && $1 < 2 { bad = 1 } { prev = $1 } END { exit bad }' ||

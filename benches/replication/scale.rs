@@ -49,6 +49,11 @@ impl Shape {
         }
     }
 
+    /// Runners of each of the shape's P worker services: `workers` ÷ P, at least one.
+    fn runners(&self, workers: usize) -> usize {
+        (workers / usize::from(self.partitions)).max(1)
+    }
+
     pub(crate) fn label(&self) -> String {
         format!("{} P={}", self.queue_type, self.partitions)
     }
@@ -92,7 +97,7 @@ async fn application(
         ..RabbitMqConfig::default()
     };
     let workers = usize::from(shape.partitions);
-    let runners = (args.workers / workers).max(1);
+    let runners = shape.runners(args.workers);
     let versions = Arc::new(RedisVersions::new(redis.clone(), &app));
     let mut services = Vec::new();
     for worker in 0..workers {
@@ -192,7 +197,7 @@ async fn drain(application: Application, total: usize, args: &Args) -> Result<Dr
         per_worker.push(stats.messages);
         waited += stats.waited;
     }
-    let runners = (args.workers / usize::from(shape.partitions)).max(1);
+    let runners = shape.runners(args.workers);
     println!(
         "scale {}: {} msg/s ({} worker service(s) × {runners} runner(s); messages per worker \
          {per_worker:?}; {waited} waited; {cpu})",

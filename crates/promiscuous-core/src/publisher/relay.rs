@@ -91,16 +91,15 @@ pub struct Relay {
     outbox: Arc<dyn Outbox>,
     transport: Arc<dyn Transport>,
     config: RelayConfig,
-    /// One batch at a time per relay, so `drain` and `run` never publish the same rows twice.
-    batch: tokio::sync::Mutex<()>,
+    /// One batch at a time per relay, so `drain` and `run` never publish the same rows twice;
+    /// it guards the fencing token taken when the lease was last taken (see [`Lease::fence`]):
+    /// `None` while the lease is not held, or before the first batch after taking it.
+    batch: tokio::sync::Mutex<Option<u64>>,
     healthy_flag: Arc<AtomicBool>,
     /// Woken by writes to this relay's outbox in this process (see [`wake`](super::wake)).
     wake: Arc<Wake>,
     /// What the board shows: rows published, whether the lease is held, the last error.
     board: Arc<RelayState>,
-    /// The fencing token taken when the lease was last taken (see [`Lease::fence`]); `None`
-    /// while the lease is not held, or before the first batch after taking it.
-    token: std::sync::Mutex<Option<u64>>,
 }
 
 /// What a relay's heartbeat reads.
@@ -127,11 +126,10 @@ impl Relay {
             outbox,
             transport,
             config,
-            batch: tokio::sync::Mutex::new(()),
+            batch: tokio::sync::Mutex::new(None),
             healthy_flag: Arc::new(AtomicBool::new(true)),
             wake: Arc::new(Wake::new()),
             board: Arc::default(),
-            token: std::sync::Mutex::new(None),
         }
     }
 
@@ -155,7 +153,7 @@ impl Relay {
     }
 
     async fn publish_batch_inner(&self) -> Result<usize, Error> {
-        let _one_at_a_time = self.batch.lock().await;
+        let mut token = self.batch.lock().await;
         let mut fence = None;
         if let Some(lease) = &self.config.lease {
             let held = lease.hold().await?;
@@ -163,11 +161,11 @@ impl Relay {
                 .lease
                 .store(if held { 1 } else { 2 }, Ordering::Relaxed);
             if !held {
-                self.set_token(None);
+                *token = None;
                 return Ok(0);
             }
             if let Some(name) = lease.fence() {
-                match self.hold_fence(name).await? {
+                match self.hold_fence(name, &mut token).await? {
                     Some(hold) => fence = Some((name, hold)),
                     None => {
                         self.board.lease.store(2, Ordering::Relaxed);
@@ -186,44 +184,46 @@ impl Relay {
         moved
     }
 
-    fn set_token(&self, token: Option<u64>) {
-        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = token;
-    }
-
     /// Holds the lease's fence `name` for one batch, with the token taken when the lease was
     /// taken (a new one at the first batch after that): `None` when a later token was taken
     /// meanwhile, by a relay that took the lease after this one lost it; this one then
     /// publishes nothing until it holds the lease again (and takes a new token).
-    async fn hold_fence(&self, name: &str) -> Result<Option<FenceGuard>, Error> {
+    async fn hold_fence(
+        &self,
+        name: &str,
+        token: &mut Option<u64>,
+    ) -> Result<Option<FenceGuard>, Error> {
         let fence_error = |e: crate::error::BoxError| Error::Fence {
             fence: name.to_string(),
             source: e.into(),
         };
-        let known = *self.token.lock().unwrap_or_else(|p| p.into_inner());
-        let token = match known {
-            Some(token) => token,
+        let current = match *token {
+            Some(current) => current,
             None => match self.outbox.take_fence(name).await.map_err(fence_error)? {
-                Some(token) => {
-                    tracing::info!(fence = name, token, "relay took the lease: fencing token");
-                    self.set_token(Some(token));
-                    token
+                Some(taken) => {
+                    tracing::info!(
+                        fence = name,
+                        token = taken,
+                        "relay took the lease: fencing token"
+                    );
+                    taken
                 }
                 None => return Ok(Some(Box::new(super::outbox::Unfenced))),
             },
         };
         let hold = self
             .outbox
-            .hold_fence(name, token)
+            .hold_fence(name, current)
             .await
             .map_err(fence_error)?;
         if hold.is_none() {
             tracing::warn!(
                 fence = name,
-                token,
+                token = current,
                 "relay fenced off: another relay took the lease after this one; not publishing"
             );
-            self.set_token(None);
         }
+        *token = hold.is_some().then_some(current);
         Ok(hold)
     }
 

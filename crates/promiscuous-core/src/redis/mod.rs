@@ -61,7 +61,7 @@ impl Default for RedisConfig {
 #[allow(clippy::large_enum_variant)]
 enum Endpoint {
     /// The one server of a `redis://` or `rediss://` URL.
-    Fixed(sentinel::Primary),
+    Fixed(Arc<sentinel::Primary>),
     /// The primary the sentinels of a `redis+sentinel://` URL name.
     Sentinel(sentinel::Sentinels),
 }
@@ -123,7 +123,10 @@ impl Redis {
                 source: Arc::new(e),
             })?;
         Ok(Self {
-            endpoint: Arc::new(Endpoint::Fixed(sentinel::Primary { client, manager })),
+            endpoint: Arc::new(Endpoint::Fixed(Arc::new(sentinel::Primary {
+                client,
+                manager,
+            }))),
             config,
             healthy: Arc::new(AtomicBool::new(false)),
             tls_url: tls.then(|| redact_url(url).into()),
@@ -157,8 +160,9 @@ impl Redis {
         k
     }
 
-    /// The primary in use: the URL's server, or the one the sentinels name.
-    async fn primary(&self) -> Result<sentinel::Primary, Error> {
+    /// The primary in use: the URL's server, or the one the sentinels name (shared: every
+    /// command takes it, so cloning it costs one reference count).
+    async fn primary(&self) -> Result<Arc<sentinel::Primary>, Error> {
         match &*self.endpoint {
             Endpoint::Fixed(primary) => Ok(primary.clone()),
             Endpoint::Sentinel(sentinels) => sentinels.primary().await.inspect_err(|_| {
@@ -168,13 +172,13 @@ impl Redis {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, Error> {
-        Ok(self.primary().await?.manager)
+        Ok(self.primary().await?.manager.clone())
     }
 
     fn track<T>(&self, r: redis::RedisResult<T>, what: &str) -> Result<T, Error> {
         self.healthy.store(r.is_ok(), Ordering::Relaxed);
-        if r.is_err()
-            && let Endpoint::Sentinel(sentinels) = &*self.endpoint
+        if let (Err(e), Endpoint::Sentinel(sentinels)) = (&r, &*self.endpoint)
+            && sentinel::may_have_moved(e)
         {
             sentinels.forget();
         }

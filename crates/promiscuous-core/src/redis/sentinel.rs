@@ -115,26 +115,29 @@ pub(crate) fn parse(url: &str) -> Result<SentinelUrl, Error> {
 }
 
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|d| d.into_owned())
+}
+
+/// Whether a failed command may mean the primary changed (the connection failed, or the node
+/// became a replica), so that the sentinels must be asked again; an error reply of a running
+/// primary (a script's, a wrong type) does not.
+pub(crate) fn may_have_moved(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(
+                redis::ServerErrorKind::ReadOnly | redis::ServerErrorKind::MasterDown
+            )
+        )
 }
 
 /// The primary currently in use: a client (for pub/sub) and its connection manager.
-#[derive(Clone)]
 pub(crate) struct Primary {
     pub(crate) client: redis::Client,
     pub(crate) manager: ConnectionManager,
@@ -145,7 +148,7 @@ pub(crate) struct Primary {
 pub(crate) struct Sentinels {
     url: String,
     client: tokio::sync::Mutex<SentinelClient>,
-    primary: RwLock<Option<Primary>>,
+    primary: RwLock<Option<Arc<Primary>>>,
     manager_config: ConnectionManagerConfig,
 }
 
@@ -183,7 +186,7 @@ impl Sentinels {
     }
 
     /// The primary the sentinels named last, or the one they name now.
-    pub(crate) async fn primary(&self) -> Result<Primary, Error> {
+    pub(crate) async fn primary(&self) -> Result<Arc<Primary>, Error> {
         if let Some(primary) = self.current() {
             return Ok(primary);
         }
@@ -200,12 +203,12 @@ impl Sentinels {
         let manager =
             ConnectionManager::new_lazy_with_config(client.clone(), self.manager_config.clone())
                 .map_err(resolve_error)?;
-        let primary = Primary { client, manager };
+        let primary = Arc::new(Primary { client, manager });
         *self.primary.write().unwrap_or_else(|p| p.into_inner()) = Some(primary.clone());
         Ok(primary)
     }
 
-    fn current(&self) -> Option<Primary> {
+    fn current(&self) -> Option<Arc<Primary>> {
         self.primary
             .read()
             .unwrap_or_else(|p| p.into_inner())

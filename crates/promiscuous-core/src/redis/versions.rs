@@ -52,8 +52,7 @@ impl RedisVersions {
     pub async fn wakeups(
         &self,
     ) -> Result<impl Stream<Item = (String, u64)> + Unpin + Send + use<>, Error> {
-        let client = self.redis.primary().await?.client;
-        let pubsub = client.get_async_pubsub().await;
+        let pubsub = self.redis.primary().await?.client.get_async_pubsub().await;
         let mut pubsub = self.redis.track(pubsub, "pub/sub")?;
         let subscribed = pubsub.subscribe(self.channel()).await;
         self.redis.track(subscribed, "SUBSCRIBE")?;

@@ -864,11 +864,20 @@ impl Inner {
         let step = PARTITION_STAGGER / u32::try_from(names.len()).unwrap_or(u32::MAX);
         tokio::time::sleep(step.mul_f64(random_fraction())).await;
         let mut consumers: Vec<Box<dyn Consumer>> = Vec::with_capacity(names.len());
+        // Once every partition left has a consumer, this worker is a standby on all of them
+        // whichever it joins first: no more counting (P passive declares a step otherwise).
+        let mut all_consumed = false;
         while !names.is_empty() {
             if !consumers.is_empty() {
                 tokio::time::sleep(step).await;
             }
-            let next = self.least_consumed(&channel, &names).await?;
+            let next = if all_consumed {
+                0
+            } else {
+                let (next, consumers) = self.least_consumed(&channel, &names).await?;
+                all_consumed = consumers > 0;
+                next
+            };
             let name = names.remove(next);
             consumers.push(Box::new(self.open_consumer(connection, spec, &name).await?));
         }
@@ -876,13 +885,13 @@ impl Inner {
         Ok(Merged::boxed(consumers))
     }
 
-    /// The index in `names` of the queue with the fewest consumers (the first of those), by
-    /// passive declares on `channel`.
+    /// The index in `names` of the queue with the fewest consumers (the first of those) and
+    /// their number, by passive declares on `channel`.
     async fn least_consumed(
         &self,
         channel: &Channel,
         names: &[String],
-    ) -> Result<usize, TransportError> {
+    ) -> Result<(usize, u32), TransportError> {
         let mut best = (0, u32::MAX);
         for (i, name) in names.iter().enumerate() {
             let queue = short("queue name", name)?;
@@ -904,7 +913,7 @@ impl Inner {
                 best = (i, declared.consumer_count());
             }
         }
-        Ok(best.0)
+        Ok(best)
     }
 }
 
