@@ -301,17 +301,24 @@ urls() {
 }
 
 # --- A three-node RabbitMQ cluster, beside the single node -----------------------------------
-# Nodes rabbit-1@localhost .. rabbit-3@localhost, AMQP on 127.0.0.1:$CLUSTER_PORT+N (5701..5703),
-# Erlang distribution on $CLUSTER_PORT+N+20000, each with its data, logs, config and pid file
-# under $RUN_DIR/cluster/rabbit-N (owned by user rabbitmq, who runs them: the Erlang cookie is
-# the single node's, /var/lib/rabbitmq/.erlang.cookie). Nodes 2 and 3 join node 1 the first time;
-# afterwards each rejoins by itself when started. Plugin: rabbitmq_consistent_hash_exchange
-# (partitioned queues). Users: guest (loopback only), which the cluster tests use.
+# Nodes rabbit-1@127.1.0.1 .. rabbit-3@127.1.0.3 (long names: each node's Erlang distribution
+# has a loopback address of its own, so a test can cut one node off the others with tc on lo,
+# tests/netfaults.rs), AMQP on 127.0.0.1:$CLUSTER_PORT+N (5701..5703), distribution on
+# 127.1.0.N:$CLUSTER_PORT+N+20000, the cluster's own epmd on port $CLUSTER_EPMD_PORT (listening on
+# those addresses), each node with its data, logs, config and pid file under
+# $RUN_DIR/cluster/rabbit-N (owned by user rabbitmq, who runs them: the Erlang cookie is the
+# single node's, /var/lib/rabbitmq/.erlang.cookie). Nodes 2 and 3 join node 1 the first time;
+# afterwards each rejoins by itself when started. A node cut off from the others pauses
+# (pause_minority); net_ticktime 10 s, so that takes 8-13 s rather than a minute. Plugin:
+# rabbitmq_consistent_hash_exchange (partitioned queues). Users: guest (loopback only), which
+# the cluster tests use.
 CLUSTER_PORT=${PROMISCUOUS_CLUSTER_PORT:-5700}
+CLUSTER_EPMD_PORT=${PROMISCUOUS_CLUSTER_EPMD_PORT:-4370}
 CLUSTER_DIR=$RUN_DIR/cluster
 CLUSTER_NODES=(1 2 3)
 
-cluster_node() { echo "rabbit-$1@localhost"; }
+cluster_address() { echo "127.1.0.$1"; }
+cluster_node() { echo "rabbit-$1@$(cluster_address "$1")"; }
 cluster_port() { echo $((CLUSTER_PORT + $1)); }
 cluster_ctl() { # node, rabbitmqctl arguments...
     local n=$1
@@ -322,10 +329,12 @@ cluster_ctl() { # node, rabbitmqctl arguments...
 cluster_ready() { cluster_ctl "$1" -q await_startup --timeout 5; }
 
 cluster_configure() { # node
-    local n=$1 dir=$CLUSTER_DIR/rabbit-$1
+    local n=$1 dir=$CLUSTER_DIR/rabbit-$1 ip
+    ip="{$(cluster_address "$1" | tr . ,)}"
     as_root mkdir -p "$dir/mnesia" "$dir/log"
     as_root tee "$dir/rabbitmq-env.conf" >/dev/null <<CONF
 NODENAME=$(cluster_node "$n")
+USE_LONGNAME=true
 NODE_IP_ADDRESS=127.0.0.1
 NODE_PORT=$(cluster_port "$n")
 DIST_PORT=$(($(cluster_port "$n") + 20000))
@@ -334,9 +343,11 @@ MNESIA_BASE=$dir/mnesia
 LOG_BASE=$dir/log
 PID_FILE=$dir/rabbit.pid
 ENABLED_PLUGINS_FILE=$dir/enabled_plugins
-export ERL_EPMD_ADDRESS=127.0.0.1
-SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+export ERL_EPMD_PORT=$CLUSTER_EPMD_PORT
+export ERL_EPMD_ADDRESS=127.0.0.1,$(cluster_address 1),$(cluster_address 2),$(cluster_address 3)
+SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface $ip -kernel inet_dist_connect_options [{ip,$ip}] -kernel net_ticktime 10"
 CONF
+    echo "$(cluster_node "$n")" | as_root tee "$dir/nodename" >/dev/null
     # No TLS listener and no management plugin: what the cluster tests need, light to start.
     as_root tee "$dir/rabbitmq.conf" >/dev/null <<CONF
 listeners.tcp.default = 127.0.0.1:$(cluster_port "$n")
@@ -350,9 +361,20 @@ CONF
 cluster_start() { # node: starts it (detached) unless it runs
     local n=$1
     if cluster_ready "$n" 2>/dev/null; then return 0; fi
+    cluster_stop_stale "$n"
     cluster_configure "$n"
     as_root env RABBITMQ_CONF_ENV_FILE="$CLUSTER_DIR/rabbit-$n/rabbitmq-env.conf" \
         rabbitmq-server -detached
+}
+
+cluster_stop_stale() { # node: a node of an older configuration (another name) still running
+    local n=$1 dir=$CLUSTER_DIR/rabbit-$1 pid
+    pid=$(as_root cat "$dir/rabbit.pid" 2>/dev/null) || return 0
+    as_root kill -0 "$pid" 2>/dev/null || return 0
+    [ "$(as_root cat "$dir/nodename" 2>/dev/null)" = "$(cluster_node "$n")" ] && return 0
+    log "stopping cluster node $n of an older configuration (pid $pid)"
+    as_root kill "$pid" 2>/dev/null || true
+    wait_for 60 "the old cluster node $n to stop" sh -c "! kill -0 $pid 2>/dev/null"
 }
 
 cluster_members() { # node: the running nodes it sees
@@ -405,9 +427,9 @@ cluster_leader() { # queue: the number of the node that leads it (asked of any r
         line=$(cluster_ctl "$n" -q list_queues name leader --no-table-headers 2>/dev/null |
             awk -F'\t' -v q="$1" '$1 == q { print $2 }') || continue
         case "$line" in
-        rabbit-*@localhost)
+        rabbit-*@*)
             line=${line#rabbit-}
-            echo "${line%@localhost}"
+            echo "${line%%@*}"
             return 0
             ;;
         esac
@@ -423,11 +445,17 @@ cluster_urls() {
     done
     local IFS=,
     echo "export PROMISCUOUS_CLUSTER_AMQP_URLS=${urls[*]}"
+    echo "export PROMISCUOUS_CLUSTER_DIST_ADDRESSES=$(cluster_address 1),$(cluster_address 2),$(cluster_address 3)"
 }
 
 cluster_cmd() {
     case "${1:-}" in
-    up) install_missing && cluster_up ;;
+    up)
+        install_missing
+        # The network-fault tests (tests/netfaults.rs) drop a node's packets with nft.
+        command -v nft >/dev/null 2>&1 || apt_install nftables
+        cluster_up
+        ;;
     down)
         local n
         for n in "${CLUSTER_NODES[@]}"; do cluster_ctl "$n" -q stop >/dev/null 2>&1 || true; done

@@ -15,26 +15,13 @@ mod fixtures;
 use std::time::{Duration, Instant};
 
 use common::servers::unique;
-use common::services::{services, until, var};
+use common::services::{cluster_transport, cluster_urls, services, until, var};
 use fixtures::workers::*;
 use fixtures::workload::*;
-use promiscuous::Publisher;
-use promiscuous::pipeline::RelayConfig;
-use promiscuous::transport::{QueueType, RabbitMq, RabbitMqConfig};
-use promiscuous_test::chaos::Recording;
+use promiscuous::transport::{QueueType, RabbitMq};
 
 fn cluster(exchange: &str, queue_type: QueueType) -> RabbitMq {
-    RabbitMq::new(
-        var("PROMISCUOUS_CLUSTER_AMQP_URLS"),
-        RabbitMqConfig {
-            exchange: exchange.into(),
-            connection_name: format!("cluster test {exchange}"),
-            connect_timeout: Duration::from_secs(3),
-            operation_timeout: Duration::from_secs(15),
-            queue_type,
-            ..RabbitMqConfig::default()
-        },
-    )
+    cluster_transport(exchange, queue_type, &cluster_urls())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,17 +43,7 @@ async fn killing_the_node_that_leads_the_queue_loses_nothing_and_keeps_causal_or
         ..Setup::new(&name, &store)
     };
     let workers = setup.start(&sdb, rabbit.clone()).await;
-    let recording = Recording::new(rabbit.clone());
-    let relay = RelayConfig {
-        poll_interval: Duration::from_millis(20),
-        retry_delay: Duration::from_millis(50),
-        ..RelayConfig::default()
-    };
-    let publisher = Publisher::new(pdb.clone(), recording.clone())
-        .relay_config(relay)
-        .start()
-        .await
-        .unwrap();
+    let (recording, publisher) = recorded_publisher(&pdb, rabbit.clone()).await;
 
     // Two publisher tasks write, in small causal rounds, until told to stop: while the leader
     // is killed, and again once it is back in the cluster.

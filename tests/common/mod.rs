@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use promiscuous::{BoxError, Callbacks, Ctx};
 
 pub mod guard;
+pub mod netfault;
 pub mod postgres;
 pub mod security;
 pub mod servers;

@@ -35,3 +35,31 @@ pub async fn until(secs: u64, what: &str, done: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The cluster's node URLs (`PROMISCUOUS_CLUSTER_AMQP_URLS`), node 1 first.
+pub fn cluster_urls() -> Vec<String> {
+    var("PROMISCUOUS_CLUSTER_AMQP_URLS")
+        .split(',')
+        .map(str::to_string)
+        .collect()
+}
+
+/// A transport over the cluster's nodes `urls` (tried in that order), the test's exchange.
+pub fn cluster_transport(
+    exchange: &str,
+    queue_type: promiscuous::transport::QueueType,
+    urls: &[String],
+) -> promiscuous::transport::RabbitMq {
+    use promiscuous::transport::{RabbitMq, RabbitMqConfig};
+    RabbitMq::cluster(
+        urls.to_vec(),
+        RabbitMqConfig {
+            exchange: exchange.into(),
+            connection_name: format!("cluster test {exchange}"),
+            connect_timeout: Duration::from_secs(3),
+            operation_timeout: Duration::from_secs(15),
+            queue_type,
+            ..RabbitMqConfig::default()
+        },
+    )
+}

@@ -344,3 +344,28 @@ pub fn redis_store(url: &str, namespace: &str) -> impl Fn(usize) -> Arc<dyn Vers
         Arc::new(promiscuous::RedisVersions::new(redis, &namespace))
     }
 }
+
+/// A publisher on `db` publishing through a [`Recording`](promiscuous_test::chaos::Recording)
+/// of `transport`, its relay quick to notice a failover (polls every 20 ms, retries after
+/// 50 ms): the cluster suites' publisher.
+#[allow(dead_code)]
+pub async fn recorded_publisher<T: Transport + Clone + 'static>(
+    db: &DatabaseConnection,
+    transport: T,
+) -> (
+    promiscuous_test::chaos::Recording<T>,
+    promiscuous::PublisherHandle,
+) {
+    let recording = promiscuous_test::chaos::Recording::new(transport);
+    let relay = promiscuous::pipeline::RelayConfig {
+        poll_interval: Duration::from_millis(20),
+        retry_delay: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let publisher = promiscuous::Publisher::new(db.clone(), recording.clone())
+        .relay_config(relay)
+        .start()
+        .await
+        .unwrap();
+    (recording, publisher)
+}

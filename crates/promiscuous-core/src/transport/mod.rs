@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use crate::cause::{BoxError, Source};
 
 pub use in_process::InProcess;
-pub use rabbitmq::{QueueType, RabbitMq, RabbitMqConfig};
+pub use rabbitmq::{DEFAULT_HEARTBEAT_SECS, QueueType, RabbitMq, RabbitMqConfig};
 
 /// What a transport failed at: `context` says what it was doing (the server, exchange, queue
 /// or routing key), the underlying error (the AMQP client's, when there is one) is the source

@@ -255,8 +255,9 @@ enum Failure {
 impl RabbitMq {
     /// A transport for the broker at `url` (`amqp://user:password@host:port/vhost`, user and
     /// password percent-encoded, the vhost too: `%2f` is `/`; `amqps://` for TLS, see
-    /// [`RabbitMqConfig::tls_ca`]; query parameters such as `?heartbeat=10` set the AMQP
-    /// heartbeat, which bounds how long a silently dead connection goes unnoticed). Without a
+    /// [`RabbitMqConfig::tls_ca`]; query parameters such as `?heartbeat=5` set the AMQP
+    /// heartbeat, which bounds how long a silently dead connection goes unnoticed: 10 s without
+    /// one, [`DEFAULT_HEARTBEAT_SECS`]). Without a
     /// user, lapin logs in as `guest` and messages carry no `user_id`. Does no I/O: connections
     /// are opened when first needed, in the Tokio runtime of the first call (a URL that does not
     /// parse fails then).
@@ -1277,8 +1278,16 @@ fn parse_url(url: &str) -> Result<AMQPUri, String> {
     if let Some(ip) = authority(url).and_then(|(_, host)| host_ip(host)) {
         uri.authority.host = ip;
     }
+    uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
     Ok(uri)
 }
+
+/// The AMQP heartbeat (seconds) of a URL without `?heartbeat=`. The broker would propose 60 s,
+/// and a connection whose packets vanish (a partition, a node cut off) goes unnoticed for up to
+/// twice that; lapin closes one that has been silent for 2 heartbeats, so this bounds a silent
+/// failover at about 20 s (tests/netfaults.rs). `?heartbeat=0` takes the broker's (60 s unless
+/// configured), as lapin does.
+pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 
 /// The userinfo (if any) and the host of `url`'s authority, as written.
 fn authority(url: &str) -> Option<(Option<&str>, &str)> {
@@ -1327,6 +1336,14 @@ mod tests {
             Err(TransportError::Rejected { .. })
         ));
         assert!(short("routing key", &"k".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn urls_without_a_heartbeat_get_the_default() {
+        let heartbeat = |url: &str| parse_url(url).unwrap().query.heartbeat;
+        assert_eq!(heartbeat("amqp://h/%2f"), Some(DEFAULT_HEARTBEAT_SECS));
+        assert_eq!(heartbeat("amqp://h/%2f?heartbeat=3"), Some(3));
+        assert_eq!(heartbeat("amqp://h/%2f?heartbeat=0"), Some(0));
     }
 
     #[test]
