@@ -15,7 +15,7 @@ mod fixtures;
 use std::time::{Duration, Instant};
 
 use common::servers::unique;
-use common::services::{cluster_transport, cluster_urls, services, until, var};
+use common::services::{cluster_transport, cluster_urls, cluster_whole, services, until, var};
 use fixtures::workers::*;
 use fixtures::workload::*;
 use promiscuous::transport::{QueueType, RabbitMq};
@@ -70,13 +70,9 @@ async fn killing_the_node_that_leads_the_queue_loses_nothing_and_keeps_causal_or
     let subscriber_back = killed.elapsed();
 
     services(&["cluster", "start", &leader]);
-    let status = services(&["cluster", "status"]);
-    assert!(
-        status
-            .lines()
-            .all(|l| l.contains(": up") && l.matches("rabbit-").count() == 4),
-        "every node up and seeing the three: {status}"
-    );
+    if let Err(status) = cluster_whole() {
+        panic!("every node up and seeing the three: {status}");
+    }
     let rejoined = recording.published().len();
     until(60, "publishing with the node back", || {
         recording.published().len() > rejoined + 20

@@ -63,3 +63,13 @@ pub fn cluster_transport(
         },
     )
 }
+
+/// Whether every node of the cluster is up and sees the three (`cluster status`); the status
+/// when not.
+pub fn cluster_whole() -> Result<(), String> {
+    let status = services(&["cluster", "status"]);
+    let whole = status
+        .lines()
+        .all(|l| l.contains(": up") && l.matches("rabbit-").count() == 4);
+    if whole { Ok(()) } else { Err(status) }
+}
