@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# RabbitMQ, Redis and PostgreSQL for promiscuous, from Debian's packages, on loopback; and
+# RabbitMQ, Redis, PostgreSQL and MariaDB for promiscuous, from Debian's packages, on loopback; and
 # Chromium (/usr/bin/chromium, Debian's package) for the browser tests, installed by `up` when
 # missing but never started here (the tests launch it).
 #
@@ -25,6 +25,8 @@
 # Ports: PROMISCUOUS_AMQP_PORT (5672), PROMISCUOUS_REDIS_PORT (6379), and with TLS
 # PROMISCUOUS_AMQPS_PORT (5671) and PROMISCUOUS_REDISS_PORT (6380, the same Redis server);
 # PostgreSQL uses its Debian cluster's port (5432), listening on localhost only (Debian's default).
+# MariaDB: a server of our own (not Debian's system instance), data under $RUN_DIR/mariadb,
+# on 127.0.0.1:PROMISCUOUS_MARIADB_PORT (3306), user promiscuous / promiscuous.
 #
 # TLS: a local CA and a server certificate for 127.0.0.1 and localhost are made under
 # $RUN_DIR/tls (ca.pem, server.pem, server-key.pem), with a second, unrelated CA (wrong-ca.pem)
@@ -38,6 +40,7 @@ AMQP_PORT=${PROMISCUOUS_AMQP_PORT:-5672}
 AMQPS_PORT=${PROMISCUOUS_AMQPS_PORT:-5671}
 REDIS_PORT=${PROMISCUOUS_REDIS_PORT:-6379}
 REDISS_PORT=${PROMISCUOUS_REDISS_PORT:-6380}
+MARIADB_PORT=${PROMISCUOUS_MARIADB_PORT:-3306}
 RUN_DIR=${PROMISCUOUS_RUN_DIR:-/tmp/promiscuous-services}
 TLS_DIR=$RUN_DIR/tls
 NODE=rabbit@localhost
@@ -53,6 +56,7 @@ install_missing() {
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
     command -v pg_ctlcluster >/dev/null 2>&1 && [ -n "$(pg_version)" ] || missing+=(postgresql)
+    command -v mariadbd >/dev/null 2>&1 && command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     # lapin's rustls-native-certs refuses to make any TLS connection when the system has no root
     # certificate at all, even with a CA file of its own.
@@ -289,10 +293,55 @@ postgres_up() {
     log "postgresql $version ready on 127.0.0.1:5432"
 }
 
+# MariaDB: our own server (Debian's package also sets up a system instance with its init script,
+# which is not used: no init system here), run by user mysql from $MARIADB_DIR, listening on
+# 127.0.0.1 only, its socket in $MARIADB_DIR, UTF-8 (utf8mb4) by default as in Debian's own
+# configuration. Defaults otherwise (InnoDB, REPEATABLE READ, no binary log); user
+# promiscuous@127.0.0.1 may create the tests' databases.
+MARIADB_DIR=$RUN_DIR/mariadb
+mariadb_socket() { echo "$MARIADB_DIR/mariadb.sock"; }
+mariadb_ready() { mariadb-admin --no-defaults --socket="$(mariadb_socket)" -u root status >/dev/null 2>&1; }
+mariadb_settings_ok() {
+    [ "$(mariadb --no-defaults --socket="$(mariadb_socket)" -u root -N -e 'SELECT @@character_set_server')" = utf8mb4 ]
+}
+mariadb_up() {
+    if mariadb_ready && ! mariadb_settings_ok; then
+        log "restarting mariadb: started with other settings"
+        mariadb_down
+        wait_for 60 "mariadb to stop" eval '! mariadb_ready'
+    fi
+    if ! mariadb_ready; then
+        as_root mkdir -p "$MARIADB_DIR"
+        as_root chown mysql:mysql "$MARIADB_DIR"
+        if [ ! -d "$MARIADB_DIR/data/mysql" ]; then
+            log "initialising mariadb in $MARIADB_DIR/data"
+            as_root mariadb-install-db --no-defaults --user=mysql --datadir="$MARIADB_DIR/data" \
+                --auth-root-authentication-method=socket --skip-test-db >"$MARIADB_DIR/install.log" 2>&1 ||
+                { cat "$MARIADB_DIR/install.log" >&2; return 1; }
+        fi
+        log "starting mariadb on 127.0.0.1:$MARIADB_PORT"
+        as_root setsid mariadbd --no-defaults --user=mysql --datadir="$MARIADB_DIR/data" \
+            --socket="$(mariadb_socket)" --pid-file="$MARIADB_DIR/mariadb.pid" \
+            --bind-address=127.0.0.1 --port="$MARIADB_PORT" --skip-name-resolve \
+            --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+            --log-error="$MARIADB_DIR/error.log" </dev/null >/dev/null 2>&1 &
+        wait_for 60 "mariadb" mariadb_ready
+    fi
+    as_root mariadb --no-defaults --socket="$(mariadb_socket)" -u root -e \
+        "CREATE USER IF NOT EXISTS promiscuous@'127.0.0.1' IDENTIFIED BY 'promiscuous'; \
+         GRANT ALL PRIVILEGES ON *.* TO promiscuous@'127.0.0.1'"
+    log "mariadb ready on 127.0.0.1:$MARIADB_PORT"
+}
+mariadb_down() {
+    mariadb_ready || return 0
+    as_root mariadb-admin --no-defaults --socket="$(mariadb_socket)" -u root shutdown >/dev/null 2>&1 || true
+}
+
 urls() {
     echo "export PROMISCUOUS_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
     echo "export PROMISCUOUS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/"
     echo "export PROMISCUOUS_POSTGRES_URL=postgres://promiscuous:promiscuous@127.0.0.1:5432/postgres"
+    echo "export PROMISCUOUS_MARIADB_URL=mysql://promiscuous:promiscuous@127.0.0.1:$MARIADB_PORT/mysql"
     # TLS: the certificates name 127.0.0.1 and localhost; guest may log in over loopback only.
     echo "export PROMISCUOUS_AMQPS_URL=amqps://guest:guest@127.0.0.1:$AMQPS_PORT/%2f"
     echo "export PROMISCUOUS_REDISS_URL=rediss://127.0.0.1:$REDISS_PORT/"
@@ -665,11 +714,13 @@ up)
     redis_up
     rabbit_up
     postgres_up
+    mariadb_up
     ;;
 down)
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     rabbitmqctl_ stop >/dev/null 2>&1 || true
     [ -n "$(pg_version)" ] && as_root pg_ctlcluster "$(pg_version)" main stop >/dev/null 2>&1 || true
+    mariadb_down
     log "stopped"
     ;;
 status)
@@ -678,6 +729,7 @@ status)
     if rabbit_ready 2>/dev/null; then echo "rabbitmq: up (127.0.0.1:$AMQP_PORT)"; else echo "rabbitmq: down"; fi
     if rabbit_tls_ready >/dev/null 2>&1; then echo "rabbitmq TLS: up (127.0.0.1:$AMQPS_PORT)"; else echo "rabbitmq TLS: down"; fi
     if pg_ready 2>/dev/null; then echo "postgresql: up (127.0.0.1:5432)"; else echo "postgresql: down"; fi
+    if mariadb_ready; then echo "mariadb: up (127.0.0.1:$MARIADB_PORT)"; else echo "mariadb: down"; fi
     ;;
 restart-rabbitmq)
     rabbitmqctl_ -q stop_app

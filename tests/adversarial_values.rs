@@ -29,8 +29,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::postgres::{fresh_database_url, postgres_url};
 use common::servers::{Servers, cleanup, collector, rabbit, servers, unique};
+use common::sql_servers::{fresh_database_url, mariadb_url, postgres_url};
 use promiscuous::{
     BoxError, Callbacks, Change, Ctx, Error, Message, Publisher, PublisherHandle, Subscriber,
     SubscriberHandle,
@@ -287,7 +287,7 @@ fn nested(depth: usize, leaf: Value) -> Value {
 }
 
 /// The JSON column of the `n`-th record holding `s`.
-fn json_for(n: usize, s: &str) -> Value {
+fn json_for(n: usize, s: &str, depth: usize) -> Value {
     let escaped: Value = serde_json::from_str(
         r#"{"escapes": "\u00e9\ud83e\udd80\u0041\n\"\\\/\u2028", "\\u0000": "\\u0000"}"#,
     )
@@ -303,7 +303,7 @@ fn json_for(n: usize, s: &str) -> Value {
         "list": [s, n, null, true, false, [], {}],
         "keys": keys,
         "escaped": escaped,
-        "deep": nested(60, json!(s)),
+        "deep": nested(depth, json!(s)),
         "numbers": {
             "i64_min": i64::MIN,
             "i64_max": i64::MAX,
@@ -317,7 +317,7 @@ fn json_for(n: usize, s: &str) -> Value {
 
 /// The records to publish: one per string, then, if `big`, one with a 1 MB body. Ids start with
 /// `tag` and hold the string too (the 1 MB one aside).
-fn records(tag: &str, strings: &[String], big: bool) -> Vec<record::Model> {
+fn records(tag: &str, strings: &[String], big: bool, depth: usize) -> Vec<record::Model> {
     let mut out: Vec<record::Model> = strings
         .iter()
         .enumerate()
@@ -328,7 +328,7 @@ fn records(tag: &str, strings: &[String], big: bool) -> Vec<record::Model> {
                 id: format!("{tag}{n:02}:{s}"),
                 title: s.clone(),
                 body: format!("{s}\n{next}{s}"),
-                data: json_for(n, s),
+                data: json_for(n, s, depth),
                 big,
                 small,
                 amount: DECIMALS[n % DECIMALS.len()].to_string(),
@@ -520,6 +520,16 @@ enum Db {
     /// literals (`standard_conforming_strings = off`) and `\'` is refused
     /// (`backslash_quote = off`).
     PostgresLegacyQuoting,
+    Maria,
+    /// MariaDB whose sessions read backslashes as they are (`NO_BACKSLASH_ESCAPES`) and double
+    /// quotes as identifiers (`ANSI_QUOTES`).
+    MariaStrictQuoting,
+}
+
+impl Db {
+    fn is_mariadb(self) -> bool {
+        matches!(self, Db::Maria | Db::MariaStrictQuoting)
+    }
 }
 
 const LEGACY_QUOTING: &[(&str, &str)] = &[
@@ -556,7 +566,48 @@ async fn database(db: Db, name: &str) -> DatabaseConnection {
         }
         Db::Postgres => fresh_postgres(name, &[]).await,
         Db::PostgresLegacyQuoting => fresh_postgres(name, LEGACY_QUOTING).await,
+        Db::Maria => fresh_mariadb(name, None).await,
+        Db::MariaStrictQuoting => fresh_mariadb(name, Some(STRICT_QUOTING)).await,
     }
+}
+
+/// The deepest JSON a MariaDB JSON column takes (32 levels, the values' own included).
+const MARIADB_JSON_DEPTH: usize = 28;
+
+const STRICT_QUOTING: &str = "NO_BACKSLASH_ESCAPES,ANSI_QUOTES";
+const STRICT_QUOTING_SET: &str =
+    "SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES,ANSI_QUOTES')";
+
+/// A fresh MariaDB database; with `sql_mode` ([`STRICT_QUOTING`]), each of its connections
+/// adds it to the server's (by [`STRICT_QUOTING_SET`]).
+async fn fresh_mariadb(name: &str, sql_mode: Option<&'static str>) -> DatabaseConnection {
+    let url = std::env::var("PROMISCUOUS_MARIADB_URL").unwrap();
+    let (db, url) = fresh_database_url(&url, name).await;
+    let Some(mode) = sql_mode else {
+        return db;
+    };
+    db.close().await.unwrap();
+    let mut options = sea_orm::ConnectOptions::new(url);
+    options.map_sqlx_mysql_pool_opts(move |pool| {
+        pool.after_connect(move |connection, _| {
+            Box::pin(async move {
+                use sea_orm::sqlx::Executor;
+                connection.execute(STRICT_QUOTING_SET).await.map(drop)
+            })
+        })
+    });
+    let db = Database::connect(options).await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::MySql,
+            "SELECT @@sql_mode AS mode".to_string(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let got: String = row.try_get("", "mode").unwrap();
+    assert!(mode.split(',').all(|m| got.contains(m)), "{got}");
+    db
 }
 
 /// A fresh PostgreSQL database whose connections start with `settings` (`ALTER DATABASE … SET`).
@@ -592,8 +643,14 @@ async fn fresh_postgres(name: &str, settings: &[(&str, &str)]) -> DatabaseConnec
 /// The servers needed for `dbs`, or `None` (skipped, and said so) outside CI.
 fn needed(test: &str, dbs: &[Db]) -> Option<Servers> {
     let s = servers(test)?;
-    if dbs.iter().any(|db| *db != Db::Sqlite) {
+    if dbs
+        .iter()
+        .any(|db| !matches!(db, Db::Sqlite) && !db.is_mariadb())
+    {
         postgres_url(test)?;
+    }
+    if dbs.iter().any(|db| db.is_mariadb()) {
+        mariadb_url(test)?;
     }
     Some(s)
 }
@@ -740,6 +797,12 @@ async fn raw_rows(
              convert_to(body, 'UTF8') AS body, convert_to(amount, 'UTF8') AS amount, \
              data::text AS data, octet_length(body) AS body_length FROM {table}"
         ),
+        DbBackend::MySql => format!(
+            "SELECT CAST(id AS BINARY) AS id, CAST(title AS BINARY) AS title, \
+             CAST(body AS BINARY) AS body, CAST(amount AS BINARY) AS amount, \
+             CAST(data AS CHAR) AS data, CAST(LENGTH(body) AS SIGNED) AS body_length \
+             FROM {table}"
+        ),
         _ => format!(
             "SELECT CAST(id AS BLOB) AS id, CAST(title AS BLOB) AS title, \
              CAST(body AS BLOB) AS body, CAST(amount AS BLOB) AS amount, \
@@ -803,6 +866,10 @@ async fn tables(db: &DatabaseConnection) -> Vec<String> {
         DbBackend::Postgres => {
             "SELECT table_name::text AS name FROM information_schema.tables \
              WHERE table_schema = 'public' ORDER BY 1"
+        }
+        DbBackend::MySql => {
+            "SELECT CAST(table_name AS CHAR) AS name FROM information_schema.tables \
+             WHERE table_schema = DATABASE() ORDER BY 1"
         }
         _ => {
             "SELECT name FROM sqlite_master WHERE type = 'table' \
@@ -872,7 +939,13 @@ async fn replicate(test: &str, from: Db, to: Db, strings: &[String], big: bool) 
     let before_tables = tables(&pdb).await;
 
     // Creates: several transactions (messages) of several records each.
-    let created = records(&tag, strings, big);
+    // MariaDB's JSON columns hold 32 levels of nesting at most (its JSON_VALID check).
+    let depth = if from.is_mariadb() || to.is_mariadb() {
+        MARIADB_JSON_DEPTH
+    } else {
+        60
+    };
+    let created = records(&tag, strings, big, depth);
     write(&pdb, &created, true, 8).await;
     converge(&sdb, &created).await;
     assert_raw_bytes(&sdb, &created).await;
@@ -983,6 +1056,39 @@ async fn a_postgres_publisher_with_legacy_quoting_settings_keeps_every_byte() {
     replicate(
         "adv_pg_legacy",
         Db::PostgresLegacyQuoting,
+        Db::Sqlite,
+        &hostile_strings(),
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_to_mariadb_keeps_every_byte_nul_included() {
+    let mut strings = hostile_strings();
+    strings.extend(nul_strings());
+    replicate("adv_maria", Db::Maria, Db::Maria, &strings, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_to_mariadb_keeps_every_byte() {
+    replicate(
+        "adv_sqlite_maria",
+        Db::Sqlite,
+        Db::Maria,
+        &hostile_strings(),
+        false,
+    )
+    .await;
+}
+
+/// The publisher's statements mean the same whatever the session's `sql_mode` says of quotes
+/// and backslashes (the subscriber binds its values).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_publisher_with_strict_quoting_modes_keeps_every_byte() {
+    replicate(
+        "adv_maria_strict",
+        Db::MariaStrictQuoting,
         Db::Sqlite,
         &hostile_strings(),
         false,

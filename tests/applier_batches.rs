@@ -13,7 +13,7 @@ use promiscuous_test::MockPublisher;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::json;
 
-use common::postgres::{fresh_database, postgres_url};
+use common::sql_servers::fresh_database;
 
 const USER: &str = "crowdtap/user";
 
@@ -118,14 +118,16 @@ async fn a_batch_takes_the_effect_of_its_messages_one_by_one_on_sqlite() {
     batch_matches_one_by_one(common::subscriber_db().await, "BatchLite").await;
 }
 
-#[tokio::test]
-async fn a_batch_takes_the_effect_of_its_messages_one_by_one_on_postgres() {
-    let Some(url) = postgres_url("postgres batches") else {
-        return;
-    };
-    let db = fresh_database(&url, "applier_batches").await;
+on_both_servers! {
+    a_batch_takes_the_effect_of_its_messages_one_by_one;
+}
+
+async fn a_batch_takes_the_effect_of_its_messages_one_by_one(url: &str) {
+    let db = fresh_database(url, "applier_batches").await;
     promiscuous_test::create_table(&db, member::Entity)
         .await
         .unwrap();
-    batch_matches_one_by_one(db, "BatchPg").await;
+    // The callbacks' log is the process's: a tag of this server's own.
+    let tag = format!("Batch-{}", url.split(':').next().unwrap());
+    batch_matches_one_by_one(db, &tag).await;
 }

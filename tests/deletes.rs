@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::postgres::{fresh_database, postgres_url};
+use common::sql_servers::fresh_database;
 use common::user;
 use promiscuous::OperationKind;
 use promiscuous::pipeline::{SeaOrmOutbox, schema};
@@ -54,12 +54,12 @@ async fn deleting_a_stale_model_publishes_nothing_on_sqlite() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_transactions_deleting_one_row_publish_one_destroy_on_postgres() {
-    let Some(url) = postgres_url("deletes") else {
-        return;
-    };
-    let db = publisher(fresh_database(&url, "deletes").await).await;
+on_both_servers! {
+    two_transactions_deleting_one_row_publish_one_destroy;
+}
+
+async fn two_transactions_deleting_one_row_publish_one_destroy(url: &str) {
+    let db = publisher(fresh_database(url, "deletes").await).await;
     let m = create(&db).await;
     let first = db.begin().await.unwrap();
     assert_eq!(m.clone().delete(&first).await.unwrap().rows_affected, 1);

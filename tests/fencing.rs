@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::postgres::{fresh_database, postgres_url};
 use common::servers::write;
+use common::sql_servers::fresh_database;
 use common::user;
 use promiscuous::pipeline::{Lease, Relay, RelayConfig, SeaOrmOutbox, schema};
 use promiscuous::transport::{Consumer, Outgoing, QueueSpec, Transport, TransportError};
@@ -139,23 +139,21 @@ async fn a_relay_that_lost_the_lease_publishes_nothing_on_sqlite() {
     a_relay_that_lost_the_lease_publishes_nothing(db).await;
 }
 
-#[tokio::test]
-async fn a_relay_that_lost_the_lease_publishes_nothing_on_postgres() {
-    let Some(url) = postgres_url("fencing") else {
-        return;
-    };
-    let db = publisher_db_on(fresh_database(&url, "fencing_lost").await).await;
+on_both_servers! {
+    a_relay_that_lost_the_lease_publishes_nothing_on_a_server;
+    the_next_holder_waits_for_the_batch_in_flight;
+}
+
+async fn a_relay_that_lost_the_lease_publishes_nothing_on_a_server(url: &str) {
+    let db = publisher_db_on(fresh_database(url, "fencing_lost").await).await;
     a_relay_that_lost_the_lease_publishes_nothing(db).await;
 }
 
-/// On PostgreSQL, A's batch in flight holds the fence: B, taking the lease over meanwhile,
-/// waits until A's batch ends before it publishes anything; A is fenced off afterwards.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_next_holder_waits_for_the_batch_in_flight_on_postgres() {
-    let Some(url) = postgres_url("fencing") else {
-        return;
-    };
-    let db = publisher_db_on(fresh_database(&url, "fencing_wait").await).await;
+/// On the servers (PostgreSQL, MariaDB), A's batch in flight holds the fence: B, taking the
+/// lease over meanwhile, waits until A's batch ends before it publishes anything; A is fenced
+/// off afterwards.
+async fn the_next_holder_waits_for_the_batch_in_flight(url: &str) {
+    let db = publisher_db_on(fresh_database(url, "fencing_wait").await).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let mut ta = Counted {
         gate: Some(gate.clone()),

@@ -146,12 +146,12 @@ observer!(LateSeen, "late");
 
 #[derive(Clone)]
 enum Backend {
-    /// The server's URL.
-    Postgres(String),
+    /// The SQL server's URL (PostgreSQL, MariaDB).
+    Server(String),
     /// A directory for the publisher's database file.
     Sqlite(PathBuf),
 }
-use common::postgres::{fresh_database_url as fresh_database, postgres_url};
+use common::sql_servers::fresh_database_url as fresh_database;
 
 /// The publisher's database (and its URL, for the command line) and the two subscribers'.
 async fn databases(
@@ -164,7 +164,7 @@ async fn databases(
     DatabaseConnection,
 ) {
     let (publisher, url, live, late) = match backend {
-        Backend::Postgres(server) => {
+        Backend::Server(server) => {
             let (publisher, url) = fresh_database(server, &format!("sync_{seed}_pub")).await;
             let (live, _) = fresh_database(server, &format!("sync_{seed}_live")).await;
             let (late, _) = fresh_database(server, &format!("sync_{seed}_late")).await;
@@ -283,6 +283,10 @@ struct Shared {
     committed: AtomicUsize,
     /// Writer transactions the database refused (rolled back: they publish nothing).
     refused: AtomicUsize,
+    /// Why, one line per kind of error (the database's message).
+    refusals: Mutex<BTreeSet<String>>,
+    /// The rows created by committed writer transactions (a refused one's id never exists).
+    created: Mutex<BTreeSet<i32>>,
     /// Sync runs completed.
     sync_runs: AtomicUsize,
     /// The writers go on until this many sync runs completed (set when the late subscriber's
@@ -324,6 +328,7 @@ async fn writer(db: DatabaseConnection, shared: Arc<Shared>, seed: u64, w: usize
             }
         }
         plan.sort_by_key(|(id, _)| *id);
+        let mut creating = Vec::new();
         let outcome = async {
             let txn = begin(&db).await?;
             for (id, write) in &plan {
@@ -348,6 +353,7 @@ async fn writer(db: DatabaseConnection, shared: Arc<Shared>, seed: u64, w: usize
                     }
                     Write::Create => {
                         let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
+                        creating.push(id);
                         photo::ActiveModel {
                             id: Set(id),
                             caption: Set(format!("w{w} t{n} new #{id}")),
@@ -361,8 +367,19 @@ async fn writer(db: DatabaseConnection, shared: Arc<Shared>, seed: u64, w: usize
             txn.commit().await
         };
         match outcome.await {
-            Ok(()) => shared.committed.fetch_add(1, Ordering::SeqCst),
-            Err(_) => shared.refused.fetch_add(1, Ordering::SeqCst),
+            Ok(()) => {
+                shared.created.lock().unwrap().extend(creating);
+                shared.committed.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(e) => {
+                let text = e.to_string();
+                shared
+                    .refusals
+                    .lock()
+                    .unwrap()
+                    .insert(text.chars().take(160).collect());
+                shared.refused.fetch_add(1, Ordering::SeqCst);
+            }
         };
         tokio::time::sleep(Duration::from_millis(1 + rng.below(2))).await;
     }
@@ -473,6 +490,8 @@ async fn run(backend: &Backend, seed: u64) {
         next_id: AtomicI32::new(SEEDED_ROWS + 1),
         committed: AtomicUsize::new(0),
         refused: AtomicUsize::new(0),
+        refusals: Mutex::new(BTreeSet::new()),
+        created: Mutex::new(BTreeSet::new()),
         sync_runs: AtomicUsize::new(0),
         runs_wanted: AtomicUsize::new(usize::MAX),
         writers_done: AtomicBool::new(false),
@@ -572,12 +591,13 @@ async fn run(backend: &Backend, seed: u64) {
     eprintln!(
         "seed {seed}: {} writer transactions committed ({} refused), {} sync runs, {} messages: \
          {live_ops} live operations ({destroys} destroys), {sync_ops} sync operations; {} rows \
-         at the end; live {live_stats:?}; late {late_stats:?}",
+         at the end; live {live_stats:?}; late {late_stats:?}; refused by: {:?}",
         shared.committed.load(Ordering::SeqCst),
         shared.refused.load(Ordering::SeqCst),
         runs.len(),
         published.len(),
         expected.len(),
+        shared.refusals.lock().unwrap(),
     );
     assert!(
         runs.len() >= 4,
@@ -606,7 +626,8 @@ async fn run(backend: &Backend, seed: u64) {
             *entry = op;
         }
     }
-    let ever: BTreeSet<i32> = (1..shared.next_id.load(Ordering::SeqCst)).collect();
+    let mut ever: BTreeSet<i32> = (1..=SEEDED_ROWS).collect();
+    ever.extend(shared.created.lock().unwrap().iter().copied());
     for id in ever {
         let Some(op) = last.get(&key(id)) else {
             failures.push(format!("row {id}: never published"));
@@ -698,13 +719,13 @@ async fn run(backend: &Backend, seed: u64) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_initial_sync_converges_while_the_application_writes_on_postgres() {
-    let Some(url) = postgres_url("initial_sync on PostgreSQL") else {
-        return;
-    };
+on_both_servers! {
+    the_initial_sync_converges_while_the_application_writes;
+}
+
+async fn the_initial_sync_converges_while_the_application_writes(url: &str) {
     for seed in 1..=4 {
-        run(&Backend::Postgres(url.clone()), seed).await;
+        run(&Backend::Server(url.to_string()), seed).await;
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::postgres::{fresh_database_url, postgres_url};
+use common::sql_servers::fresh_database_url;
 use promiscuous::pipeline::{Applied, Applier, DeadLetter, schema, tables};
 use promiscuous::{
     BoxError, Callbacks, Ctx, Dependency, InProcess, Message, OperationKind, SubscriberService,
@@ -120,12 +120,11 @@ impl Backend {
         }
     }
 
-    /// `None` (the test is skipped) without a PostgreSQL server.
-    async fn postgres(test: &str) -> Option<Self> {
-        let server = postgres_url(test)?;
-        let (db, url) = fresh_database_url(&server, &format!("processed_{test}")).await;
+    /// A fresh database on the SQL server at `server`.
+    async fn server(server: &str, test: &str) -> Self {
+        let (db, url) = fresh_database_url(server, &format!("processed_{test}")).await;
         db.close().await.unwrap();
-        Some(Self { url, dir: None })
+        Self { url, dir: None }
     }
 
     /// A new connection, as a restarted process opens it. SQLite: one connection, so that
@@ -381,9 +380,11 @@ async fn older_schemas_are_upgraded_and_dead_letters_are_atomic(backend: Backend
     db.execute_unprepared("DROP TABLE promiscuous_processed")
         .await
         .unwrap();
-    db.execute_unprepared(
-        "INSERT INTO promiscuous_applied (key, version) VALUES ('shop/item/7', 4)",
-    )
+    tables::applied::Entity::insert(tables::applied::ActiveModel {
+        key: sea_orm::Set("shop/item/7".into()),
+        version: sea_orm::Set(4),
+    })
+    .exec_without_returning(&db)
     .await
     .unwrap();
     let broker = InProcess::new();
@@ -438,25 +439,9 @@ async fn dead_lettered_versions_survive_a_restart_sqlite() {
 }
 
 #[tokio::test]
-async fn dead_lettered_versions_survive_a_restart_postgres() {
-    let test = "dead_postgres";
-    if let Some(backend) = Backend::postgres(test).await {
-        dead_lettered_versions_survive_a_restart(backend, &format!("pv_{test}")).await;
-    }
-}
-
-#[tokio::test]
 async fn ignored_versions_survive_a_restart_sqlite() {
     let test = "ignored_sqlite";
     ignored_versions_survive_a_restart(Backend::sqlite(test), &format!("pv_{test}")).await;
-}
-
-#[tokio::test]
-async fn ignored_versions_survive_a_restart_postgres() {
-    let test = "ignored_postgres";
-    if let Some(backend) = Backend::postgres(test).await {
-        ignored_versions_survive_a_restart(backend, &format!("pv_{test}")).await;
-    }
 }
 
 #[tokio::test]
@@ -470,18 +455,6 @@ async fn an_endpoint_followed_after_a_restart_applies_what_was_ignored_sqlite() 
 }
 
 #[tokio::test]
-async fn an_endpoint_followed_after_a_restart_applies_what_was_ignored_postgres() {
-    let test = "follow_postgres";
-    if let Some(backend) = Backend::postgres(test).await {
-        an_endpoint_followed_after_a_restart_applies_what_was_ignored(
-            backend,
-            &format!("pv_{test}"),
-        )
-        .await;
-    }
-}
-
-#[tokio::test]
 async fn older_schemas_are_upgraded_and_dead_letters_are_atomic_sqlite() {
     let test = "schema_sqlite";
     older_schemas_are_upgraded_and_dead_letters_are_atomic(
@@ -491,11 +464,40 @@ async fn older_schemas_are_upgraded_and_dead_letters_are_atomic_sqlite() {
     .await;
 }
 
-#[tokio::test]
-async fn older_schemas_are_upgraded_and_dead_letters_are_atomic_postgres() {
-    let test = "schema_postgres";
-    if let Some(backend) = Backend::postgres(test).await {
-        older_schemas_are_upgraded_and_dead_letters_are_atomic(backend, &format!("pv_{test}"))
-            .await;
-    }
+on_both_servers! {
+    dead_lettered_versions_survive_a_restart_on_a_server;
+    ignored_versions_survive_a_restart_on_a_server;
+    an_endpoint_followed_after_a_restart_applies_what_was_ignored_on_a_server;
+    older_schemas_are_upgraded_and_dead_letters_are_atomic_on_a_server;
+}
+
+async fn dead_lettered_versions_survive_a_restart_on_a_server(url: &str) {
+    let test = "dead_server";
+    let backend = Backend::server(url, test).await;
+    dead_lettered_versions_survive_a_restart(backend, &server_tag(url, test)).await;
+}
+
+async fn ignored_versions_survive_a_restart_on_a_server(url: &str) {
+    let test = "ignored_server";
+    let backend = Backend::server(url, test).await;
+    ignored_versions_survive_a_restart(backend, &server_tag(url, test)).await;
+}
+
+async fn an_endpoint_followed_after_a_restart_applies_what_was_ignored_on_a_server(url: &str) {
+    let test = "follow_server";
+    let backend = Backend::server(url, test).await;
+    an_endpoint_followed_after_a_restart_applies_what_was_ignored(backend, &server_tag(url, test))
+        .await;
+}
+
+async fn older_schemas_are_upgraded_and_dead_letters_are_atomic_on_a_server(url: &str) {
+    let test = "schema_server";
+    let backend = Backend::server(url, test).await;
+    older_schemas_are_upgraded_and_dead_letters_are_atomic(backend, &server_tag(url, test)).await;
+}
+
+/// The scenario's tag (its queue, the names its callbacks log) on the server at `url`: the
+/// callbacks' log is the process's, and both servers' tests run at once.
+fn server_tag(url: &str, test: &str) -> String {
+    format!("pv_{test}_{}", url.split(':').next().unwrap())
 }

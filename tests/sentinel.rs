@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::postgres::fresh_database;
 use common::servers::unique;
 use common::services::{services, until, var};
+use common::sql_servers::fresh_database;
 use fixtures::models::publisher::{friendship, photo};
 use fixtures::workers::*;
 use fixtures::workload::*;

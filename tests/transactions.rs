@@ -5,10 +5,11 @@
 //! rolled-back transaction or savepoint publishes nothing of what it rolled back, and a write
 //! outside a transaction is refused.
 //!
-//! Every scenario runs twice: on SQLite (`sqlite::…`) and on PostgreSQL (`postgres::…`, publisher
-//! and subscriber each in a database of their own; PROMISCUOUS_POSTGRES_URL, started by
-//! scripts/services.sh: in CI a missing server fails those tests, elsewhere they say they were
-//! skipped), both over the in-process broker. What the relay published is read from a queue
+//! Every scenario runs three times: on SQLite (`sqlite::…`), on PostgreSQL (`postgres::…`) and on
+//! MariaDB (`mariadb::…`), publisher and subscriber each in a database of their own on the
+//! servers (PROMISCUOUS_POSTGRES_URL, PROMISCUOUS_MARIADB_URL, started by scripts/services.sh: in
+//! CI a missing server fails those tests, elsewhere they say they were skipped), all over the
+//! in-process broker. What the relay published is read from a queue
 //! bound to every app (the tap), so the tests see the messages exactly as they went out.
 
 mod common;
@@ -292,7 +293,7 @@ fn customer_row(c: &copy::customer::Model) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Databases: SQLite or PostgreSQL
+// Databases: SQLite, PostgreSQL or MariaDB
 
 /// A publisher database and a subscriber database, with the tables of every model here.
 struct Dbs {
@@ -304,9 +305,10 @@ struct Dbs {
 enum Backend {
     Sqlite,
     Postgres,
+    MariaDb,
 }
 
-/// The databases of scenario `short` (PostgreSQL database names: `promiscuous_test_tx_{short}_…`),
+/// The databases of scenario `short` (server database names: `promiscuous_test_tx_{short}_…`),
 /// `None` if PostgreSQL is wanted and not configured (outside CI: skipped).
 async fn databases(backend: Backend, test: &str, short: &str) -> Option<Dbs> {
     let (publisher, subscriber) = match backend {
@@ -314,8 +316,11 @@ async fn databases(backend: Backend, test: &str, short: &str) -> Option<Dbs> {
             promiscuous_test::sqlite().await.unwrap(),
             promiscuous_test::sqlite().await.unwrap(),
         ),
-        Backend::Postgres => {
-            let url = postgres_url(test)?;
+        Backend::Postgres | Backend::MariaDb => {
+            let url = match backend {
+                Backend::Postgres => postgres_url(test)?,
+                _ => mariadb_url(test)?,
+            };
             (
                 fresh_database(&url, &format!("tx_{short}_pub")).await,
                 fresh_database(&url, &format!("tx_{short}_sub")).await,
@@ -351,10 +356,11 @@ async fn databases(backend: Backend, test: &str, short: &str) -> Option<Dbs> {
         subscriber,
     })
 }
-use common::postgres::{fresh_database, postgres_url};
+use common::sql_servers::{fresh_database, mariadb_url, postgres_url};
 
-/// Each scenario as a test on SQLite (`sqlite::name`) and one on PostgreSQL (`postgres::name`).
-macro_rules! on_sqlite_and_postgres {
+/// Each scenario as a test on SQLite (`sqlite::name`), one on PostgreSQL (`postgres::name`) and
+/// one on MariaDB (`mariadb::name`).
+macro_rules! on_every_backend {
     ($($name:ident: $short:literal;)*) => {
         mod sqlite {
             $(
@@ -378,10 +384,21 @@ macro_rules! on_sqlite_and_postgres {
                 }
             )*
         }
+        mod mariadb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let test = concat!("mariadb::", stringify!($name));
+                    if let Some(dbs) = super::databases(super::Backend::MariaDb, test, $short).await {
+                        super::$name(dbs).await;
+                    }
+                }
+            )*
+        }
     };
 }
 
-on_sqlite_and_postgres! {
+on_every_backend! {
     order_with_20_items_is_never_seen_partially: "partial";
     a_failing_callback_applies_nothing_of_the_transaction: "failing";
     an_instance_written_several_times_in_one_transaction: "repeated";

@@ -8,13 +8,15 @@ use std::time::Duration;
 const TICKS: u64 = 100;
 
 /// CPU used so far by this process, RabbitMQ (`beam.smp`), Redis (`redis-server`) and
-/// PostgreSQL (`postgres`, every backend; a backend that exited meanwhile is not counted).
+/// PostgreSQL (`postgres`, every backend; a backend that exited meanwhile is not counted) and
+/// MariaDB (`mariadbd`).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Cpu {
     pub(crate) bench: Duration,
     pub(crate) rabbitmq: Duration,
     pub(crate) redis: Duration,
     pub(crate) postgres: Duration,
+    pub(crate) mariadb: Duration,
 }
 
 impl Cpu {
@@ -39,6 +41,7 @@ impl Cpu {
                 "beam.smp" => &mut cpu.rabbitmq,
                 "redis-server" => &mut cpu.redis,
                 "postgres" => &mut cpu.postgres,
+                "mariadbd" => &mut cpu.mariadb,
                 _ => continue,
             };
             *slot += stat_cpu(&format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -57,6 +60,7 @@ impl Cpu {
             rabbitmq: per(self.rabbitmq, later.rabbitmq),
             redis: per(self.redis, later.redis),
             postgres: per(self.postgres, later.postgres),
+            mariadb: per(self.mariadb, later.mariadb),
         }
     }
 }
@@ -68,6 +72,7 @@ pub(crate) struct PerMessage {
     pub(crate) rabbitmq: f64,
     pub(crate) redis: f64,
     pub(crate) postgres: f64,
+    pub(crate) mariadb: f64,
 }
 
 impl std::fmt::Display for PerMessage {
@@ -79,6 +84,9 @@ impl std::fmt::Display for PerMessage {
         )?;
         if self.postgres >= 0.5 {
             write!(f, ", postgres {:.0}", self.postgres)?;
+        }
+        if self.mariadb >= 0.5 {
+            write!(f, ", mariadb {:.0}", self.mariadb)?;
         }
         Ok(())
     }

@@ -24,6 +24,8 @@
 //!    published ones, 1 and 10 writes per transaction, alternating rounds.
 //! 5. **PostgreSQL** end to end: publisher and subscriber databases on PostgreSQL,
 //!    `--pg-writers` writers (skipped without `PROMISCUOUS_POSTGRES_URL`, or with `--no-pg`).
+//!    `--servers-only` runs PostgreSQL and MariaDB end to end instead, in alternating rounds,
+//!    and prints `ratio-mariadb` (MariaDB ÷ PostgreSQL; needs `PROMISCUOUS_MARIADB_URL` too).
 //! 6. **backlog** ([`backlog`]): `--backlog` messages put in the subscriber's queue before it
 //!    starts, drained; drain rate and peak memory per quarter of the drain.
 //! 7. **scale** ([`scale`]): `--scale` messages drained by the subscriber application in five
@@ -158,6 +160,13 @@ pub(crate) struct Args {
     /// Measure only the PostgreSQL end-to-end run and exit.
     #[arg(long)]
     pub(crate) pg_only: bool,
+    /// Measure only the SQL servers end to end, PostgreSQL and MariaDB in alternating rounds
+    /// (`--server-rounds` each, `--pg-writers` writers), print MariaDB ÷ PostgreSQL, and exit.
+    #[arg(long)]
+    pub(crate) servers_only: bool,
+    /// Rounds of each server in `--servers-only`.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) server_rounds: usize,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     pub(crate) bench: bool,
@@ -195,6 +204,42 @@ pub(crate) fn median(values: &[f64]) -> (f64, f64, f64) {
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// The SQL servers end to end ([`Args::servers_only`]): the summary line `ratio-mariadb`.
+async fn servers(amqp: &str, redis: &str, args: &Args) -> Result<String, BoxError> {
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..args.server_rounds {
+        // Alternating, so that the machine's drift weighs on both alike.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let (store, name) = [(Store::Postgres, "pg"), (Store::MariaDb, "mariadb")][i];
+            let load = Load {
+                writers: args.pg_writers,
+                ops_per_tx: 1,
+                store,
+            };
+            let rate = throughput(amqp, redis, args, load, name, 0, false).await?;
+            println!(
+                "round {round}: {name}: {} ops/s end to end ({} writers, 1 write/tx)",
+                grouped(rate),
+                args.pg_writers
+            );
+            rates[i].push(rate);
+        }
+    }
+    let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(m, p)| m / p).collect();
+    let (ratio, low, high) = median(&ratios);
+    let (pg, _, _) = median(&rates[0]);
+    let (maria, _, _) = median(&rates[1]);
+    Ok(format!(
+        "ratio-mariadb {ratio:.2} (range {low:.2}-{high:.2}; MariaDB end to end {} ops/s ÷ \
+         PostgreSQL {} ops/s, medians of {} rounds, {} writers, 1 write/tx)",
+        grouped(maria),
+        grouped(pg),
+        args.server_rounds,
+        args.pg_writers
+    ))
 }
 
 #[tokio::main]
@@ -262,6 +307,10 @@ async fn main() -> Result<(), BoxError> {
             store: Store::Postgres,
         };
         throughput(&amqp, &redis, &args, load, "pg", 0, false).await?;
+        return Ok(());
+    }
+    if args.servers_only {
+        println!("{}", servers(&amqp, &redis, &args).await?);
         return Ok(());
     }
     let mut summary = Vec::new();

@@ -59,22 +59,52 @@ pub(crate) enum Store {
     Sqlite,
     /// Two fresh databases on the server at `PROMISCUOUS_POSTGRES_URL`, dropped at the end.
     Postgres,
+    /// Two fresh databases on the server at `PROMISCUOUS_MARIADB_URL`, dropped at the end.
+    MariaDb,
+}
+
+impl Store {
+    /// The variable holding the server's URL (`None` for SQLite).
+    pub(crate) fn url_variable(self) -> Option<&'static str> {
+        match self {
+            Store::Sqlite => None,
+            Store::Postgres => Some("PROMISCUOUS_POSTGRES_URL"),
+            Store::MariaDb => Some("PROMISCUOUS_MARIADB_URL"),
+        }
+    }
+
+    /// `DROP DATABASE` of `name`, its connections included where the server can.
+    fn drop_database(self, name: &str) -> String {
+        match self {
+            Store::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            _ => format!("DROP DATABASE IF EXISTS {name}"),
+        }
+    }
 }
 
 /// Where a run's databases are, removed when it ends: SQLite files in a temporary directory
-/// (removed on drop), or PostgreSQL databases (dropped by [`Place::remove`]).
+/// (removed on drop), or a server's databases (dropped by [`Place::remove`]).
 pub(crate) enum Place {
     Files(#[allow(dead_code)] TempDir),
-    Postgres { admin: String, names: [String; 2] },
+    Server {
+        store: Store,
+        admin: String,
+        names: [String; 2],
+    },
 }
 
 impl Place {
     async fn remove(self) -> Result<(), BoxError> {
-        if let Place::Postgres { admin, names } = self {
+        if let Place::Server {
+            store,
+            admin,
+            names,
+        } = self
+        {
             let admin = Database::connect(admin.as_str()).await?;
             for name in names {
                 admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute_unprepared(&store.drop_database(&name))
                     .await?;
             }
             admin.close().await?;
@@ -99,18 +129,16 @@ async fn databases(
             let sdb = sqlite(&dir.join("subscriber.db"), args.pool).await?;
             Ok((pdb, sdb, Place::Files(TempDir(dir))))
         }
-        Store::Postgres => {
-            let url = std::env::var("PROMISCUOUS_POSTGRES_URL")
-                .map_err(|_| "PROMISCUOUS_POSTGRES_URL is not set")?;
+        Store::Postgres | Store::MariaDb => {
+            let variable = store.url_variable().expect("a server");
+            let url = std::env::var(variable).map_err(|_| format!("{variable} is not set"))?;
             let (base, _) = url
                 .rsplit_once('/')
-                .ok_or("a PostgreSQL URL with a database")?;
+                .ok_or_else(|| format!("{variable}: a URL with a database"))?;
             let admin = Database::connect(url.as_str()).await?;
             let names = [format!("bench_pub_{tag}"), format!("bench_sub_{tag}")];
             for name in &names {
-                admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await?;
+                admin.execute_unprepared(&store.drop_database(name)).await?;
                 admin
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await?;
@@ -121,7 +149,7 @@ async fn databases(
             // On loopback, without TLS unless the URL asks for it (sqlx's default, `prefer`,
             // negotiates TLS: it took a third of the bench's CPU time).
             let connect = |name: &str, pool: u32| {
-                let tls = if url.contains("sslmode=") {
+                let tls = if url.contains("sslmode=") || store == Store::MariaDb {
                     ""
                 } else {
                     "?sslmode=disable"
@@ -132,7 +160,15 @@ async fn databases(
             };
             let pdb = connect(&names[0], args.pg_writers as u32 + 4).await?;
             let sdb = connect(&names[1], args.workers as u32 + 4).await?;
-            Ok((pdb, sdb, Place::Postgres { admin: url, names }))
+            Ok((
+                pdb,
+                sdb,
+                Place::Server {
+                    store,
+                    admin: url,
+                    names,
+                },
+            ))
         }
     }
 }

@@ -8,10 +8,10 @@ use promiscuous::{BoxError, Callbacks, Ctx};
 
 pub mod guard;
 pub mod netfault;
-pub mod postgres;
 pub mod security;
 pub mod servers;
 pub mod services;
+pub mod sql_servers;
 pub mod wake;
 
 /// A private database with the publisher's `users` table.

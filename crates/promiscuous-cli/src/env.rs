@@ -173,7 +173,7 @@ pub(crate) use promiscuous_core::error::redact_url as redact;
 /// Where the database and the servers are.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Connections {
-    /// The service's database (`sqlite://file.db?mode=rwc`, `postgres://...`).
+    /// The service's database (`sqlite://file.db?mode=rwc`, `postgres://...`, `mysql://...`).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// RabbitMQ (`amqp://user:password@host:5672/%2f`; `amqps://` for TLS, see --tls-ca); the

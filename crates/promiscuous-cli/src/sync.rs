@@ -4,7 +4,7 @@
 //! (`--relay`) or given the application's lease (`--lease`).
 //!
 //! The application may write the same rows meanwhile, so each batch reads its rows and versions
-//! them atomically: in one transaction that holds the rows (PostgreSQL: `SELECT … FOR UPDATE`;
+//! them atomically: in one transaction that holds the rows (PostgreSQL, MariaDB: `SELECT … FOR UPDATE`;
 //! SQLite: the write lock, taken before reading), so no write can commit between the read and
 //! the sync's version. A row deleted meanwhile is not read, hence not resent. Batches page by
 //! primary key (`WHERE key > last ORDER BY key LIMIT batch`), so rows deleted or inserted
@@ -127,7 +127,7 @@ where
 
 /// Begins a batch's transaction so that what it reads cannot change before it commits.
 ///
-/// - PostgreSQL (and MySQL): READ COMMITTED, stated rather than inherited from the server's
+/// - PostgreSQL and MariaDB: READ COMMITTED, stated rather than inherited from the server's
 ///   default, because the batch's rows are read `FOR UPDATE`, which returns their latest
 ///   committed state and holds them; every later statement of the transaction (the version
 ///   lookup of `record_sync`) then sees the versions committed with that state. Under a

@@ -102,8 +102,14 @@ impl MigrationTrait for Subscriber {
 
 async fn drop_tables<C: ConnectionTrait>(db: &C, tables: &[&str]) -> Result<(), DbErr> {
     for table in tables {
-        db.execute_unprepared(&format!("DROP TABLE IF EXISTS {table}"))
-            .await?;
+        // MySQL/MariaDB: a session that published holds a temporary table named like the
+        // permits table, which a plain `DROP TABLE` would drop instead of the table.
+        let sql = if db.get_database_backend() == sea_orm::DbBackend::MySql {
+            format!("DROP TEMPORARY TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}")
+        } else {
+            format!("DROP TABLE IF EXISTS {table}")
+        };
+        db.execute_unprepared(&sql).await?;
     }
     Ok(())
 }

@@ -42,7 +42,8 @@ use promiscuous_core::{
 };
 use promiscuous_sea_orm::{PublisherHandle, SubscriberService};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait, Schema,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    Schema,
 };
 use serde_json::{Map, Value};
 
@@ -53,15 +54,26 @@ pub async fn sqlite() -> Result<DatabaseConnection, DbErr> {
     Database::connect(options).await
 }
 
-/// Creates the table of `entity`.
+/// Creates the table of `entity` (on MySQL/MariaDB in UTF-8 compared byte for byte, `Text`
+/// as `LONGTEXT`).
 pub async fn create_table<E: EntityTrait, C: ConnectionTrait>(
     db: &C,
     entity: E,
 ) -> Result<(), DbErr> {
-    let schema = Schema::new(db.get_database_backend());
-    db.execute(&schema.create_table_from_entity(entity))
-        .await
-        .map(drop)
+    let backend = db.get_database_backend();
+    let schema = Schema::new(backend);
+    let mut table = schema.create_table_from_entity(entity);
+    if backend == DbBackend::MySql {
+        // Strings compared byte for byte, as on SQLite and PostgreSQL (MariaDB's default
+        // collations ignore case and trailing spaces: two distinct keys could collide), and a
+        // `Text` column as long as there (SeaORM's `TEXT` holds 64 KiB on MySQL).
+        table.character_set("utf8mb4").collate("utf8mb4_bin");
+        let sql = table
+            .to_string(sea_orm::sea_query::MysqlQueryBuilder)
+            .replace("` text", "` longtext");
+        return db.execute_unprepared(&sql).await.map(drop);
+    }
+    db.execute(&table).await.map(drop)
 }
 
 /// How long [`sync`] waits for the next delivery before calling the subscriber idle.

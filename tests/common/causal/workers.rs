@@ -24,7 +24,11 @@ use crate::common::user;
 pub const ENDPOINTS: [&str; 3] = ["crowdtap/user", "crowdtap/friendship", "crowdtap/photo"];
 
 pub async fn publisher_db() -> DatabaseConnection {
-    let db = sqlite().await.unwrap();
+    publisher_tables(sqlite().await.unwrap()).await
+}
+
+/// `db` with the publisher's tables.
+pub async fn publisher_tables(db: DatabaseConnection) -> DatabaseConnection {
     create_table(&db, user::Entity).await.unwrap();
     create_table(&db, friendship::Entity).await.unwrap();
     create_table(&db, photo::Entity).await.unwrap();
@@ -32,7 +36,11 @@ pub async fn publisher_db() -> DatabaseConnection {
 }
 
 pub async fn subscriber_db() -> DatabaseConnection {
-    let db = sqlite().await.unwrap();
+    subscriber_tables(sqlite().await.unwrap()).await
+}
+
+/// `db` with the subscriber's tables.
+pub async fn subscriber_tables(db: DatabaseConnection) -> DatabaseConnection {
     create_table(&db, sub::user::Entity).await.unwrap();
     create_table(&db, sub::friendship::Entity).await.unwrap();
     create_table(&db, sub::photo::Entity).await.unwrap();

@@ -12,7 +12,16 @@
 //! transaction writing the same table at the same time gets no permit from it, and no lock is
 //! taken (the table has no key).
 //!
-//! SQLite and PostgreSQL are supported; other backends get no guard.
+//! On MySQL/MariaDB InnoDB would lock a shared permits table's rows (a `DELETE` locks every row
+//! it scans, uncommitted ones of other transactions included), so the permits are rows of a
+//! temporary table of the session, `promiscuous_write_permits` as well, which the hooks create
+//! (see [`transaction`](super::transaction)): a temporary table shadows the table of its name
+//! for its session, in the trigger too. The table itself stays empty: a `CHECK` refuses every
+//! row, so a session without the temporary table has no permit. MariaDB's `SIGNAL` message
+//! holds 128 characters: there the refusal is the first sentence of the others'.
+//!
+//! SQLite, PostgreSQL and MySQL/MariaDB are guarded (the last with `CREATE OR REPLACE
+//! TRIGGER`, which is MariaDB's: MySQL itself is not supported).
 //!
 //! Which tables: every table of a model `#[publish]`ed in this program (the link-time
 //! `inventory` registry) that exists in the database when [`install`] runs. This is a registry
@@ -47,14 +56,48 @@ fn refusal(table: &str) -> String {
     )
 }
 
+/// The refusal on MySQL/MariaDB, at most 128 characters (`SIGNAL`'s limit).
+fn short_refusal(table: &str) -> String {
+    let text = format!(
+        "promiscuous: a write to published table {table} bypassed its ActiveModel hooks and \
+         would not be published"
+    );
+    text.chars().take(128).collect()
+}
+
 /// `"name"` with embedded quotes doubled (SQLite and PostgreSQL identifiers).
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The backends the guard is written for.
+/// `` `name` `` with embedded backquotes doubled (MySQL identifiers).
+fn mysql_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// The name of `table`'s trigger for `event` on MySQL, whose names hold 64 characters: a long
+/// table name is cut and followed by a hash of the whole name (FNV-1a, stable across builds).
+fn mysql_trigger_name(table: &str, event: &str) -> String {
+    let name = format!("promiscuous_guard_{}_{}", table, event.to_lowercase());
+    if name.chars().count() <= 64 {
+        return name;
+    }
+    let hash = table.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let start: String = table.chars().take(20).collect();
+    format!(
+        "promiscuous_guard_{}_{start}_{hash:016x}",
+        event.to_lowercase()
+    )
+}
+
+/// The backends the guard is written for: all of SeaORM's.
 pub(crate) fn guarded(backend: DbBackend) -> bool {
-    matches!(backend, DbBackend::Sqlite | DbBackend::Postgres)
+    matches!(
+        backend,
+        DbBackend::Sqlite | DbBackend::Postgres | DbBackend::MySql
+    )
 }
 
 fn supported(db: &impl ConnectionTrait) -> bool {
@@ -64,7 +107,21 @@ fn supported(db: &impl ConnectionTrait) -> bool {
 /// The statement that withdraws the permits of `table` the transaction holds, sent by the hooks
 /// with their other last writes (`None` where there is no guard).
 pub fn release_sql(backend: DbBackend, table: &str) -> Option<String> {
-    guarded(backend).then(|| format!("DELETE FROM {PERMITS} WHERE tbl = {}", literal(table)))
+    guarded(backend).then(|| {
+        format!(
+            "DELETE FROM {PERMITS} WHERE tbl = {}",
+            quoted(backend, table)
+        )
+    })
+}
+
+/// `table` as a string literal of `backend`.
+pub(crate) fn quoted(backend: DbBackend, table: &str) -> String {
+    if backend == DbBackend::MySql {
+        super::sql::mysql_literal(table)
+    } else {
+        literal(table)
+    }
 }
 
 /// Creates the permits table (idempotent).
@@ -72,11 +129,15 @@ pub async fn create_permits<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     if !supported(db) {
         return Ok(());
     }
-    db.execute_unprepared(&format!(
-        "CREATE TABLE IF NOT EXISTS {PERMITS} (tbl TEXT NOT NULL)"
-    ))
-    .await
-    .map(drop)
+    let sql = match db.get_database_backend() {
+        // Never a row: the permits are the session's temporary table of this name.
+        DbBackend::MySql => format!(
+            "CREATE TABLE IF NOT EXISTS {PERMITS} (tbl VARCHAR(255) NOT NULL, \
+             CONSTRAINT promiscuous_temporary_only CHECK (tbl = ''))"
+        ),
+        _ => format!("CREATE TABLE IF NOT EXISTS {PERMITS} (tbl TEXT NOT NULL)"),
+    };
+    db.execute_unprepared(&sql).await.map(drop)
 }
 
 async fn table_exists<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, DbErr> {
@@ -86,6 +147,12 @@ async fn table_exists<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, D
             backend,
             "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() \
              AND table_name = $1",
+            [table.into()],
+        ),
+        DbBackend::MySql => Statement::from_sql_and_values(
+            backend,
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() \
+             AND table_name = ?",
             [table.into()],
         ),
         _ => Statement::from_sql_and_values(
@@ -151,6 +218,20 @@ pub async fn install<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, Error> {
                  ON {} FOR EACH ROW EXECUTE FUNCTION promiscuous_guard()",
                 ident(table)
             )],
+            DbBackend::MySql => ["INSERT", "UPDATE", "DELETE"]
+                .iter()
+                .map(|event| {
+                    format!(
+                        "CREATE OR REPLACE TRIGGER {} BEFORE {event} ON {} FOR EACH ROW \
+                         BEGIN IF NOT EXISTS (SELECT 1 FROM {PERMITS} WHERE tbl = {}) THEN \
+                         SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {}; END IF; END",
+                        mysql_ident(&mysql_trigger_name(table, event)),
+                        mysql_ident(table),
+                        super::sql::mysql_literal(table),
+                        super::sql::mysql_literal(&short_refusal(table)),
+                    )
+                })
+                .collect(),
             _ => ["INSERT", "UPDATE", "DELETE"]
                 .iter()
                 .map(|event| {
@@ -189,5 +270,14 @@ mod tests {
         assert_eq!(ident("us\"ers"), "\"us\"\"ers\"");
         assert_eq!(literal("it's"), "'it''s'");
         assert!(refusal("users").contains("published table users"));
+        assert!(short_refusal(&"t".repeat(64)).chars().count() <= 128);
+        assert_eq!(mysql_ident("a`b"), "`a``b`");
+        assert_eq!(
+            mysql_trigger_name("users", "INSERT"),
+            "promiscuous_guard_users_insert"
+        );
+        let long = mysql_trigger_name(&"x".repeat(60), "DELETE");
+        assert!(long.len() <= 64, "{long}");
+        assert_ne!(long, mysql_trigger_name(&"x".repeat(61), "DELETE"));
     }
 }

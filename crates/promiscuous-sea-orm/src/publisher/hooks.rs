@@ -121,7 +121,8 @@ fn nesting(value: &Value) -> usize {
 }
 
 /// What the generated `before_delete` runs after [`before_write`]: whether the row `model`
-/// names still exists, read in the caller's transaction (locked `FOR UPDATE` on PostgreSQL, so
+/// names still exists, read in the caller's transaction (locked `FOR UPDATE` on PostgreSQL and
+/// MySQL, so
 /// a concurrent transaction deleting it commits first). A row already gone (deleted by another
 /// transaction meanwhile, or before a stale model is deleted) makes SeaORM's delete remove
 /// nothing: the permit is withdrawn now, and [`record_destroy`] then publishes nothing for it —
@@ -144,7 +145,7 @@ where
     for (column, value) in <A::Entity as EntityTrait>::PrimaryKey::iter().zip(key) {
         select = select.filter(column.into_column().eq(value));
     }
-    if backend == DbBackend::Postgres {
+    if backend != DbBackend::Sqlite {
         select = select.lock_exclusive();
     }
     if select.one(db).await?.is_none() {
@@ -162,7 +163,7 @@ async fn holds_permit<C: ConnectionTrait>(db: &C, table: &str) -> Result<bool, D
     let sql = format!(
         "SELECT 1 AS held FROM {} WHERE tbl = {}",
         super::guard::PERMITS,
-        super::sql::literal(table)
+        super::guard::quoted(backend, table)
     );
     let stmt = sea_orm::Statement::from_string(backend, sql);
     Ok(db.query_one_raw(stmt).await?.is_some())
@@ -643,6 +644,10 @@ impl Writes {
                     " RETURNING id) ",
                     self.operation_row(&op, Expr::cust("(SELECT id FROM m)"), chunk)?,
                 ),
+                DbBackend::MySql => header.then(
+                    "; ",
+                    self.operation_row(&op, Expr::cust("LAST_INSERT_ID()"), chunk)?,
+                ),
                 _ => header.then(
                     "; ",
                     self.operation_row(&op, Expr::cust("last_insert_rowid()"), chunk)?,
@@ -672,7 +677,17 @@ impl Writes {
         if self.batch.is_empty() {
             return Ok(());
         }
-        self.batch.run(db).await?;
+        if let Err(e) = self.batch.run(db).await {
+            if self.backend == DbBackend::MySql && self.guarded {
+                // MySQL/MariaDB leaves the transaction usable (the batch itself was undone):
+                // the session's write permits go too, so that none outlives the write.
+                let withdraw = format!("DELETE FROM {}", super::guard::PERMITS);
+                if let Err(undo) = db.execute_unprepared(&withdraw).await {
+                    tracing::warn!(error = %undo, "promiscuous: withdrawing the write permits");
+                }
+            }
+            return Err(e);
+        }
         for w in &self.written {
             tracing::debug!(
                 target: "promiscuous::publish",
@@ -692,7 +707,8 @@ impl Writes {
 }
 
 /// Runs [`transaction::lookup_statement`]. On SQLite, a connection whose temporary tables were
-/// rolled back with a savepoint gets them again.
+/// rolled back with a savepoint gets them again. On MySQL/MariaDB the versions found are read
+/// again, locked ([`mysql_latest`]).
 async fn lookup<C: ConnectionTrait>(
     db: &C,
     keys: &[String],
@@ -704,8 +720,52 @@ async fn lookup<C: ConnectionTrait>(
             db.execute_unprepared(transaction::SQLITE_TABLES).await?;
             db.query_all_raw(stmt()).await
         }
+        Ok(rows) if backend == DbBackend::MySql && !db.is_mock_connection() => {
+            mysql_latest(db, rows).await
+        }
         other => other,
     }
+}
+
+/// MySQL/MariaDB: InnoDB's plain reads see the transaction's snapshot (REPEATABLE READ, the
+/// default, takes it at the transaction's first read), so a version committed since (by a
+/// writer of the same instance, whose row lock this transaction then waited for) would be
+/// missed and its number published twice. A locking read sees the latest committed row: the
+/// versions found are read again `LOCK IN SHARE MODE` (in key order, which is the index's),
+/// which also keeps them until this transaction ends. Only rows found are locked: a locking
+/// read of a missing key would lock the gap, and two transactions creating instances in the
+/// same gap would deadlock. A version created after the snapshot of an instance this
+/// transaction then writes makes its insert fail (a duplicate key), never publish twice.
+async fn mysql_latest<C: ConnectionTrait>(
+    db: &C,
+    rows: Vec<sea_orm::QueryResult>,
+) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+    use sea_orm::{QueryFilter, QueryOrder, QuerySelect, QueryTrait};
+    let mut found = Vec::new();
+    let mut rest = Vec::new();
+    for row in rows {
+        match row.try_get::<Option<String>>("", "key")? {
+            Some(key) => found.push(key),
+            None => rest.push(row),
+        }
+    }
+    if found.is_empty() {
+        return Ok(rest);
+    }
+    let select = versions::Entity::find()
+        .select_only()
+        .column(versions::Column::Key)
+        .column(versions::Column::Version)
+        .column(versions::Column::Attributes)
+        .column_as(Expr::cust("NULL"), "nonce")
+        .column(versions::Column::Message)
+        .filter(versions::Column::Key.is_in(found))
+        .order_by_asc(versions::Column::Key)
+        .lock_shared()
+        .build(DbBackend::MySql);
+    let mut latest = db.query_all_raw(select).await?;
+    latest.extend(rest);
+    Ok(latest)
 }
 
 fn host() -> &'static str {

@@ -1,4 +1,5 @@
-//! The SQL text the publisher writes: string literals ([`literal`], [`postgres_literal`]), a
+//! The SQL text the publisher writes: string literals ([`literal`], [`postgres_literal`],
+//! [`mysql_literal`]), a
 //! statement with its values ([`Sql`]), and a batch of statements sent to the database in one
 //! round trip ([`SqlBatch`]), which is how a published write ends (versions, outbox, the write
 //! permit withdrawn): each round trip costs about as much as the statement itself on SQLite,
@@ -47,9 +48,27 @@ pub(crate) fn postgres_literal(text: &str) -> String {
     out
 }
 
+/// A MySQL/MariaDB string literal of `text` that means `text` whatever the session's `sql_mode`
+/// (`NO_BACKSLASH_ESCAPES`, `ANSI_QUOTES`): `'…'` with quotes doubled when it holds no backslash
+/// and no NUL (a doubled quote means a quote in every mode), else a hexadecimal literal read as
+/// UTF-8 (`_utf8mb4 X'…'`). sea-query's MySQL writer escapes with backslashes, which
+/// `NO_BACKSLASH_ESCAPES` reads as they are.
+pub(crate) fn mysql_literal(text: &str) -> String {
+    if !text.contains(['\\', '\0']) {
+        return literal(text);
+    }
+    let mut out = String::with_capacity(text.len() * 2 + 12);
+    out.push_str("_utf8mb4 X'");
+    for byte in text.as_bytes() {
+        out.push_str(&format!("{byte:02X}"));
+    }
+    out.push('\'');
+    out
+}
+
 /// SQL text with the values of its `?` placeholders, in order (SQLite); on PostgreSQL, whose
 /// batches of several statements cannot be prepared, the values are written into the text (by
-/// `postgres_literal`) and there are none.
+/// `postgres_literal`, `mysql_literal`) and there are none.
 #[derive(Debug, Default)]
 pub struct Sql {
     pub text: String,
@@ -76,11 +95,15 @@ impl Sql {
                 }
             }
             DbBackend::Postgres => {
-                let mut text = PostgresText(String::with_capacity(256));
+                let mut text = LiteralText(String::with_capacity(256), postgres_literal);
                 statement.build_collect_any_into(&PostgresQueryBuilder, &mut text);
                 Self::raw(text.0)
             }
-            _ => Self::raw(statement.to_string(MysqlQueryBuilder)),
+            _ => {
+                let mut text = LiteralText(String::with_capacity(256), mysql_literal);
+                statement.build_collect_any_into(&MysqlQueryBuilder, &mut text);
+                Self::raw(text.0)
+            }
         }
     }
 
@@ -93,27 +116,27 @@ impl Sql {
     }
 }
 
-/// Writes a PostgreSQL statement with its string values as [`postgres_literal`]s (the others as
-/// sea-query writes them: numbers, NULL).
-struct PostgresText(String);
+/// Writes a statement with its string values as literals of the backend (the second field:
+/// [`postgres_literal`], [`mysql_literal`]); the others as sea-query writes them: numbers, NULL.
+struct LiteralText(String, fn(&str) -> String);
 
-impl std::fmt::Write for PostgresText {
+impl std::fmt::Write for LiteralText {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.0.push_str(s);
         Ok(())
     }
 }
 
-impl std::fmt::Display for PostgresText {
+impl std::fmt::Display for LiteralText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl SqlWriter for PostgresText {
+impl SqlWriter for LiteralText {
     fn push_param<T: QueryBuilder>(&mut self, value: Value, query_builder: &T) {
         match value {
-            Value::String(Some(text)) => self.0.push_str(&postgres_literal(&text)),
+            Value::String(Some(text)) => self.0.push_str(&(self.1)(&text)),
             other => query_builder
                 .write_value(&mut self.0, &other)
                 .expect("writing to a String"),
@@ -124,6 +147,9 @@ impl SqlWriter for PostgresText {
         self as _
     }
 }
+
+/// The savepoint of a batch on MySQL/MariaDB (see [`SqlBatch::run`]).
+const SAVEPOINT: &str = "promiscuous_write";
 
 /// Statements to run in order, in one round trip, with the values of their placeholders.
 pub(crate) struct SqlBatch {
@@ -180,6 +206,21 @@ impl SqlBatch {
                     self.values,
                 ))
                 .await?;
+            }
+            // MySQL/MariaDB does not abort a transaction whose statement failed, and a batch
+            // stops at its first error: the batch runs in a savepoint, undone on failure, so
+            // that the caller's transaction holds nothing of a batch that returned an error.
+            DbBackend::MySql => {
+                let batch =
+                    format!("SAVEPOINT {SAVEPOINT};\n{sql};\nRELEASE SAVEPOINT {SAVEPOINT}");
+                if let Err(e) = db.execute_unprepared(&batch).await {
+                    let undo =
+                        format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}");
+                    if let Err(undo) = db.execute_unprepared(&undo).await {
+                        tracing::warn!(error = %undo, "promiscuous: undoing a failed write");
+                    }
+                    return Err(e);
+                }
             }
             _ => {
                 db.execute_unprepared(&sql).await?;

@@ -263,15 +263,25 @@ async fn record_processed<C: ConnectionTrait>(
     }
     let mut rows: Vec<(&str, u64)> = highest.into_iter().collect();
     rows.sort_unstable();
-    let on_conflict = OnConflict::column(processed::Column::Key)
-        .update_column(processed::Column::Version)
-        .action_and_where(
-            Expr::col((processed::Entity, processed::Column::Version)).lt(Expr::col((
-                Alias::new("excluded"),
+    let on_conflict = if db.get_database_backend() == DbBackend::MySql {
+        // No `WHERE` in MySQL's `ON DUPLICATE KEY UPDATE`: the greater of the two.
+        OnConflict::column(processed::Column::Key)
+            .value(
                 processed::Column::Version,
-            ))),
-        )
-        .to_owned();
+                Expr::cust("GREATEST(version, VALUES(version))"),
+            )
+            .to_owned()
+    } else {
+        OnConflict::column(processed::Column::Key)
+            .update_column(processed::Column::Version)
+            .action_and_where(
+                Expr::col((processed::Entity, processed::Column::Version)).lt(Expr::col((
+                    Alias::new("excluded"),
+                    processed::Column::Version,
+                ))),
+            )
+            .to_owned()
+    };
     // Two bound parameters per row: well under SQLite's limit per statement.
     for chunk in rows.chunks(400) {
         let mut insert = Query::insert();

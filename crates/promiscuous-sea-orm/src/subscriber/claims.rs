@@ -9,7 +9,16 @@
 //! the claimed ones), instead of one round trip per operation. It falls back to one claim per
 //! operation ([`Claims::OneByOne`], [`claim`]) where one statement cannot tell: a key written
 //! twice in the transaction (which of its versions are new depends on the recorded one), or a
-//! database without `RETURNING`.
+//! database without `RETURNING` (MySQL/MariaDB).
+//!
+//! MySQL/MariaDB has no conditional upsert that says what it did (`ON DUPLICATE KEY UPDATE`
+//! counts a row set to its own value as changed or not depending on the client's
+//! `CLIENT_FOUND_ROWS`, so an insert and a stale version look alike), so there the claim
+//! records its outcome in a session variable: `INSERT … VALUES (key, IF(@c := 1, v, NULL)) ON
+//! DUPLICATE KEY UPDATE version = IF(@c := (version < VALUES(version)), VALUES(version),
+//! version)`, then `SELECT @c`. The upsert takes the row's exclusive lock at once, so workers
+//! claiming the same key queue behind each other (an `INSERT IGNORE` then `UPDATE` would take a
+//! shared lock first, and two such workers deadlock).
 
 use std::collections::HashSet;
 
@@ -116,6 +125,9 @@ pub(super) async fn claim_all(
 /// Done before the operation's effect.
 pub(super) async fn claim(txn: &DatabaseTransaction, op: &Operation) -> Result<bool, ApplyError> {
     let version = op.version as i64;
+    if txn.get_database_backend() == DbBackend::MySql {
+        return claim_mysql(txn, op).await;
+    }
     let on_conflict = OnConflict::column(applied::Column::Key)
         .update_column(applied::Column::Version)
         .action_and_where(Expr::col((applied::Entity, applied::Column::Version)).lt(version))
@@ -129,4 +141,30 @@ pub(super) async fn claim(txn: &DatabaseTransaction, op: &Operation) -> Result<b
     .await
     .map_err(|e| db_error(op, "recording the applied version", e))?;
     Ok(rows > 0)
+}
+
+/// [`claim`] on MySQL/MariaDB (see the module's documentation).
+async fn claim_mysql(txn: &DatabaseTransaction, op: &Operation) -> Result<bool, ApplyError> {
+    let upsert = sea_orm::Statement::from_sql_and_values(
+        DbBackend::MySql,
+        "INSERT INTO promiscuous_applied (`key`, version) \
+         VALUES (?, IF(@promiscuous_claimed := 1, ?, NULL)) \
+         ON DUPLICATE KEY UPDATE version = \
+         IF(@promiscuous_claimed := (version < VALUES(version)), VALUES(version), version)",
+        [op.key().into(), (op.version as i64).into()],
+    );
+    let failed = |e| db_error(op, "recording the applied version", e);
+    txn.execute_raw(upsert).await.map_err(failed)?;
+    let claimed = txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::MySql,
+            "SELECT CAST(@promiscuous_claimed AS SIGNED) AS claimed",
+        ))
+        .await
+        .map_err(failed)?
+        .map(|row| row.try_get::<Option<i64>>("", "claimed"))
+        .transpose()
+        .map_err(failed)?
+        .flatten();
+    Ok(claimed == Some(1))
 }

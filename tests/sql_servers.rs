@@ -1,7 +1,8 @@
-//! The SeaORM glue on PostgreSQL (PROMISCUOUS_POSTGRES_URL, started by scripts/services.sh):
-//! outbox and versions on the publisher, applied versions and dead letters on the subscriber,
-//! each service in its own database. In CI a missing server fails these tests; elsewhere they
-//! say they were skipped.
+//! The SeaORM glue on the SQL servers, PostgreSQL (PROMISCUOUS_POSTGRES_URL) and MariaDB
+//! (PROMISCUOUS_MARIADB_URL), both started by scripts/services.sh: outbox and versions on the
+//! publisher, applied versions and dead letters on the subscriber, each service in its own
+//! database. Each test runs on both (`postgres::…`, `mariadb::…`). In CI a missing server fails
+//! these tests; elsewhere they say they were skipped.
 
 mod common;
 
@@ -12,15 +13,18 @@ use promiscuous_test::MockPublisher;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, ModelTrait, Set, TransactionTrait};
 use serde_json::json;
 
-use common::postgres::{fresh_database, postgres_url};
+use common::sql_servers::{fresh_database, mariadb_url};
 
-#[tokio::test]
-async fn publisher_and_subscriber_run_on_postgres() {
-    let Some(url) = postgres_url("postgres") else {
-        return;
-    };
-    let pdb = fresh_database(&url, "publisher").await;
-    let sdb = fresh_database(&url, "subscriber").await;
+on_both_servers! {
+    publisher_and_subscriber_run;
+    concurrent_applies_of_one_message_take_effect_once;
+    writes_that_bypass_the_hooks_are_refused;
+    a_write_wakes_the_relays_of_its_own_database_only;
+}
+
+async fn publisher_and_subscriber_run(url: &str) {
+    let pdb = fresh_database(url, "publisher").await;
+    let sdb = fresh_database(url, "subscriber").await;
     promiscuous_test::create_table(&pdb, user::Entity)
         .await
         .unwrap();
@@ -128,20 +132,18 @@ async fn publisher_and_subscriber_run_on_postgres() {
 /// G4 across processes: transactions applying the same message at once (two workers of one
 /// subscriber app that both received it) take effect once; the version claim makes the others
 /// skip it, callbacks included.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_applies_of_one_message_take_effect_once() {
+async fn concurrent_applies_of_one_message_take_effect_once(url: &str) {
     use promiscuous::pipeline::{Applier, SeaOrmApplier};
-    let Some(url) = postgres_url("postgres concurrent applies") else {
-        return;
-    };
-    let sdb = fresh_database(&url, "concurrent_applies").await;
+    let sdb = fresh_database(url, "concurrent_applies").await;
+    // The callbacks' log is the process's: names of this server's own.
+    let server = url.split(':').next().unwrap();
     promiscuous_test::create_table(&sdb, member::Entity)
         .await
         .unwrap();
     schema::setup_subscriber(&sdb).await.unwrap();
     let mut mock = MockPublisher::new("crowdtap", InProcess::new());
     for round in 0..10 {
-        let name = format!("Concurrent-{round}");
+        let name = format!("Concurrent-{server}-{round}");
         let create = mock.message(
             "crowdtap/user",
             json!(500 + round),
@@ -182,14 +184,10 @@ async fn concurrent_applies_of_one_message_take_effect_once() {
     }
 }
 
-/// The write guard on PostgreSQL: bypassing writes refused, permits private to their
-/// transaction (two writers at once neither wait for nor lend each other a permit).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_that_bypass_the_hooks_are_refused_on_postgres() {
-    let Some(url) = postgres_url("postgres write guard") else {
-        return;
-    };
-    let pdb = fresh_database(&url, "guard").await;
+/// The write guard: bypassing writes refused, permits private to their transaction (two
+/// writers at once neither wait for nor lend each other a permit).
+async fn writes_that_bypass_the_hooks_are_refused(url: &str) {
+    let pdb = fresh_database(url, "guard").await;
     promiscuous_test::create_table(&pdb, user::Entity)
         .await
         .unwrap();
@@ -203,13 +201,9 @@ async fn writes_that_bypass_the_hooks_are_refused_on_postgres() {
 }
 
 /// Two databases on one server have two identities: a write wakes its own relays only.
-#[tokio::test]
-async fn a_write_wakes_the_relays_of_its_own_database_only_on_postgres() {
-    let Some(url) = postgres_url("postgres") else {
-        return;
-    };
-    let a = fresh_database(&url, "wake_a").await;
-    let b = fresh_database(&url, "wake_b").await;
+async fn a_write_wakes_the_relays_of_its_own_database_only(url: &str) {
+    let a = fresh_database(url, "wake_a").await;
+    let b = fresh_database(url, "wake_b").await;
     for db in [&a, &b] {
         promiscuous_test::create_table(db, user::Entity)
             .await
@@ -217,4 +211,43 @@ async fn a_write_wakes_the_relays_of_its_own_database_only_on_postgres() {
         schema::setup_publisher(db).await.unwrap();
     }
     common::wake::writes_wake_their_own_database_only(&a, &b).await;
+}
+
+/// MariaDB does not abort a transaction whose statement failed: a published write whose outbox
+/// statements fail half-way (here the operations table is gone: the header and the version are
+/// written, then the operation's insert fails) returns the error and leaves nothing of them in
+/// the transaction, even when the application commits it anyway.
+#[tokio::test]
+async fn a_failed_published_write_leaves_nothing_in_the_outbox_on_mariadb() {
+    use promiscuous::pipeline::tables;
+    use sea_orm::{ConnectionTrait, PaginatorTrait};
+    let Some(url) = mariadb_url("mariadb failed write") else {
+        return;
+    };
+    let pdb = fresh_database(&url, "failed_write").await;
+    promiscuous_test::create_table(&pdb, user::Entity)
+        .await
+        .unwrap();
+    schema::setup_publisher(&pdb).await.unwrap();
+    pdb.execute_unprepared("DROP TABLE promiscuous_outbox_operations")
+        .await
+        .unwrap();
+    let txn = pdb.begin().await.unwrap();
+    let err = user::ActiveModel {
+        name: Set("Half".into()),
+        email: Set("h@w".into()),
+        password: Set("pw".into()),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("promiscuous_outbox_operations"), "{err}");
+    txn.commit().await.unwrap();
+    assert_eq!(tables::outbox::Entity::find().count(&pdb).await.unwrap(), 0);
+    assert_eq!(
+        tables::versions::Entity::find().count(&pdb).await.unwrap(),
+        0
+    );
 }
