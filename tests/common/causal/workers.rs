@@ -252,6 +252,24 @@ pub async fn processed(
     }
 }
 
+/// The errors of the subscriber's dead letters, oldest first (what a failed run shows).
+pub async fn dead_letter_errors(db: &DatabaseConnection) -> Vec<String> {
+    use sea_orm::ConnectionTrait;
+    let sql = "SELECT routing_key, error FROM promiscuous_dead_letters ORDER BY id";
+    let stmt = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+    match db.query_all_raw(stmt).await {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| {
+                let key: String = r.try_get("", "routing_key").unwrap_or_default();
+                let error: String = r.try_get("", "error").unwrap_or_default();
+                format!("{key}: {error}")
+            })
+            .collect(),
+        Err(e) => vec![format!("(not readable: {e})")],
+    }
+}
+
 /// The checks that end a run (`what` names it in failures): everything published was
 /// processed (`complete`, from [`processed`]), the history checker passes, every published
 /// operation took effect once, nothing was dead-lettered or recovered. Returns the report.
@@ -263,7 +281,11 @@ pub async fn assert_replicated(
     stats: &Stats,
     what: &str,
 ) -> Report {
-    assert!(complete, "{what}: not everything processed: {stats:?}");
+    assert!(
+        complete,
+        "{what}: not everything processed: {stats:?}\ndead letters: {:?}",
+        dead_letter_errors(db).await
+    );
     let report = history(db, published)
         .await
         .check(follows)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use promiscuous::Tracked;
 use promiscuous_test::history::SplitMix64;
 use sea_orm::{
-    ActiveModelTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, IntoActiveModel,
+    ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
     ModelTrait, Set, TransactionTrait,
 };
 
@@ -56,9 +56,23 @@ where
     }
 }
 
+/// Whether a server refused a write because of a concurrent transaction: the row it updates
+/// was deleted by another (SeaORM's `RecordNotUpdated`), a deadlock (PostgreSQL 40P01,
+/// MariaDB 1213) or a lock wait timeout (MariaDB 1205). Such a transaction is rolled back and
+/// publishes nothing; any other error fails the test.
+pub fn refused_by_a_concurrent_writer(e: &DbErr) -> bool {
+    let text = e.to_string();
+    matches!(e, DbErr::RecordNotUpdated)
+        || ["40P01", "1213", "1205", "deadlock", "Deadlock"]
+            .iter()
+            .any(|m| text.contains(m))
+}
+
 /// One transaction of a publisher task: a few reads (tracked), then one write. Users are never
-/// destroyed, so a photo's owner always exists.
-pub async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: usize) {
+/// destroyed, so a photo's owner always exists. Returns whether it committed (a rollback asked
+/// by the workload, or a write refused because of a concurrent one, see
+/// [`refused_by_a_concurrent_writer`], did not).
+pub async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: usize) -> Outcome {
     let txn = promiscuous::tracked(db.begin().await.unwrap());
     // Listing is not reading for causality: through the plain transaction.
     let users = user::Entity::find().all(txn.inner()).await.unwrap();
@@ -83,13 +97,13 @@ pub async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: u
             }
         }
     }
-    match rng.below(7) {
+    let written: Result<(), DbErr> = match rng.below(7) {
         1 if !users.is_empty() => {
             let u = pick(rng, &users).unwrap();
             reread::<user::Entity>(&txn, rng, &u).await;
             let mut am = u.into_active_model();
             am.name = Set(format!("name-{n}"));
-            am.update(&txn).await.unwrap();
+            am.update(&txn).await.map(drop)
         }
         2 if users.len() >= 2 => {
             let (a, b) = (pick(rng, &users).unwrap(), pick(rng, &users).unwrap());
@@ -102,11 +116,13 @@ pub async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: u
             }
             .insert(&txn)
             .await
-            .unwrap();
+            .map(drop)
         }
-        3 if !friendships.is_empty() => {
-            pick(rng, &friendships).unwrap().delete(&txn).await.unwrap();
-        }
+        3 if !friendships.is_empty() => pick(rng, &friendships)
+            .unwrap()
+            .delete(&txn)
+            .await
+            .map(drop),
         4 | 5 if !users.is_empty() => {
             let owner = pick(rng, &users).unwrap();
             reread::<user::Entity>(&txn, rng, &owner).await;
@@ -117,35 +133,53 @@ pub async fn one_transaction(db: &DatabaseConnection, rng: &mut SplitMix64, n: u
             }
             .insert(&txn)
             .await
-            .unwrap();
+            .map(drop)
         }
         6 if !photos.is_empty() => {
             let p = pick(rng, &photos).unwrap();
             if rng.below(3) == 0 {
-                p.delete(&txn).await.unwrap();
+                p.delete(&txn).await.map(drop)
             } else {
                 let mut am = p.into_active_model();
                 am.caption = Set(format!("caption-{n}"));
-                am.update(&txn).await.unwrap();
+                am.update(&txn).await.map(drop)
             }
         }
-        _ => {
-            user::ActiveModel {
-                name: Set(format!("user-{n}")),
-                email: Set(format!("u{n}@example.org")),
-                password: Set("pw".into()),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await
-            .unwrap();
+        _ => user::ActiveModel {
+            name: Set(format!("user-{n}")),
+            email: Set(format!("u{n}@example.org")),
+            password: Set("pw".into()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map(drop),
+    };
+    match written {
+        Err(e) if refused_by_a_concurrent_writer(&e) => {
+            txn.rollback().await.unwrap();
+            Outcome::Refused
+        }
+        Err(e) => panic!("transaction {n}: {e}"),
+        Ok(()) if rng.below(12) == 0 => {
+            txn.rollback().await.unwrap();
+            Outcome::RolledBack
+        }
+        Ok(()) => {
+            txn.commit().await.unwrap();
+            Outcome::Committed
         }
     }
-    if rng.below(12) == 0 {
-        txn.rollback().await.unwrap();
-    } else {
-        txn.commit().await.unwrap();
-    }
+}
+
+/// How one of the workload's transactions ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Committed,
+    /// Rolled back by the workload (one in twelve).
+    RolledBack,
+    /// Its write was refused because of a concurrent transaction, and it was rolled back.
+    Refused,
 }
 
 /// What each write of a workload depended on before the publisher reduced it (the ground
@@ -205,8 +239,32 @@ pub async fn causal_workload(
     seed: u64,
     tasks: usize,
     transactions: usize,
-) {
+) -> Tally {
     causal_workload_with(db, seed, tasks, transactions, &Truth::default()).await
+}
+
+/// How the transactions of a workload ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub committed: usize,
+    pub rolled_back: usize,
+    pub refused: usize,
+}
+
+impl Tally {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Committed => self.committed += 1,
+            Outcome::RolledBack => self.rolled_back += 1,
+            Outcome::Refused => self.refused += 1,
+        }
+    }
+
+    fn add(&mut self, other: Tally) {
+        self.committed += other.committed;
+        self.rolled_back += other.rolled_back;
+        self.refused += other.refused;
+    }
 }
 
 /// [`causal_workload`], recording the ground truth in `truth`.
@@ -216,36 +274,40 @@ pub async fn causal_workload_with(
     tasks: usize,
     transactions: usize,
     truth: &Truth,
-) {
+) -> Tally {
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             let db = db.clone();
             let truth = truth.clone();
             tokio::spawn(async move {
                 let mut rng = SplitMix64::new(seed.wrapping_mul(31).wrapping_add(t as u64));
-                let mut done = 0;
+                let (mut done, mut tally) = (0, Tally::default());
                 while done < transactions {
                     let len = (1 + rng.below(4)).min(transactions - done);
                     let start = done;
                     let db = db.clone();
-                    rng = promiscuous::context::context_for_tests(
+                    (rng, tally) = promiscuous::context::context_for_tests(
                         truth.options(t as i64),
                         async move {
                             for i in 0..len {
-                                one_transaction(&db, &mut rng, t * 10_000 + start + i).await;
+                                let n = t * 10_000 + start + i;
+                                tally.count(one_transaction(&db, &mut rng, n).await);
                             }
-                            rng
+                            (rng, tally)
                         },
                     )
                     .await;
                     done += len;
                 }
+                tally
             })
         })
         .collect();
+    let mut tally = Tally::default();
     for h in handles {
-        h.await.unwrap();
+        tally.add(h.await.unwrap());
     }
+    tally
 }
 
 /// Rounds of [`causal_workload`] (`tasks` tasks of `transactions` transactions each, seeds
