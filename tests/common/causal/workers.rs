@@ -254,17 +254,15 @@ pub async fn processed(
 
 /// The errors of the subscriber's dead letters, oldest first (what a failed run shows).
 pub async fn dead_letter_errors(db: &DatabaseConnection) -> Vec<String> {
-    use sea_orm::ConnectionTrait;
-    let sql = "SELECT routing_key, error FROM promiscuous_dead_letters ORDER BY id";
-    let stmt = sea_orm::Statement::from_string(db.get_database_backend(), sql);
-    match db.query_all_raw(stmt).await {
+    use promiscuous::pipeline::tables::dead_letters;
+    match dead_letters::Entity::find()
+        .order_by_asc(dead_letters::Column::Id)
+        .all(db)
+        .await
+    {
         Ok(rows) => rows
-            .iter()
-            .map(|r| {
-                let key: String = r.try_get("", "routing_key").unwrap_or_default();
-                let error: String = r.try_get("", "error").unwrap_or_default();
-                format!("{key}: {error}")
-            })
+            .into_iter()
+            .map(|r| format!("{}: {}", r.routing_key, r.error))
             .collect(),
         Err(e) => vec![format!("(not readable: {e})")],
     }
